@@ -285,6 +285,7 @@ TIPC_SUBSCR_TIMEOUT = 3
 TIPC_MAX_PUBL = 65535
 TIPC_MAX_SUBSCR = 65535
 
+
 # ---------------------------------------------------------------- media
 class MediaType(IntEnum):
     """Byte 3 of the 32-byte media info in discovery messages."""

@@ -153,7 +153,9 @@ class EthMediaAddr:
             raise ValueError("mac must be 6 bytes")
 
     def to_media_info(self) -> bytes:
-        return b"\x00\x00\x00" + bytes([TIPC_MEDIA_TYPE_ETH]) + self.mac + bytes(MEDIA_INFO_SIZE - 10)
+        return (
+            b"\x00\x00\x00" + bytes([TIPC_MEDIA_TYPE_ETH]) + self.mac + bytes(MEDIA_INFO_SIZE - 10)
+        )
 
     @classmethod
     def from_media_info(cls, buf: bytes | memoryview, base: int = 0) -> EthMediaAddr:
@@ -258,9 +260,7 @@ class GapAckBlocks:
             raise DecodeError("gap_ack", base, "need 4 bytes for the gap ack header")
         ln, ucnt, bcnt = struct.unpack_from(">HBB", buf, 0)
         if ln != 4 + 4 * (ucnt + bcnt):
-            raise DecodeError(
-                "gap_ack_len", base, f"does not match {ucnt}+{bcnt} blocks", ln
-            )
+            raise DecodeError("gap_ack_len", base, f"does not match {ucnt}+{bcnt} blocks", ln)
         if len(buf) < ln:
             raise DecodeError("gap_ack_len", base, f"exceeds {len(buf)} bytes of payload", ln)
         blocks = [GapAck._make(t) for t in struct.iter_unpack(">HH", bytes(buf[4:ln]))]
@@ -310,7 +310,11 @@ class Subscr:
     def pack(self, big_endian: bool = True) -> bytes:
         fmt = ">5I" if big_endian else "<5I"
         h = bytes(self.usr_handle[:8])
-        return struct.pack(fmt, self.type, self.lower, self.upper, self.timeout, self.filter) + h + bytes(8 - len(h))
+        return (
+            struct.pack(fmt, self.type, self.lower, self.upper, self.timeout, self.filter)
+            + h
+            + bytes(8 - len(h))
+        )
 
     @classmethod
     def unpack(cls, buf: bytes | memoryview, base: int = 0) -> tuple[Subscr, bool]:
@@ -338,7 +342,9 @@ class Event:
 
     def pack(self, big_endian: bool = True) -> bytes:
         fmt = ">5I" if big_endian else "<5I"
-        head = struct.pack(fmt, self.event, self.found_lower, self.found_upper, self.port, self.node)
+        head = struct.pack(
+            fmt, self.event, self.found_lower, self.found_upper, self.port, self.node
+        )
         return head + self.subscr.pack(big_endian)
 
     @classmethod

@@ -260,7 +260,12 @@ class Msg:
         n = hsize // 4
         w = [0] * n
         data = bytes(data)
-        w[0] = (TIPC_VERSION << 29) | ((user & 0xF) << 25) | (n << 21) | ((hsize + len(data)) & _SIZE_MASK)
+        w[0] = (
+            (TIPC_VERSION << 29)
+            | ((user & 0xF) << 25)
+            | (n << 21)
+            | ((hsize + len(data)) & _SIZE_MASK)
+        )
         w[1] = (mtype & 7) << 29
         m = klass(w, data)
         for name in klass._BUILD_FIRST:
@@ -325,7 +330,10 @@ class Msg:
         """Per-user structural checks run by decode(); base = offset for errors."""
         if len(self.w) < INT_H_SIZE // 4:
             raise DecodeError(
-                "hsize", base, f"{user_name(self.user)} needs the 40-byte internal header", 4 * len(self.w)
+                "hsize",
+                base,
+                f"{user_name(self.user)} needs the 40-byte internal header",
+                4 * len(self.w),
             )
 
     def __repr__(self) -> str:
@@ -369,7 +377,16 @@ def _flags(m: Msg, names: tuple[str, ...]) -> str:
 
 # ---------------------------------------------------------------- data messages
 _DATA_MIN_HSIZE = {1: MCAST_H_SIZE, 2: NAMED_H_SIZE, 5: GROUP_H_SIZE, 6: GROUP_H_SIZE}
-_DATA_TYPES = ("CONN", "MCAST", "NAMED", "DIRECT", "GRP_MEMBER_EVT", "GRP_BCAST", "GRP_MCAST", "GRP_UCAST")
+_DATA_TYPES = (
+    "CONN",
+    "MCAST",
+    "NAMED",
+    "DIRECT",
+    "GRP_MEMBER_EVT",
+    "GRP_BCAST",
+    "GRP_MCAST",
+    "GRP_UCAST",
+)
 
 
 class DataMsg(Msg):
@@ -419,7 +436,9 @@ class DataMsg(Msg):
             parts.append(f"{{{self.nametype},{self.nameinst}}}")
         elif mt in (1, 5, 6):
             parts.append(f"{{{self.nametype},{self.lower},{self.upper}}}")
-        parts.append(f"{_hex8(self.orignode)}:{self.origport} -> {_hex8(self.destnode)}:{self.destport}")
+        parts.append(
+            f"{_hex8(self.orignode)}:{self.origport} -> {_hex8(self.destnode)}:{self.destport}"
+        )
         parts.append(f"len={len(self.data)}")
         if self.user:
             parts.append(f"imp={user_name(self.user)}")
@@ -472,7 +491,16 @@ class BundleMsg(Msg):
     msgcnt = _bits(9, 16, 0xFFFF, "Number of bundled messages.")
 
     def _field_names(self) -> tuple[str, ...]:
-        return ("msgcnt", "importance", "ack", "seqno", "bcast_ack", "prevnode", "destnode", "mc_netid")
+        return (
+            "msgcnt",
+            "importance",
+            "ack",
+            "seqno",
+            "bcast_ack",
+            "prevnode",
+            "destnode",
+            "mc_netid",
+        )
 
     def summary(self) -> str:
         return (
@@ -672,7 +700,16 @@ class TunnelMsg(Msg):
         return decode(self.data, base=4 * len(self.w))
 
     def _field_names(self) -> tuple[str, ...]:
-        return ("msgcnt", "bearer_id", "fragm_no", "nof_fragms", "ack", "seqno", "prevnode", "destnode")
+        return (
+            "msgcnt",
+            "bearer_id",
+            "fragm_no",
+            "nof_fragms",
+            "ack",
+            "seqno",
+            "prevnode",
+            "destnode",
+        )
 
     def summary(self) -> str:
         s = f"TUNNEL_PROTOCOL {mtype_name(10, self.mtype)} msgcnt={self.msgcnt} bearer={self.bearer_id}"
@@ -706,7 +743,10 @@ class NameDistrMsg(Msg):
         Msg._validate(self, base)
         if len(self.data) % 20:
             raise DecodeError(
-                "items", base + 4 * len(self.w), "payload is not a multiple of 20 bytes", len(self.data)
+                "items",
+                base + 4 * len(self.w),
+                "payload is not a multiple of 20 bytes",
+                len(self.data),
             )
 
     def _field_names(self) -> tuple[str, ...]:
@@ -743,7 +783,16 @@ class FragmentMsg(Msg):
     nof_fragms = _bits(4, 0, 0xFFFF, "Number of fragments (0 on link fragmentation).")
 
     def _field_names(self) -> tuple[str, ...]:
-        return ("fragm_no", "nof_fragms", "importance", "ack", "seqno", "bcast_ack", "prevnode", "destnode")
+        return (
+            "fragm_no",
+            "nof_fragms",
+            "importance",
+            "ack",
+            "seqno",
+            "bcast_ack",
+            "prevnode",
+            "destnode",
+        )
 
     def summary(self) -> str:
         s = (
@@ -819,7 +868,9 @@ class DiscMsg(Msg):
 
     def _validate(self, base: int) -> None:
         if len(self.w) < DSC_H_SIZE // 4:
-            raise DecodeError("hsize", base, "LINK_CONFIG needs the 60-byte header", 4 * len(self.w))
+            raise DecodeError(
+                "hsize", base, "LINK_CONFIG needs the 60-byte header", 4 * len(self.w)
+            )
         media_addr_from_info(self.media_info, base + 20)
         if self.caps & Cap.NODE_ID128 and len(self.data) < NODE_ID_LEN:
             raise DecodeError(
@@ -897,7 +948,9 @@ class CryptoMsg(Msg):
         kl = self.keylen
         # Same check as tipc_crypto_key_rcv() (the CVE-2021-43267 fix).
         if kl > TIPC_AEAD_KEY_SIZE_MAX or n != kl + AEAD_KEY_HDR_SIZE:
-            raise DecodeError("keylen", off + TIPC_AEAD_ALG_NAME, f"does not match payload of {n} bytes", kl)
+            raise DecodeError(
+                "keylen", off + TIPC_AEAD_ALG_NAME, f"does not match payload of {n} bytes", kl
+            )
 
     def _field_names(self) -> tuple[str, ...]:
         return ("key_gen", "key_mode", "alg_name", "keylen", "ack", "seqno", "prevnode", "destnode")
