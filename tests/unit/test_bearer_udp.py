@@ -1,0 +1,192 @@
+"""UDP bearer on 127.0.0.1: send/receive, replicast, peer learning, batching, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import struct
+
+import pytest
+
+from tipcpy.bearer.base import BearerError
+from tipcpy.bearer.udp import UdpBearer, multicast_group
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def link_config_packet() -> bytes:
+    # w0: version 2, user 13 (LINK_CONFIG), hsize 15 words, size 76
+    w0 = (2 << 29) | (13 << 25) | (15 << 21) | 76
+    return struct.pack("!I", w0) + bytes(72)
+
+
+async def _collect(bearer: UdpBearer, n: int, timeout: float = 2.0) -> list:
+    got: list = []
+    done = asyncio.Event()
+
+    def on_batch(_b, batch):
+        got.extend(batch)
+        if len(got) >= n:
+            done.set()
+
+    bearer.on_batch = on_batch
+    await asyncio.wait_for(done.wait(), timeout)
+    return got
+
+
+def test_multicast_group_from_netid() -> None:
+    assert str(multicast_group(4711, False)) == "228.0.18.103"
+    assert str(multicast_group(4711, True)) == "ff02::4711"
+    assert str(multicast_group(1234, False)) == "228.0.4.210"
+
+
+def test_unicast_pair_and_broadcast_replicast() -> None:
+    async def main() -> None:
+        pa, pb, pc = free_port(), free_port(), free_port()
+        a = UdpBearer("b0", "127.0.0.1", pa, "127.0.0.1", pb)
+        b = UdpBearer("b0", "127.0.0.1", pb, "127.0.0.1", pa)
+        c = UdpBearer("b1", "127.0.0.1", pc, "127.0.0.1", pa)
+        for x in (a, b, c):
+            x.open()
+        try:
+            assert a.name == "udp:b0" and a.mtu == 14000 and a.media_addr() == ("127.0.0.1", pa)
+            a.add_remote("127.0.0.1", pc)
+            fb = asyncio.ensure_future(_collect(b, 1))
+            fc = asyncio.ensure_future(_collect(c, 1))
+            await asyncio.sleep(0)
+            a.send(None, b"hello")               # replicast: one copy per remote
+            assert (await fb)[0] == (b"hello", ("127.0.0.1", pa))
+            assert (await fc)[0] == (b"hello", ("127.0.0.1", pa))
+            fb = asyncio.ensure_future(_collect(b, 1))
+            await asyncio.sleep(0)
+            a.send(("127.0.0.1", pb), b"unicast")
+            assert (await fb)[0][0] == b"unicast"
+            assert a.counters.tx_packets == 3
+        finally:
+            for x in (a, b, c):
+                x.close()
+
+    asyncio.run(main())
+
+
+def test_learns_peer_from_link_config_only() -> None:
+    async def main() -> None:
+        pa, pb = free_port(), free_port()
+        a = UdpBearer("b0", "127.0.0.1", pa, "127.0.0.1", free_port())
+        a.open()
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.1", pb))
+        try:
+            fut = asyncio.ensure_future(_collect(a, 2))
+            await asyncio.sleep(0)
+            stranger.sendto(b"\x00" * 40, ("127.0.0.1", pa))        # not discovery
+            stranger.sendto(link_config_packet(), ("127.0.0.1", pa))
+            await fut
+            assert ("127.0.0.1", pb) in a.remotes
+            assert a.counters.learned_peers == 1
+            a.send(None, b"x")
+            stranger.settimeout(2)
+            assert stranger.recvfrom(100)[0] == b"x"
+        finally:
+            a.close()
+            stranger.close()
+
+    asyncio.run(main())
+
+
+def test_batch_drains_all_available() -> None:
+    async def main() -> None:
+        pa = free_port()
+        a = UdpBearer("b0", "127.0.0.1", pa, "127.0.0.1", free_port())
+        batches: list[int] = []
+        a.on_batch = lambda _b, batch: batches.append(len(batch))
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        a.open()
+        try:
+            for i in range(50):
+                s.sendto(bytes([i]) * 30, ("127.0.0.1", pa))
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if sum(batches) == 50:
+                    break
+            assert sum(batches) == 50
+            assert len(batches) < 50          # several datagrams per wakeup
+        finally:
+            a.close()
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_errors_are_clear() -> None:
+    with pytest.raises(BearerError) as ei:
+        UdpBearer("b0", "not-an-ip")
+    assert ei.value.errno == errno.EINVAL and "localip" in str(ei.value)
+    with pytest.raises(BearerError) as ei:
+        UdpBearer("b0", "127.0.0.1", 7000, "::1")
+    assert "address famil" in str(ei.value)
+    with pytest.raises(BearerError):
+        UdpBearer("b0", "127.0.0.1", 70000)
+
+    async def busy() -> None:
+        port = free_port()
+        a = UdpBearer("b0", "127.0.0.1", port, "127.0.0.1", 1)
+        a.open()
+        b = UdpBearer("b1", "127.0.0.1", port, "127.0.0.1", 1)
+        try:
+            with pytest.raises(BearerError) as ei:
+                b.open()
+            assert ei.value.errno == errno.EADDRINUSE
+            assert f"127.0.0.1:{port}" in str(ei.value)
+        finally:
+            a.close()
+        c = UdpBearer("b2", "192.0.2.77", port, "192.0.2.1", 1)
+        with pytest.raises(BearerError) as ei:
+            c.open()
+        assert ei.value.errno == errno.EADDRNOTAVAIL
+
+    asyncio.run(busy())
+
+
+def test_cannot_add_remote_to_multicast_bearer() -> None:
+    a = UdpBearer("b0", "127.0.0.1", 7000)     # no remoteip -> multicast mode
+    assert a.multicast and str(a.remoteip) == "228.0.18.103"
+    with pytest.raises(BearerError):
+        a.add_remote("127.0.0.2")
+
+
+def test_ipv6_loopback_pair() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+
+    async def main() -> None:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            s.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no ::1")
+        pa = s.getsockname()[1]
+        s.close()
+        pb = free_port()
+        a = UdpBearer("b0", "::1", pa, "::1", pb)
+        b = UdpBearer("b0", "::1", pb, "::1", pa)
+        a.open()
+        b.open()
+        try:
+            assert a.mtu == 1280
+            fut = asyncio.ensure_future(_collect(b, 1))
+            await asyncio.sleep(0)
+            a.send(None, b"v6")
+            assert (await fut)[0] == (b"v6", ("::1", pa))
+        finally:
+            a.close()
+            b.close()
+
+    asyncio.run(main())
