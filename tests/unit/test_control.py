@@ -1,0 +1,320 @@
+"""Control server/client, the daemon ops and runtime loop against a tiny fake Stack,
+and the CLI's iproute2 formatting (driven through a real control socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import random
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tipcpy.runtime import ctlclient
+from tipcpy.runtime.control import ControlError, ControlServer
+from tipcpy.runtime.daemon import DaemonConfig
+from tipcpy.runtime.ops import NodeOps
+
+
+class FakeStack:
+    """Just enough of the Stack contract to drive the runtime and the ops."""
+
+    def __init__(self, node_id: bytes | None, net_id: int, rng: random.Random) -> None:
+        self.node_id = node_id
+        self.net_id = net_id
+        self.bearers: dict[int, str] = {}
+        self.rx: list[tuple[int, bytes]] = []
+        self.tx: list[tuple[int, Any, bytes]] = []
+        self.deadline: float | None = None
+        self.ticks = 0
+
+    def set_identity(self, node_id: bytes) -> None:
+        self.node_id = node_id
+
+    def set_netid(self, net_id: int) -> None:
+        self.net_id = net_id
+
+    def enable_bearer(self, name: str, media: str, media_addr: Any, mtu: int, now: float,
+                      **kw: Any) -> int:
+        bid = len(self.bearers)
+        self.bearers[bid] = name
+        self.tx.append((bid, None, b"discovery-from-" + name.encode()))
+        self.deadline = now + 0.05
+        return bid
+
+    def disable_bearer(self, name: str, now: float) -> None:
+        for bid, n in list(self.bearers.items()):
+            if n == name:
+                self.tx.append((bid, None, b"reset-peer-stopping"))
+                del self.bearers[bid]
+
+    def receive(self, bearer_id: int, data: bytes, now: float) -> None:
+        if data == b"crash":
+            raise RuntimeError("bug")
+        self.rx.append((bearer_id, data))
+
+    def tick(self, now: float) -> None:
+        self.ticks += 1
+        self.deadline = None
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def take_transmits(self) -> list[tuple[int, Any, bytes]]:
+        out, self.tx = self.tx, []
+        return out
+
+    def take_events(self) -> list[Any]:
+        return []
+
+    def node_info(self) -> dict[str, Any]:
+        return {"netid": self.net_id}
+
+    def node_list(self) -> list[dict[str, Any]]:
+        return [{"node_id": b"peer-b".ljust(16, b"\0"), "address": 0x195D0765, "up": True}]
+
+    def link_list(self) -> list[dict[str, Any]]:
+        return [{"name": "a:b0-peer-b:b0", "up": True}]
+
+    def link_stats(self) -> list[dict[str, Any]]:
+        return [{"name": "a:b0-peer-b:b0", "state": "ACTIVE", "mtu": 14000, "priority": 10,
+                 "tolerance": 1500, "window": 50, "rx_packets": 21, "rx_fragments": 6,
+                 "rx_fragmented": 2, "tx_packets": 18, "tx_fragments": 6, "tx_fragmented": 2,
+                 "profile_sample": 5, "profile_total": 35190,
+                 "profile_counts": [3, 0, 0, 0, 1, 1, 0], "rx_states": 214, "rx_probes": 104,
+                 "tx_states": 218, "tx_probes": 104, "tx_acks": 1}]
+
+    def nametable_show(self) -> list[dict[str, Any]]:
+        return [{"type": 0, "lower": 425526373, "upper": 425526373, "scope": "cluster",
+                 "port": 0, "node": b"kpeer-a".ljust(16, b"\0")},
+                {"type": 1, "lower": 1, "upper": 1, "scope": 3, "port": 133953688,
+                 "node": "kpeer-a"}]
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    """NodeOps + ControlServer on a loop in a background thread."""
+
+    def __init__(self, run_dir: Path, identity: str | None = "kpeer-a") -> None:
+        self.path = run_dir / "ctl.sock"
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(identity,), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(5)
+
+    def _run(self, identity: str | None) -> None:
+        asyncio.set_event_loop(self.loop)
+        cfg = DaemonConfig(run_dir=self.path.parent, identity=identity)
+        self.ops = NodeOps(cfg, self.loop, random.Random(1), stack_factory=FakeStack)
+        self.server = ControlServer(self.path, self.ops.dispatch)
+        self.loop.run_until_complete(self.server.start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        fut = asyncio.run_coroutine_threadsafe(self.server.close(), self.loop)
+        fut.result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.ops.runtime.close()
+
+
+@pytest.fixture
+def srv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TIPCPY_RUN_DIR", str(tmp_path))
+    s = Server(tmp_path)
+    yield s
+    s.stop()
+
+
+def test_no_daemon_message(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.sock"
+    with pytest.raises(ctlclient.DaemonNotRunning) as ei:
+        ctlclient.call("node.get", path=path)
+    assert str(ei.value).splitlines()[0] == f"tipcd is not running (no control socket at {path})"
+    assert "hint" in str(ei.value)
+
+
+def test_socket_mode_and_protocol_errors(srv: Server) -> None:
+    assert oct(os.stat(srv.path).st_mode & 0o777) == "0o660"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(srv.path))
+    f = s.makefile("rwb")
+    for line, code in ((b"not json\n", errno.EINVAL), (b"[1,2]\n", errno.EINVAL),
+                       (b'{"op":"no.such"}\n', errno.EOPNOTSUPP)):
+        f.write(line)
+        f.flush()
+        ans = json.loads(f.readline())
+        assert ans["ok"] is False and ans["errno"] == code and ans["error"]
+    f.write(b'{"op":"node.get"}\n')
+    f.flush()
+    ans = json.loads(f.readline())
+    assert ans["ok"] is True and ans["result"]["identity"] == "kpeer-a"
+    s.close()
+
+
+def test_node_ops_and_bad_input_leaves_node_unchanged(srv: Server) -> None:
+    info = ctlclient.call("node.get")
+    assert info == {"address": 0x195D0465, "identity": "kpeer-a", "netid": 4711,
+                    "clusterid": 4711}
+    with pytest.raises(ControlError) as ei:
+        ctlclient.call("node.set", {"identity": "way too long for a string id!"})
+    assert ei.value.errno == errno.EINVAL
+    with pytest.raises(ControlError):
+        ctlclient.call("node.set", {"netid": 0})
+    assert ctlclient.call("node.get") == info
+    ctlclient.call("node.set", {"identity": "n2", "netid": 1234})
+    assert ctlclient.call("node.get")["netid"] == 1234
+
+
+def test_bearer_enable_errors_leave_node_unchanged(srv: Server) -> None:
+    port = free_port()
+    ok = {"media": "udp", "name": "b0", "localip": "127.0.0.1", "localport": port,
+          "remoteip": "127.0.0.1", "remoteport": free_port()}
+    for bad, code, text in (({**ok, "localip": "999.1.1.1"}, errno.EINVAL, "localip"),
+                            ({**ok, "remoteip": "::1"}, errno.EINVAL, "famil"),
+                            ({**ok, "priority": 99}, errno.EINVAL, "priority"),
+                            ({"media": "eth", "device": "nosuchdev0"}, errno.ENODEV,
+                             "does not exist"),
+                            ({"media": "eth", "device": "lo"}, errno.EINVAL, "loopback")):
+        with pytest.raises(ControlError) as ei:
+            ctlclient.call("bearer.enable", bad)
+        assert ei.value.errno == code and text in ei.value.message, ei.value.message
+    assert ctlclient.call("bearer.list") == []
+    assert ctlclient.call("bearer.enable", ok)["bearer"] == "udp:b0"
+    with pytest.raises(ControlError) as ei:          # same port again: busy
+        ctlclient.call("bearer.enable", {**ok, "name": "b1"})
+    assert ei.value.errno == errno.EADDRINUSE
+    with pytest.raises(ControlError) as ei:
+        ctlclient.call("bearer.enable", ok)
+    assert ei.value.message == "Already enabled"
+    assert ctlclient.call("bearer.list") == ["udp:b0"]
+    with pytest.raises(ControlError):                # node.set refused while bearers up
+        ctlclient.call("node.set", {"identity": "x"})
+    ctlclient.call("bearer.add", {"bearer": "udp:b0", "remoteip": "127.0.0.2"})
+    assert "127.0.0.2:6118" in ctlclient.call("bearer.get", {"bearer": "udp:b0"})["remotes"]
+    ctlclient.call("bearer.disable", {"bearer": "udp:b0"})
+    assert ctlclient.call("bearer.list") == []
+    with pytest.raises(ControlError) as ei:
+        ctlclient.call("bearer.disable", {"bearer": "udp:b0"})
+    assert ei.value.message == "Bearer not found"
+
+
+def test_runtime_loop_flushes_and_ticks(srv: Server) -> None:
+    """Discovery emitted on enable reaches the peer socket; datagrams reach the Stack;
+    the timer fires at next_deadline; a Stack exception on receive is counted."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(3)
+    port = free_port()
+    ctlclient.call("bearer.enable", {"media": "udp", "name": "b0", "localip": "127.0.0.1",
+                                     "localport": port, "remoteip": "127.0.0.1",
+                                     "remoteport": peer.getsockname()[1]})
+    assert peer.recvfrom(100)[0] == b"discovery-from-udp:b0"
+    peer.sendto(b"hello", ("127.0.0.1", port))
+    peer.sendto(b"crash", ("127.0.0.1", port))
+    stack = srv.ops.stack
+    for _ in range(200):
+        st = ctlclient.call("daemon.stats")
+        if st["runtime"]["rx_packets"] == 2 and stack.ticks:
+            break
+        threading.Event().wait(0.01)
+    assert stack.rx == [(0, b"hello")]
+    assert st["runtime"]["rx_errors"] == 1 and stack.ticks == 1
+    ctlclient.call("bearer.disable", {"bearer": "udp:b0"})
+    assert peer.recvfrom(100)[0] == b"reset-peer-stopping"     # flushed before close
+    peer.close()
+
+
+def run_cli(*args: str) -> Any:
+    from cli.tipc import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_node_outputs(srv: Server) -> None:
+    r = run_cli("node", "get", "identity")
+    assert r.exit_code == 0 and r.output == (
+        "Node Identity                    Hash\nkpeer-a                          195d0465\n")
+    assert run_cli("node", "get", "address").output == "195d0465\n"
+    assert run_cli("node", "get", "netid").output == "4711\n"
+    assert run_cli("no", "g", "c").output == "4711\n"
+    assert run_cli("-j", "node", "list").output == (
+        "Node Identity                    Hash     State\n"
+        "peer-b                           195d0765 up\n")
+
+
+def test_cli_link_outputs(srv: Server) -> None:
+    assert run_cli("link", "list").output == "broadcast-link: up\na:b0-peer-b:b0: up\n"
+    assert run_cli("-j", "link", "list").output == (
+        '[{"broadcast-link":"up","a:b0-peer-b:b0":"up"}]\n')
+    out = run_cli("link", "stat", "show", "link", "a:b0-peer-b:b0").output
+    assert out == (
+        "Link <a:b0-peer-b:b0>\n"
+        "  ACTIVE  MTU:14000  Priority:10  Tolerance:1500 ms  Window:50 packets\n"
+        "  RX packets:21 fragments:6/2 bundles:0/0\n"
+        "  TX packets:18 fragments:6/2 bundles:0/0\n"
+        "  TX profile sample:5 packets average:7038 octets\n"
+        "  0-64:60% -256:0% -1024:0% -4096:0% -16384:20% -32768:20% -66000:0%\n"
+        "  RX states:214 probes:104 naks:0 defs:0 dups:0\n"
+        "  TX states:218 probes:104 naks:0 acks:1 retrans:0\n"
+        "  Congestion link:0  Send queue max:0 avg:0\n\n")
+    full = run_cli("link", "stat", "show").output
+    assert full.startswith("Link <broadcast-link>\n  Window:50 packets\n"
+                           "  RX packets:0 fragments:0/0 bundles:0/0\n")
+    assert run_cli("link", "stat", "show", "link", "nosuch").output == ""
+    j = run_cli("-j", "link", "stat", "show", "link", "peer-b").output
+    assert j.startswith('[{"link":"a:b0-peer-b:b0","state":["ACTIVE"],"mtu":14000,')
+    assert '"tx profile sample":5,"packets average":7038,"0-64":60,' in j
+
+
+def test_cli_nametable_and_bearer(srv: Server) -> None:
+    out = run_cli("nametable", "show").output.splitlines()
+    assert out[0] == ("Type       Lower      Upper      Scope    Port       Node"
+                      "                             ")
+    assert out[1] == "0          425526373  425526373  cluster  0          kpeer-a"
+    assert out[2] == "1          1          1          node     133953688  kpeer-a"
+    assert run_cli("-j", "nametable", "show").output.startswith(
+        '[{"type":0,"lower":425526373,"upper":425526373,"scope":"cluster","port":0,'
+        '"node":"kpeer-a"},')
+    r = run_cli("bearer", "enable", "media", "udp", "name", "b0", "localip", "1.2.3")
+    assert r.exit_code == 255
+    assert r.output.startswith("Error: invalid localip '1.2.3'")
+    assert r.output.rstrip().endswith("kernel answers: Invalid argument")
+    r = run_cli("bearer", "enable", "media", "udp", "localip", "127.0.0.1")
+    assert r.exit_code == 255 and "missing bearer name" in r.output
+    port = free_port()
+    r = run_cli("b", "en", "media", "udp", "name", "b0", "localip", "127.0.0.1",
+                "localport", str(port), "remoteip", "127.0.0.1")
+    assert r.exit_code == 0, r.output
+    assert run_cli("bearer", "list").output == "udp:b0\n"
+    assert run_cli("bearer", "get", "mtu", "media", "udp", "name", "b0").output == "14000\n"
+    r = run_cli("bearer", "get", "tolerance", "media", "udp", "name", "nosuch")
+    assert r.exit_code == 255
+    assert r.output == "Error: Bearer not found.\nkernel answers: Invalid argument\n"
+    assert run_cli("bearer", "add", "media", "udp", "name", "b0", "remoteip",
+                   "127.0.0.3").exit_code == 0
+    assert run_cli("bearer", "disable", "media", "udp", "name", "b0").exit_code == 0
+    assert run_cli("bearer", "list").output == ""
+
+
+def test_cli_without_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIPCPY_RUN_DIR", str(tmp_path))
+    r = run_cli("link", "list")
+    assert r.exit_code == 1
+    assert r.output.splitlines()[0] == (
+        f"tipcd is not running (no control socket at {tmp_path / 'ctl.sock'})")
