@@ -1,0 +1,532 @@
+"""One peer node: its (up to two) links, the node FSM, and its broadcast receive side.
+
+Mirrors the kernel's ``net/tipc/node.c`` (facts, not code):
+
+* The node FSM (:data:`NODE_FSM`) with the kernel's states.  A new peer starts in
+  ``SELF_DOWN_PEER_LEAVING``: until the peer shows it has no contact with us either
+  (a RESET/ACTIVATE with ``redundant_link`` 0), nothing it sends is accepted.  This is
+  what makes both sides purge each other's bindings before they link up again.
+* The node is *up* while at least one link is active.  Active links by priority: a
+  higher priority link is the sole active one (the other is standby); equal priorities
+  are both active and a message picks ``active[selector & 1]``.
+* Broadcast receive, minimal (§6.4, §9.3): the peer's ``BCAST_PROTOCOL`` init sets our
+  broadcast ``rcv_nxt`` = ``last_bcast`` + 1; in-order ``non_seq`` packets from the peer
+  (single NAME_DISTRIBUTOR updates, bundles, multicast data) are delivered and acked via
+  ``bcast_ack`` in our unicast traffic.  We never broadcast: ``last_bcast`` stays 0 and
+  multicast goes by replicast over the unicast links.
+
+Loss-free failover (TUNNEL_PROTOCOL) is not done yet; the active/standby structure and the
+``NODE_FAILINGOVER`` / ``NODE_SYNCHING`` states are where it will plug in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from tipcpy.wire.consts import LinkProtoType, User
+
+__all__ = [
+    "NodeState",
+    "NodeEvt",
+    "NODE_FSM",
+    "node_fsm_next",
+    "PeerNode",
+    "NodeUp",
+    "NodeDown",
+    "LinkStateChanged",
+    "NodeReceived",
+    "LinkEntry",
+    "BcastRcv",
+]
+
+
+class NodeState(IntEnum):
+    """Node FSM states, values as in the kernel (node.c)."""
+
+    SELF_DOWN_PEER_DOWN = 0xDD
+    SELF_UP_PEER_UP = 0xAA
+    SELF_DOWN_PEER_LEAVING = 0xD1
+    SELF_UP_PEER_COMING = 0xAC
+    SELF_COMING_PEER_UP = 0xCA
+    SELF_LEAVING_PEER_DOWN = 0x1D
+    NODE_FAILINGOVER = 0xF0
+    NODE_SYNCHING = 0xCC
+
+
+class NodeEvt(IntEnum):
+    SELF_ESTABL_CONTACT_EVT = 0xECE
+    SELF_LOST_CONTACT_EVT = 0x1CE
+    PEER_ESTABL_CONTACT_EVT = 0x9ECE
+    PEER_LOST_CONTACT_EVT = 0x91CE
+    NODE_FAILOVER_BEGIN_EVT = 0xFBE
+    NODE_FAILOVER_END_EVT = 0xFEE
+    NODE_SYNCH_BEGIN_EVT = 0xCBE
+    NODE_SYNCH_END_EVT = 0xCEE
+
+
+S, E = NodeState, NodeEvt
+_IGNORE = None  # legal, state unchanged
+NODE_FSM: dict[NodeState, dict[NodeEvt, NodeState | None]] = {
+    S.SELF_DOWN_PEER_DOWN: {
+        E.SELF_ESTABL_CONTACT_EVT: S.SELF_UP_PEER_COMING,
+        E.PEER_ESTABL_CONTACT_EVT: S.SELF_COMING_PEER_UP,
+        E.SELF_LOST_CONTACT_EVT: _IGNORE,
+        E.PEER_LOST_CONTACT_EVT: _IGNORE,
+    },
+    S.SELF_UP_PEER_UP: {
+        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_LEAVING,
+        E.PEER_LOST_CONTACT_EVT: S.SELF_LEAVING_PEER_DOWN,
+        E.NODE_SYNCH_BEGIN_EVT: S.NODE_SYNCHING,
+        E.NODE_FAILOVER_BEGIN_EVT: S.NODE_FAILINGOVER,
+        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
+        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
+        E.NODE_SYNCH_END_EVT: _IGNORE,
+        E.NODE_FAILOVER_END_EVT: _IGNORE,
+    },
+    S.SELF_DOWN_PEER_LEAVING: {
+        E.PEER_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
+        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
+        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
+        E.SELF_LOST_CONTACT_EVT: _IGNORE,
+    },
+    S.SELF_UP_PEER_COMING: {
+        E.PEER_ESTABL_CONTACT_EVT: S.SELF_UP_PEER_UP,
+        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
+        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
+        E.PEER_LOST_CONTACT_EVT: _IGNORE,
+        E.NODE_SYNCH_END_EVT: _IGNORE,
+        E.NODE_FAILOVER_BEGIN_EVT: _IGNORE,
+    },
+    S.SELF_COMING_PEER_UP: {
+        E.SELF_ESTABL_CONTACT_EVT: S.SELF_UP_PEER_UP,
+        E.PEER_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
+        E.SELF_LOST_CONTACT_EVT: _IGNORE,
+        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
+    },
+    S.SELF_LEAVING_PEER_DOWN: {
+        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
+        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
+        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
+        E.PEER_LOST_CONTACT_EVT: _IGNORE,
+    },
+    S.NODE_FAILINGOVER: {
+        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_LEAVING,
+        E.PEER_LOST_CONTACT_EVT: S.SELF_LEAVING_PEER_DOWN,
+        E.NODE_FAILOVER_END_EVT: S.SELF_UP_PEER_UP,
+        E.NODE_FAILOVER_BEGIN_EVT: _IGNORE,
+        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
+        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
+    },
+    S.NODE_SYNCHING: {
+        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_LEAVING,
+        E.PEER_LOST_CONTACT_EVT: S.SELF_LEAVING_PEER_DOWN,
+        E.NODE_SYNCH_END_EVT: S.SELF_UP_PEER_UP,
+        E.NODE_FAILOVER_BEGIN_EVT: S.NODE_FAILINGOVER,
+        E.NODE_SYNCH_BEGIN_EVT: _IGNORE,
+        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
+        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
+    },
+}
+"""The kernel's tipc_node_fsm_evt() as one table: state -> event -> next (None = stay).
+
+An event missing from a state's row is illegal (the kernel logs and ignores it)."""
+del S, E
+
+
+def node_fsm_next(state: NodeState, evt: NodeEvt) -> tuple[NodeState, bool]:
+    """Next state and whether the event was legal in ``state``."""
+    row = NODE_FSM[state]
+    if evt not in row:
+        return state, False
+    nxt = row[evt]
+    return (state if nxt is None else nxt), True
+
+
+# ---------------------------------------------------------------- events
+@dataclass(frozen=True)
+class NodeUp:
+    addr: int
+    node_id: bytes
+
+
+@dataclass(frozen=True)
+class NodeDown:
+    """Lost contact: the layers above purge the peer's bindings and abort connections."""
+
+    addr: int
+    node_id: bytes = b""
+
+
+@dataclass(frozen=True)
+class LinkStateChanged:
+    """A link to ``peer`` went up or down.  ``link_id`` = (peer_bearer_id << 16) | bearer_id,
+    the port of the ``{2, peer, peer}`` link-state publication."""
+
+    link_name: str
+    up: bool
+    peer: int
+    bearer_id: int
+    peer_bearer_id: int = 0
+    reason: str = ""
+
+    @property
+    def link_id(self) -> int:
+        return (self.peer_bearer_id << 16) | self.bearer_id
+
+
+@dataclass(frozen=True)
+class NodeReceived:
+    """A message for the layers above, from peer ``addr`` (unicast link or broadcast)."""
+
+    addr: int
+    msg: Any
+    bearer_id: int | None = None  # None = arrived on the peer's broadcast link
+
+
+# ---------------------------------------------------------------- parts
+@dataclass
+class LinkEntry:
+    """Kernel tipc_link_entry: the link plus the peer's media address on that bearer."""
+
+    link: Any
+    media_addr: Any
+    bearer_id: int
+
+
+@dataclass
+class BcastRcv:
+    """Receive side of the peer's broadcast link ("broadcast-link:<peer>")."""
+
+    synced: bool = False
+    rcv_nxt: int = 1
+    deferred: dict[int, Any] = field(default_factory=dict)
+    rx_pkts: int = 0
+    rx_dups: int = 0
+    rx_unsynced: int = 0
+    rx_deferred: int = 0
+
+    @property
+    def ack(self) -> int:
+        return (self.rcv_nxt - 1) & 0xFFFF
+
+
+BCAST_RCV_WINDOW = 8191
+
+
+def _less(a: int, b: int) -> bool:
+    return a != b and ((b - a) & 0xFFFF) < 0x8000
+
+
+LinkFactory = Callable[[int], Any]  # bearer_id -> new Link
+
+
+class PeerNode:
+    """The view of one remote node: links, node FSM, active-link selection, bcast rcv."""
+
+    MAX_LINKS = 2
+
+    def __init__(self, *, addr: int, node_id: bytes, caps: int, signature: int) -> None:
+        self.addr = addr
+        self.node_id = node_id
+        self.caps = caps
+        self.signature = signature
+        self.state = NodeState.SELF_DOWN_PEER_LEAVING
+        self.links: dict[int, LinkEntry] = {}
+        self.active: list[int | None] = [None, None]
+        self.bc = BcastRcv()
+        self.illegal_evts = 0
+        self.rx_dropped_state = 0
+        self.up_since: float | None = None
+        self._events: list[object] = []
+        self._out: list[tuple[int, Any, bytes]] = []
+        self._reassembler: Any = None
+
+    # ---- FSM ------------------------------------------------------------------------
+    def fsm_evt(self, evt: NodeEvt) -> None:
+        nxt, legal = node_fsm_next(self.state, evt)
+        if not legal:
+            self.illegal_evts += 1
+        self.state = nxt
+
+    @property
+    def is_up(self) -> bool:
+        """Kernel node_is_up(): an active link exists."""
+        return self.active[0] is not None
+
+    # ---- discovery: kernel tipc_node_check_dest --------------------------------------
+    def check_dest(self, bearer_id: int, media_addr: Any, signature: int, caps: int,
+                   now: float, create_link: LinkFactory) -> bool:
+        """Apply a REQ/RESP from this peer; returns True if it looks like a duplicate.
+
+        The kernel's eight cases of (signature match, media address match, link up):
+        accept a new address/signature only while the link on that bearer is not up;
+        a mismatch while it is up is a duplicate (or a rebooted peer the link will
+        notice soon).
+        """
+        if caps != self.caps:
+            self.caps = caps  # "same node may come back with new capabilities"
+        le = self.links.get(bearer_id)
+        link_up = le is not None and le.link.is_up
+        addr_match = le is not None and le.media_addr == media_addr
+        sign_match = signature == self.signature
+        accept_addr = False
+        dupl = False
+        reset = False
+        if sign_match and addr_match:
+            pass
+        elif sign_match and not addr_match:
+            if link_up:
+                dupl = True
+            else:
+                accept_addr = reset = True
+        elif not sign_match and addr_match:
+            self.signature = signature  # peer rebooted; link resets if needed
+        else:
+            if link_up:
+                dupl = True
+            else:
+                self.signature = signature
+                accept_addr = reset = True
+        if not accept_addr:
+            return dupl
+        if le is None:
+            if len(self.links) >= self.MAX_LINKS:
+                return dupl
+            link = create_link(bearer_id)
+            le = LinkEntry(link, media_addr, bearer_id)
+            self.links[bearer_id] = le
+            link.peer_node_up = self.is_up
+            link.bc_ack_invalid = not self.bc.synced
+            link.bcast_ack = self.bc.ack
+            link.last_bcast = 0
+            link.start(now)
+            self._collect(le)
+        else:
+            le.media_addr = media_addr
+            if reset and not le.link.is_up:
+                pass  # kernel: link already reset, nothing to do
+        return dupl
+
+    # ---- receive --------------------------------------------------------------------
+    def _check_state(self, le: LinkEntry, msg: Any) -> bool:
+        """Kernel tipc_node_check_state (contact part): accept this packet?"""
+        st = self.state
+        proto_reset = msg.user == User.LINK_PROTOCOL and msg.mtype != LinkProtoType.STATE
+        if st == NodeState.SELF_UP_PEER_COMING:
+            if le.link.is_up and not proto_reset:
+                self.fsm_evt(NodeEvt.PEER_ESTABL_CONTACT_EVT)
+            return True
+        if st == NodeState.SELF_DOWN_PEER_LEAVING:
+            # msg_peer_node_is_up(): data/STATE say yes; RESET/ACTIVATE carry the bit
+            peer_node_up = (not proto_reset) or bool((msg.w[5] >> 12) & 1)
+            if peer_node_up:
+                self.rx_dropped_state += 1
+                return False
+            self.fsm_evt(NodeEvt.PEER_LOST_CONTACT_EVT)
+            return True
+        if st == NodeState.SELF_LEAVING_PEER_DOWN:
+            self.rx_dropped_state += 1
+            return False
+        return True
+
+    def receive(self, bearer_id: int, msg: Any, now: float) -> bool:
+        """A decoded unicast packet from this peer on ``bearer_id``; False if dropped."""
+        le = self.links.get(bearer_id)
+        if le is None:
+            return False
+        if not self._check_state(le, msg):
+            return False
+        le.link.receive(msg, now)
+        self._collect(le, now)
+        return True
+
+    def bcast_receive(self, msg: Any, now: float) -> None:
+        """A non_seq packet the peer sent on its broadcast link."""
+        bc = self.bc
+        if not bc.synced or not self.is_up:
+            bc.rx_unsynced += 1
+            return
+        seqno = msg.seqno
+        if seqno != bc.rcv_nxt:
+            if _less(seqno, bc.rcv_nxt):
+                bc.rx_dups += 1
+            elif ((seqno - bc.rcv_nxt) & 0xFFFF) <= BCAST_RCV_WINDOW:
+                if seqno in bc.deferred:
+                    bc.rx_dups += 1
+                else:
+                    bc.deferred[seqno] = msg
+                    bc.rx_deferred += 1
+            else:
+                bc.rx_dups += 1
+            return
+        self._bc_deliver(msg, now)
+        bc.rcv_nxt = (bc.rcv_nxt + 1) & 0xFFFF
+        while bc.rcv_nxt in bc.deferred:
+            m = bc.deferred.pop(bc.rcv_nxt)
+            self._bc_deliver(m, now)
+            bc.rcv_nxt = (bc.rcv_nxt + 1) & 0xFFFF
+        self._update_bc_ack()
+
+    def _bc_deliver(self, msg: Any, now: float) -> None:
+        self.bc.rx_pkts += 1
+        user = msg.user
+        if user == User.MSG_BUNDLER:
+            from tipcpy.wire.bundle import unbundle
+
+            for inner in unbundle(msg):
+                self._events.append(NodeReceived(self.addr, inner, None))
+            return
+        if user == User.MSG_FRAGMENTER:
+            if self._reassembler is None:
+                from tipcpy.wire.fragment import Reassembler
+
+                self._reassembler = Reassembler()
+            whole = self._reassembler.feed(msg)
+            if whole is not None:
+                self._events.append(NodeReceived(self.addr, whole, None))
+            return
+        self._events.append(NodeReceived(self.addr, msg, None))
+
+    def _bc_init(self, msg: Any) -> None:
+        """The peer's BCAST_PROTOCOL init over the unicast link: our sync point."""
+        self.bc.synced = True
+        self.bc.rcv_nxt = (msg.last_bcast + 1) & 0xFFFF
+        self.bc.deferred.clear()
+        self._update_bc_ack()
+
+    def _update_bc_ack(self) -> None:
+        for le in self.links.values():
+            le.link.bcast_ack = self.bc.ack
+            le.link.bc_ack_invalid = not self.bc.synced
+
+    # ---- send -----------------------------------------------------------------------
+    def send(self, msg: Any, selector: int, now: float) -> bool:
+        """Send an upper-layer message over the active link chosen by ``selector & 1``."""
+        bid = self.active[selector & 1]
+        if bid is None:
+            return False
+        le = self.links[bid]
+        ok = bool(le.link.send(msg, now))
+        self._collect(le, now)
+        return ok
+
+    # ---- links up/down --------------------------------------------------------------
+    def _recompute_active(self) -> None:
+        """Highest priority working links are active: one gets both slots, two share."""
+        up = [le for le in self.links.values() if le.link.is_up]
+        if not up:
+            self.active = [None, None]
+            return
+        best = max(getattr(le.link, "priority", 10) for le in up)
+        act = sorted(le.bearer_id for le in up if getattr(le.link, "priority", 10) == best)
+        old = [b for b in self.active if b is not None and b in act]
+        if len(act) == 1:
+            self.active = [act[0], act[0]]
+        else:
+            first = old[0] if old else act[0]
+            second = act[1] if first == act[0] else act[0]
+            self.active = [first, second]
+
+    def active_links(self) -> list[int]:
+        return sorted({b for b in self.active if b is not None})
+
+    def _link_up(self, le: LinkEntry, now: float) -> None:
+        was_up = self.is_up
+        self._recompute_active()
+        link = le.link
+        self._events.append(LinkStateChanged(link.name, True, self.addr, le.bearer_id,
+                                             getattr(link, "peer_bearer_id", 0)))
+        if not was_up:
+            self.fsm_evt(NodeEvt.SELF_ESTABL_CONTACT_EVT)
+            self.up_since = now
+            for other in self.links.values():
+                other.link.peer_node_up = True
+            self._events.append(NodeUp(self.addr, self.node_id))
+
+    def _link_down(self, le: LinkEntry, now: float, reason: str = "") -> None:
+        was_up = self.is_up
+        self._recompute_active()
+        link = le.link
+        self._events.append(LinkStateChanged(link.name, False, self.addr, le.bearer_id,
+                                             getattr(link, "peer_bearer_id", 0), reason))
+        if was_up and not self.is_up:
+            if getattr(link, "peer_reset", False):
+                self.fsm_evt(NodeEvt.PEER_LOST_CONTACT_EVT)
+            self.fsm_evt(NodeEvt.SELF_LOST_CONTACT_EVT)
+            self._lost_contact()
+
+    def _lost_contact(self) -> None:
+        """Kernel node_lost_contact: clean broadcast state, tell the layers above."""
+        self.up_since = None
+        self.bc = BcastRcv()
+        self._reassembler = None
+        for le in self.links.values():
+            le.link.peer_node_up = False
+            le.link.bc_ack_invalid = True
+            le.link.bcast_ack = 0
+        self._events.append(NodeDown(self.addr, self.node_id))
+
+    def remove_link(self, bearer_id: int, now: float, reason: str = "bearer disabled") -> None:
+        """Bearer disabled: politely reset the link and forget it."""
+        le = self.links.get(bearer_id)
+        if le is None:
+            return
+        was_up = le.link.is_up
+        le.link.reset(now, reason)
+        self._collect(le, now, suppress_down=True)
+        del self.links[bearer_id]
+        if was_up:
+            self._link_down(le, now, reason)
+
+    # ---- driving --------------------------------------------------------------------
+    def _collect(self, le: LinkEntry, now: float = 0.0, suppress_down: bool = False) -> None:
+        """Pull the link's packets and events; react to up/down and internal messages."""
+        link = le.link
+        for data in link.take_outgoing():
+            self._out.append((le.bearer_id, le.media_addr, data))
+        evs = link.take_events()
+        if not evs:
+            return
+        from tipcpy.core import link as linkmod
+
+        for ev in evs:
+            if isinstance(ev, linkmod.Delivered):
+                m = ev.msg
+                if m.user == User.BCAST_PROTOCOL:
+                    self._bc_init(m)
+                else:
+                    self._events.append(NodeReceived(self.addr, m, le.bearer_id))
+            elif isinstance(ev, linkmod.LinkUp):
+                self._link_up(le, now)
+            elif isinstance(ev, linkmod.LinkDown):
+                if not suppress_down:
+                    self._link_down(le, now, getattr(ev, "reason", ""))
+        # a state change may have produced more packets (e.g. STATE after link up)
+        for data in link.take_outgoing():
+            self._out.append((le.bearer_id, le.media_addr, data))
+
+    def tick(self, now: float) -> None:
+        for le in list(self.links.values()):
+            d = le.link.next_deadline()
+            if d is not None and d <= now:
+                le.link.tick(now)
+            self._collect(le, now)
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+        for le in self.links.values():
+            d = le.link.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def take_outgoing(self) -> list[tuple[int, Any, bytes]]:
+        out, self._out = self._out, []
+        return out
+
+    def take_events(self) -> list[object]:
+        ev, self._events = self._events, []
+        return ev

@@ -1,0 +1,624 @@
+"""One whole TIPC node, sans-IO: the only object the runtime and the simulator drive.
+
+``Stack`` owns the bearers' discoverers and the peer nodes (and through them the links),
+and is the seam to the layers above (name table/distributor, topology server, sockets):
+
+* bytes in: ``receive(bearer_id, data, now)`` - decoded once here; every DecodeError is
+  counted per bearer and dropped, so bad input never takes the node down;
+* time in: ``tick(now)`` at or after ``next_deadline()``;
+* out: ``take_transmits()`` -> ``(bearer_id, media_addr | None, bytes)`` (None = broadcast
+  on that bearer) and ``take_events()`` (for the CLI ``events`` stream / tests);
+* upper layers: ``send_to_node(addr, msg, selector, now)``, ``register_user(users, fn)``
+  for delivered messages and ``add_listener(fn)`` for node/link/address events.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tipcpy.addr import hash128to32, node_id_from_str, node_id_to_str
+from tipcpy.core.discover import (
+    OWN_CAPS,
+    Discoverer,
+    DuplicateAddress,
+    PeerDiscovered,
+    TrialEnded,
+    TrialFailed,
+)
+from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
+from tipcpy.wire import DecodeError, Msg, decode
+from tipcpy.wire.consts import (
+    MAX_BEARERS,
+    TIPC_DEF_NET_ID,
+    TIPC_MAX_LINK_PRI,
+    TIPC_MAX_LINK_TOL_MS,
+    TIPC_MAX_NET_ID,
+    TIPC_MIN_LINK_TOL_MS,
+    TIPC_MIN_NET_ID,
+    User,
+)
+
+__all__ = ["Stack", "StackError", "AddressCommitted", "BearerStats", "INVALID_NODE_SIG"]
+
+INVALID_NODE_SIG = 0x10000
+"""Kernel: a new node object's signature matches no real one, so the first REQ is taken."""
+
+MEDIA = ("udp", "eth", "mem")
+
+
+class StackError(OSError):
+    """Configuration refused; ``errno`` as the kernel would answer (EPERM, EINVAL, ...)."""
+
+    def __init__(self, err: int, message: str) -> None:
+        super().__init__(err, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class AddressCommitted:
+    """The node has its address (end of the address trial): ``{0, addr, addr}`` may be
+    published by the name layer now."""
+
+    addr: int
+    node_id: bytes
+
+
+@dataclass
+class BearerStats:
+    rx_packets: int = 0
+    rx_decode_errors: int = 0
+    rx_wrong_dest: int = 0
+    rx_no_peer: int = 0
+    rx_no_link: int = 0
+    rx_node_state: int = 0
+    rx_wrong_netid: int = 0
+    rx_no_addr: int = 0
+    tx_packets: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Bearer:
+    id: int
+    name: str
+    media: str
+    media_addr: Any
+    mtu: int
+    priority: int
+    tolerance: int
+    window: int
+    broadcast: bool
+    disc: Discoverer
+    stats: BearerStats = field(default_factory=BearerStats)
+
+    @property
+    def if_name(self) -> str:
+        return self.name.split(":", 1)[1] if ":" in self.name else self.name
+
+
+DeliverFn = Callable[[int, Msg, float], None]
+"""Handler for delivered messages: (from_node_addr, msg, now)."""
+ListenerFn = Callable[[object, float], None]
+"""Listener for NodeUp / NodeDown / LinkStateChanged / AddressCommitted: (event, now)."""
+
+DATA_USERS = (0, 1, 2, 3)
+
+
+class Stack:
+    """A TIPC node.  See the module docstring for the driving contract."""
+
+    def __init__(self, node_id: bytes | str | None = None, net_id: int = TIPC_DEF_NET_ID,
+                 rng: random.Random | None = None) -> None:
+        self.rng = rng if rng is not None else random.Random()
+        self.node_id: bytes | None = None
+        self.own_addr = 0
+        self.trial_addr = 0
+        self.net_id = TIPC_DEF_NET_ID
+        self.set_netid(net_id)
+        if node_id is not None:
+            self.set_identity(node_id)
+        self._bearers: list[_Bearer | None] = [None] * MAX_BEARERS
+        self.peers: dict[int, PeerNode] = {}
+        self._tx: list[tuple[int, Any, bytes]] = []
+        self._events: list[object] = []
+        self._handlers: dict[int, list[DeliverFn]] = {}
+        self._listeners: list[ListenerFn] = []
+        self._random32 = self.rng.getrandbits(32)
+        self.counters: dict[str, int] = {
+            "rx_unhandled_user": 0, "duplicate_addr": 0, "tx_no_route": 0, "loopback": 0,
+        }
+        # deadline heap: key = ("p", addr) | ("d", bearer_id); lazy invalidation
+        self._dl: dict[tuple[str, int], float | None] = {}
+        self._heap: list[tuple[float, tuple[str, int]]] = []
+        self._dirty: set[int] = set()
+        self._handler_depth = 0
+
+    # ---------------------------------------------------------------- configuration
+    @property
+    def identity(self) -> str:
+        return node_id_to_str(self.node_id) if self.node_id else ""
+
+    def set_identity(self, node_id: bytes | str) -> None:
+        """``tipc node set identity``: once only (the kernel answers EPERM the 2nd time)."""
+        nid = node_id_from_str(node_id) if isinstance(node_id, str) else bytes(node_id)
+        if len(nid) != 16 or not any(nid):
+            raise StackError(errno.EINVAL, "node identity must be 16 bytes, not all zero")
+        if self.node_id is not None and nid != self.node_id:
+            raise StackError(errno.EPERM, "node identity already set; restart to change it")
+        self.node_id = nid
+        self.trial_addr = hash128to32(nid)
+
+    def set_netid(self, net_id: int) -> None:
+        """``tipc node set netid``: only before the node has an address."""
+        if not TIPC_MIN_NET_ID <= net_id <= TIPC_MAX_NET_ID:
+            raise StackError(errno.EINVAL, f"net id must be {TIPC_MIN_NET_ID}..{TIPC_MAX_NET_ID}")
+        if self.own_addr or any(getattr(self, "_bearers", [None]) or []):
+            if net_id != self.net_id:
+                raise StackError(errno.EPERM,
+                                 "net id can only be changed before the node has an address "
+                                 "(disable all bearers first)")
+        self.net_id = net_id
+
+    def next_bearer_id(self) -> int:
+        """The id the next enable_bearer() will get (lowest free slot)."""
+        for i, b in enumerate(self._bearers):
+            if b is None:
+                return i
+        raise StackError(errno.ENOSPC, f"at most {MAX_BEARERS} bearers")
+
+    def bearer_id(self, name: str) -> int:
+        for b in self._bearers:
+            if b is not None and b.name == name:
+                return b.id
+        raise StackError(errno.ENODEV, f"no bearer {name!r}")
+
+    def enable_bearer(self, name: str, media: str, media_addr: Any, mtu: int, now: float,
+                      priority: int = 10, tolerance: int = 1500, window: int = 50,
+                      broadcast: bool = True) -> int:
+        """Enable a bearer; starts discovery (and the address trial if needed).
+
+        ``broadcast=False`` makes a passive bearer: it never sends periodic requests,
+        it only answers (for media that cannot reach peers without being told them).
+        """
+        if media not in MEDIA:
+            raise StackError(errno.EINVAL, f"media must be one of {', '.join(MEDIA)}")
+        if ":" not in name or not name.split(":", 1)[1]:
+            raise StackError(errno.EINVAL, "bearer name is media:NAME, e.g. udp:b0, eth:eth0")
+        for b in self._bearers:
+            if b is not None and (b.name == name or b.media_addr == media_addr):
+                raise StackError(errno.EEXIST, f"bearer {b.name} already enabled")
+        if not 0 <= priority <= TIPC_MAX_LINK_PRI:
+            raise StackError(errno.EINVAL, "priority must be 0..31")
+        if not TIPC_MIN_LINK_TOL_MS <= tolerance <= TIPC_MAX_LINK_TOL_MS:
+            raise StackError(errno.EINVAL, "tolerance must be 50..30000 ms")
+        if self.node_id is None:
+            self._autoconfig_identity(media_addr)
+        assert self.node_id is not None
+        bid = self.next_bearer_id()
+        trial_end = None
+        if not self.own_addr:
+            active = [b for b in self._bearers if b is not None]
+            trial_end = active[0].disc.trial_end if active else now + 1.0
+        disc = Discoverer(
+            bearer_id=bid, media_addr=media_addr, node_id=self.node_id, net_id=self.net_id,
+            own_addr=self.own_addr, trial_addr=self.trial_addr, rng=self.rng, now=now,
+            trial_end=trial_end, random32=self._random32, send_requests=broadcast,
+            node_id_by_addr=self._node_id_by_addr, addr_by_id=self._addr_by_id,
+        )
+        self._bearers[bid] = _Bearer(bid, name, media, media_addr, mtu, priority, tolerance,
+                                     window, broadcast, disc)
+        self._pump_disc(self._bearers[bid], now)  # type: ignore[arg-type]
+        return bid
+
+    def _autoconfig_identity(self, media_addr: Any) -> None:
+        """Kernel: with no identity, UDP copies the local IP, L2 the MAC (§1.1)."""
+        import ipaddress
+
+        ip = getattr(media_addr, "ip", None)
+        if ip is not None:
+            raw = ipaddress.ip_address(ip).packed
+        else:
+            raw = bytes(getattr(media_addr, "mac", b""))
+        if not any(raw):
+            raise StackError(errno.EINVAL, "set the node identity first")
+        self.set_identity(raw[:16].ljust(16, b"\0"))
+
+    def disable_bearer(self, name: str, now: float) -> None:
+        """Disable a bearer: its links send a polite RESET (peer_stopping) and go."""
+        bid = self.bearer_id(name)
+        for peer in list(self.peers.values()):
+            if bid in peer.links:
+                peer.remove_link(bid, now, "bearer disabled")
+                self._pump_peer(peer, now)
+        # transmits on this bearer still go out (the RESETs): runtime flushes first
+        self._bearers[bid] = None
+        self._dl.pop(("d", bid), None)
+
+    def set_bearer_prop(self, name: str, now: float, *, priority: int | None = None,
+                        tolerance: int | None = None, window: int | None = None) -> None:
+        """``tipc bearer set``: future links, and the bearer's existing links."""
+        b = self._bearers[self.bearer_id(name)]
+        assert b is not None
+        if priority is not None:
+            b.priority = priority
+        if tolerance is not None:
+            b.tolerance = tolerance
+        if window is not None:
+            b.window = window
+        for peer in self.peers.values():
+            le = peer.links.get(b.id)
+            if le is not None:
+                self._apply_link_props(le.link, priority, tolerance, window, now)
+                self._pump_peer(peer, now)
+
+    def set_link_prop(self, link_name: str, now: float, *, priority: int | None = None,
+                      tolerance: int | None = None, window: int | None = None) -> None:
+        """``tipc link set``: one link by name."""
+        for peer in self.peers.values():
+            for le in peer.links.values():
+                if le.link.name == link_name:
+                    self._apply_link_props(le.link, priority, tolerance, window, now)
+                    self._pump_peer(peer, now)
+                    return
+        raise StackError(errno.EINVAL, f"no link {link_name!r}")
+
+    @staticmethod
+    def _apply_link_props(link: Any, priority: int | None, tolerance: int | None,
+                          window: int | None, now: float) -> None:
+        for prop, v in (("priority", priority), ("tolerance", tolerance), ("window", window)):
+            if v is None:
+                continue
+            setter = getattr(link, f"set_{prop}", None)
+            if callable(setter):
+                try:
+                    setter(v, now)
+                except TypeError:
+                    setter(v)
+            else:
+                setattr(link, prop, v)
+
+    # ---------------------------------------------------------------- upper layers
+    def register_user(self, users: int | Iterable[int], fn: DeliverFn) -> None:
+        """Deliver messages of these users (data 0-3, CONN_MANAGER, NAME_DISTRIBUTOR...)
+        to ``fn(from_addr, msg, now)``."""
+        for u in [users] if isinstance(users, int) else users:
+            self._handlers.setdefault(int(u), []).append(fn)
+
+    def add_listener(self, fn: ListenerFn) -> None:
+        """Call ``fn(event, now)`` on NodeUp, NodeDown, LinkStateChanged, AddressCommitted."""
+        self._listeners.append(fn)
+
+    def send_to_node(self, node_addr: int, msg: Msg, selector: int, now: float) -> bool:
+        """Send over the active link chosen by ``selector & 1``; own address = loopback.
+
+        False if the node is unknown/down or the link is congested for the importance.
+        """
+        if node_addr == self.own_addr and node_addr:
+            self.counters["loopback"] += 1
+            self._deliver(node_addr, msg, now)
+            return True
+        peer = self.peers.get(node_addr)
+        if peer is None or not peer.is_up:
+            self.counters["tx_no_route"] += 1
+            return False
+        ok = peer.send(msg, selector, now)
+        self._pump_peer(peer, now)
+        return ok
+
+    def up_nodes(self) -> list[int]:
+        """Addresses of peers that are up (replicast targets)."""
+        return sorted(a for a, p in self.peers.items() if p.is_up)
+
+    def node_is_up(self, addr: int) -> bool:
+        p = self.peers.get(addr)
+        return p is not None and p.is_up
+
+    def node_mtu(self, addr: int, selector: int = 0) -> int:
+        p = self.peers.get(addr)
+        if p is None or p.active[selector & 1] is None:
+            return 66060
+        return int(p.links[p.active[selector & 1]].link.mtu)  # type: ignore[index]
+
+    # ---------------------------------------------------------------- input
+    def receive(self, bearer_id: int, data: bytes, now: float) -> None:
+        """One packet from a bearer.  Never raises on bad input: counts and drops."""
+        b = self._bearers[bearer_id] if 0 <= bearer_id < MAX_BEARERS else None
+        if b is None:
+            return
+        st = b.stats
+        st.rx_packets += 1
+        try:
+            msg = decode(data)
+        except DecodeError:
+            st.rx_decode_errors += 1
+            return
+        user = msg.user
+        if user == User.LINK_CONFIG:
+            b.disc.receive(msg, now)
+            self._pump_disc(b, now)
+            return
+        if not self.own_addr:
+            st.rx_no_addr += 1
+            return
+        src = msg.prevnode
+        peer = self.peers.get(src)
+        if msg.non_seq:
+            # the peer's broadcast link: w5 carries the net id
+            if msg.hsize > 24 and msg.w[5] != self.net_id:
+                st.rx_wrong_netid += 1
+                return
+            if peer is None:
+                st.rx_no_peer += 1
+                return
+            try:
+                peer.bcast_receive(msg, now)
+            except DecodeError:
+                st.rx_decode_errors += 1
+            self._pump_peer(peer, now)
+            return
+        if msg.hsize > 24 and msg.destnode != self.own_addr:
+            st.rx_wrong_dest += 1
+            return
+        if peer is None:
+            st.rx_no_peer += 1
+            return
+        if bearer_id not in peer.links:
+            st.rx_no_link += 1
+            return
+        try:
+            if not peer.receive(bearer_id, msg, now):
+                st.rx_node_state += 1
+        except DecodeError:
+            st.rx_decode_errors += 1
+        self._pump_peer(peer, now)
+
+    # ---------------------------------------------------------------- timers
+    def _set_deadline(self, key: tuple[str, int], d: float | None) -> None:
+        if self._dl.get(key) != d:
+            self._dl[key] = d
+            if d is not None:
+                heapq.heappush(self._heap, (d, key))
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            d, key = heap[0]
+            if self._dl.get(key) != d:
+                heapq.heappop(heap)
+                continue
+            return d
+        return None
+
+    def tick(self, now: float) -> None:
+        heap = self._heap
+        due: list[tuple[str, int]] = []
+        while heap and heap[0][0] <= now:
+            d, key = heapq.heappop(heap)
+            if self._dl.get(key) != d:
+                continue
+            self._dl[key] = None
+            due.append(key)
+        for kind, k in due:
+            if kind == "d":
+                b = self._bearers[k]
+                if b is not None:
+                    b.disc.tick(now)
+                    self._pump_disc(b, now)
+            else:
+                peer = self.peers.get(k)
+                if peer is not None:
+                    peer.tick(now)
+                    self._pump_peer(peer, now)
+
+    # ---------------------------------------------------------------- output
+    def take_transmits(self) -> list[tuple[int, Any, bytes]]:
+        tx, self._tx = self._tx, []
+        return tx
+
+    def take_events(self) -> list[object]:
+        ev, self._events = self._events, []
+        return ev
+
+    # ---------------------------------------------------------------- plumbing
+    def _node_id_by_addr(self, addr: int) -> bytes | None:
+        p = self.peers.get(addr)
+        return p.node_id if p is not None else None
+
+    def _addr_by_id(self, node_id: bytes) -> int | None:
+        for a, p in self.peers.items():
+            if p.node_id == node_id:
+                return a
+        return None
+
+    def _emit(self, ev: object, now: float) -> None:
+        self._events.append(ev)
+        for fn in list(self._listeners):
+            fn(ev, now)
+
+    def _pump_disc(self, b: _Bearer, now: float) -> None:
+        for dest, data in b.disc.take_outgoing():
+            b.stats.tx_packets += 1
+            self._tx.append((b.id, dest, data))
+        for ev in b.disc.take_events():
+            if isinstance(ev, PeerDiscovered):
+                self._peer_discovered(ev, now)
+            elif isinstance(ev, TrialEnded):
+                if not self.own_addr:
+                    self._commit_addr(ev.trial_addr, now)
+            elif isinstance(ev, TrialFailed):
+                self.trial_addr = ev.suggested
+                for other in self._bearers:
+                    if other is not None and other is not b:
+                        other.disc.trial_addr = ev.suggested
+                        other.disc.trial_end = b.disc.trial_end
+                self._emit(ev, now)
+            elif isinstance(ev, DuplicateAddress):
+                self.counters["duplicate_addr"] += 1
+                self._emit(ev, now)
+        self._set_deadline(("d", b.id), b.disc.next_deadline())
+
+    def _commit_addr(self, addr: int, now: float) -> None:
+        """Kernel tipc_net_finalize: the address is ours now."""
+        self.own_addr = addr
+        self.trial_addr = addr
+        for b in self._bearers:
+            if b is not None:
+                b.disc.set_own_addr(addr, now)
+        assert self.node_id is not None
+        self._emit(AddressCommitted(addr, self.node_id), now)
+
+    def _peer_discovered(self, ev: PeerDiscovered, now: float) -> None:
+        b = self._bearers[ev.bearer_id]
+        if b is None or not self.own_addr:
+            return
+        peer = self.peers.get(ev.addr)
+        if peer is None:
+            peer = PeerNode(addr=ev.addr, node_id=ev.node_id, caps=ev.caps,
+                            signature=INVALID_NODE_SIG)
+            self.peers[ev.addr] = peer
+        elif peer.node_id != ev.node_id:
+            self.counters["duplicate_addr"] += 1
+            self._emit(DuplicateAddress(ev.bearer_id, ev.addr, ev.node_id, ev.media_addr,
+                                        False), now)
+            return
+        dupl = peer.check_dest(ev.bearer_id, ev.media_addr, ev.signature, ev.caps, now,
+                               lambda bid: self._create_link(peer, bid))
+        if dupl:
+            self.counters["duplicate_addr"] += 1
+            self._emit(DuplicateAddress(ev.bearer_id, ev.addr, ev.node_id, ev.media_addr,
+                                        False), now)
+        self._pump_peer(peer, now)
+
+    def _create_link(self, peer: PeerNode, bearer_id: int) -> Any:
+        from tipcpy.core.link import Link
+
+        b = self._bearers[bearer_id]
+        assert b is not None and self.node_id is not None
+        return Link(
+            own_addr=self.own_addr, peer_addr=peer.addr, own_name=self.identity,
+            peer_name=node_id_to_str(peer.node_id), bearer_id=bearer_id, if_name=b.if_name,
+            mtu=b.mtu, peer_caps=peer.caps, rng=self.rng, tolerance=b.tolerance,
+            priority=b.priority, window=b.window, own_caps=OWN_CAPS,
+        )
+
+    def _pump_peer(self, peer: PeerNode, now: float) -> None:
+        """Move a peer's packets out and dispatch its events (repeat: handlers may send)."""
+        for _ in range(100):
+            out = peer.take_outgoing()
+            for bid, maddr, data in out:
+                b = self._bearers[bid]
+                if b is not None:
+                    b.stats.tx_packets += 1
+                self._tx.append((bid, maddr, data))
+            evs = peer.take_events()
+            if not evs and not out:
+                break
+            for ev in evs:
+                if isinstance(ev, NodeReceived):
+                    self._deliver(ev.addr, ev.msg, now)
+                elif isinstance(ev, LinkStateChanged):
+                    b = self._bearers[ev.bearer_id]
+                    if b is not None:
+                        if ev.up:
+                            b.disc.add_dest(ev.peer)
+                        else:
+                            b.disc.remove_dest(ev.peer, now)
+                            self._set_deadline(("d", b.id), b.disc.next_deadline())
+                    self._emit(ev, now)
+                elif isinstance(ev, NodeUp | NodeDown):
+                    self._emit(ev, now)
+                else:
+                    self._emit(ev, now)
+        self._set_deadline(("p", peer.addr), peer.next_deadline())
+
+    def _deliver(self, from_addr: int, msg: Msg, now: float) -> None:
+        fns = self._handlers.get(msg.user)
+        if not fns:
+            self.counters["rx_unhandled_user"] += 1
+            return
+        for fn in fns:
+            fn(from_addr, msg, now)
+
+    # ---------------------------------------------------------------- introspection
+    def node_info(self) -> dict[str, Any]:
+        return {"address": self.own_addr, "address_hex": f"{self.own_addr:08x}",
+                "identity": self.identity, "node_id": (self.node_id or b"").hex(),
+                "netid": self.net_id, "trial": not self.own_addr}
+
+    def bearer_list(self) -> list[dict[str, Any]]:
+        return [
+            {"id": b.id, "name": b.name, "media": b.media, "media_addr": str(b.media_addr),
+             "mtu": b.mtu, "priority": b.priority, "tolerance": b.tolerance,
+             "window": b.window, "broadcast": b.broadcast, "neighbours": b.disc.num_nodes,
+             "stats": b.stats.as_dict(), "discovery": b.disc.stats.as_dict()}
+            for b in self._bearers if b is not None
+        ]
+
+    def link_list(self) -> list[dict[str, Any]]:
+        """``tipc link list``: the broadcast link (always up) and every unicast link."""
+        out: list[dict[str, Any]] = [{"name": "broadcast-link", "up": True}]
+        for addr in sorted(self.peers):
+            p = self.peers[addr]
+            for bid in sorted(p.links):
+                lk = p.links[bid].link
+                out.append({"name": lk.name, "up": bool(lk.is_up), "peer": addr,
+                            "bearer_id": bid, "state": getattr(lk.state, "name", str(lk.state)),
+                            "active": bid in p.active_links()})
+        return out
+
+    def link_stats(self, name: str | None = None) -> list[dict[str, Any]]:
+        """``tipc link stat show [link NAME]``."""
+        out: list[dict[str, Any]] = []
+        if name in (None, "broadcast-link"):
+            out.append({"name": "broadcast-link", "up": True, "window": 50,
+                        "rcv": {f"{a:x}": dict(p.bc.__dict__, deferred=len(p.bc.deferred))
+                                for a, p in self.peers.items()}})
+        for p in self.peers.values():
+            for le in p.links.values():
+                lk = le.link
+                if name is not None and lk.name != name:
+                    continue
+                st = getattr(lk, "stats", None)
+                if st is None:
+                    stats: dict[str, Any] = {}
+                elif hasattr(st, "as_dict"):
+                    stats = st.as_dict()
+                else:
+                    stats = dict(getattr(st, "__dict__", {}))
+                out.append({"name": lk.name, "up": bool(lk.is_up),
+                            "active": le.bearer_id in p.active_links(),
+                            "mtu": getattr(lk, "mtu", None),
+                            "priority": getattr(lk, "priority", None),
+                            "tolerance": getattr(lk, "tolerance", None),
+                            "window": getattr(lk, "window", None), "stats": stats})
+        if name is not None and not out:
+            raise StackError(errno.EINVAL, f"no link {name!r}")
+        return out
+
+    def node_list(self) -> list[dict[str, Any]]:
+        """``tipc node list``: own node and every known peer (identity, hash, up)."""
+        rows = []
+        if self.node_id is not None:
+            rows.append({"identity": self.identity, "addr": self.own_addr,
+                         "hash": f"{self.own_addr or self.trial_addr:08x}", "up": True,
+                         "self": True})
+        for a in sorted(self.peers):
+            p = self.peers[a]
+            rows.append({"identity": node_id_to_str(p.node_id), "addr": a, "hash": f"{a:08x}",
+                         "up": p.is_up, "self": False, "state": p.state.name,
+                         "links": len(p.links), "caps": p.caps})
+        return rows
+
+    def stats(self) -> dict[str, Any]:
+        return {"counters": dict(self.counters),
+                "bearers": {b.name: b.stats.as_dict() for b in self._bearers if b is not None}}
