@@ -421,24 +421,24 @@ class DataMsg(Msg):
         if n >= 8:
             names.append("destnode")
         mt = self.mtype
-        if mt == 2:
+        if mt == 2 or mt >= 4:
             names += ["nametype", "nameinst"]
-        elif mt in (1, 5, 6) or (mt >= 4 and n >= 11):
+        elif mt == 1:
             names += ["nametype", "lower", "upper"]
-        if mt >= 4 and n >= 11:
+        if mt >= 4 and n >= 11:  # group messages reuse w10 (no range upper)
             names += ["grp_bc_seqno", "grp_evt"]
         return tuple(names)
 
     def summary(self) -> str:
         mt = self.mtype
         parts = ["DATA", _DATA_TYPES[mt]]
-        if mt == 2:
+        if mt == 2 or mt >= 5:
             parts.append(f"{{{self.nametype},{self.nameinst}}}")
-        elif mt in (1, 5, 6):
+        elif mt == 1:
             parts.append(f"{{{self.nametype},{self.lower},{self.upper}}}")
-        parts.append(
-            f"{_hex8(self.orignode)}:{self.origport} -> {_hex8(self.destnode)}:{self.destport}"
-        )
+        # A SHORT (connection) header carries no destnode: the receiver is implied.
+        dnode = _hex8(self.destnode) if len(self.w) > 7 else "*"
+        parts.append(f"{_hex8(self.orignode)}:{self.origport} -> {dnode}:{self.destport}")
         parts.append(f"len={len(self.data)}")
         if self.user:
             parts.append(f"imp={user_name(self.user)}")
