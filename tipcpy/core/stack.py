@@ -606,16 +606,13 @@ class Stack:
         return out
 
     def node_list(self) -> list[dict[str, Any]]:
-        """``tipc node list``: own node and every known peer (identity, hash, up)."""
+        """``tipc node list``: every known peer (identity, hash, up); like the kernel,
+        the own node is not listed (see node_info())."""
         rows = []
-        if self.node_id is not None:
-            rows.append({"identity": self.identity, "addr": self.own_addr,
-                         "hash": f"{self.own_addr or self.trial_addr:08x}", "up": True,
-                         "self": True})
         for a in sorted(self.peers):
             p = self.peers[a]
             rows.append({"identity": node_id_to_str(p.node_id), "addr": a, "hash": f"{a:08x}",
-                         "up": p.is_up, "self": False, "state": p.state.name,
+                         "up": p.is_up, "state": p.state.name,
                          "links": len(p.links), "caps": p.caps})
         return rows
 

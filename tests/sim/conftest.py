@@ -1,0 +1,1 @@
+"""Sim tests run on virtual time only; nothing here sleeps or opens sockets."""
