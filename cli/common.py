@@ -338,4 +338,4 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]],
         table.add_column(c)
     for r in rows:
         table.add_row(*("" if v is None else str(v) for v in r))
-    Console(file=click.get_text_stream("stdout"), soft_wrap=True).print(table)
+    Console(file=sys.stdout, soft_wrap=True).print(table)

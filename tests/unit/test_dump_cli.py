@@ -359,3 +359,34 @@ def test_demo_runs(tmp_path: Path) -> None:
         assert "tipc dump" in proc.stdout and last_line(proc.stdout).endswith(" 0 errors")
     else:
         assert "not present" in proc.stdout
+
+
+# ------------------------------------------------------------ root module loading
+
+
+def test_missing_command_module_is_skipped_other_import_errors_raise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli.tipc as tipc_mod
+
+    assert tipc_mod._load("no_such_family_xyz") is None
+
+    def broken(name: str) -> None:
+        raise ModuleNotFoundError("No module named 'pyroute2x'", name="pyroute2x")
+
+    monkeypatch.setattr(tipc_mod.importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError):
+        tipc_mod._load("bearer")
+
+
+def test_print_table_and_emit_json() -> None:
+    from cli.common import emit_json, print_table
+
+    @click.command()
+    def show() -> None:
+        print_table(["Type", "Lower"], [[1000, 1], [2000, None]])
+        emit_json([{"a": 1}])
+
+    res = CliRunner().invoke(show, [])
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["Type", "Lower"] and lines[1].split() == ["1000", "1"]
+    assert lines[-1] == '[{"a":1}]'
