@@ -257,3 +257,25 @@ def test_hundred_nodes_full_mesh() -> None:
     assert ok, f"mesh incomplete at virtual {c.now:.2f}s"
     assert c.now < 4.0
     assert real < 300
+
+
+# ---------------------------------------------------------------- name layer wiring
+def test_node_state_and_link_state_bindings_replicate_and_purge() -> None:
+    c = SimCluster(3, seed=15)
+    assert c.run_until(lambda: c.all_links_up(), timeout=5.0)
+    c.run_for(0.5)
+    addrs = [c.addr(i) for i in range(3)]
+    for i in range(3):
+        nt = c.nodes[i].stack.name_table
+        for a in addrs:  # {0, a, a} cluster scope from every node, incl. itself
+            assert [p.node for p in nt.find(0, a, a)] == [a]
+        for j in range(3):
+            if j != i:  # {2, peer, peer} node scope, port = link id
+                (p,) = nt.find(2, addrs[j], addrs[j])
+                assert p.node == addrs[i] and p.scope == 3
+    c.crash(2)
+    assert c.run_until(lambda: not c.nodes[0].stack.node_is_up(addrs[2]), timeout=5.0)
+    nt0 = c.nodes[0].stack.name_table
+    assert nt0.find(0, addrs[2], addrs[2]) == []  # purged on node down
+    assert nt0.find(2, addrs[2], addrs[2]) == []  # link-state withdrawn on link down
+    assert [p.node for p in nt0.find(0, addrs[1], addrs[1])] == [addrs[1]]

@@ -30,16 +30,22 @@ from tipcpy.core.discover import (
     TrialEnded,
     TrialFailed,
 )
+from tipcpy.core.name_distr import NameDistributor
+from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
 from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import (
     MAX_BEARERS,
+    TIPC_CLUSTER_SCOPE,
     TIPC_DEF_NET_ID,
+    TIPC_LINK_STATE,
     TIPC_MAX_LINK_PRI,
     TIPC_MAX_LINK_TOL_MS,
     TIPC_MAX_NET_ID,
     TIPC_MIN_LINK_TOL_MS,
     TIPC_MIN_NET_ID,
+    TIPC_NODE_SCOPE,
+    TIPC_NODE_STATE,
     User,
 )
 
@@ -140,8 +146,13 @@ class Stack:
         # deadline heap: key = ("p", addr) | ("d", bearer_id); lazy invalidation
         self._dl: dict[tuple[str, int], float | None] = {}
         self._heap: list[tuple[float, tuple[str, int]]] = []
-        self._dirty: set[int] = set()
-        self._handler_depth = 0
+        # the name layer (binding table + its replication); sockets/topsrv plug in on top
+        self.name_table = NameTable(0)
+        self.name_distr = NameDistributor(0, self.name_table)
+        self._link_publ: dict[tuple[int, int], Publication] = {}
+        self.register_user(User.NAME_DISTRIBUTOR,
+                           lambda src, m, now: self._named_rcv(src, m, now))
+        self.add_listener(self._name_layer_event)
 
     # ---------------------------------------------------------------- configuration
     @property
@@ -329,6 +340,60 @@ class Stack:
             return 66060
         return int(p.links[p.active[selector & 1]].link.mtu)  # type: ignore[index]
 
+    # ---------------------------------------------------------------- name layer
+    def publish(self, publ: Publication, now: float) -> None:
+        """Bind locally and replicate a cluster-scope binding to every up peer (replicast
+        over the unicast links: we never use the broadcast link)."""
+        msg = self.name_distr.publish(publ)
+        if msg is not None:
+            self._replicast(msg, now)
+        self._touch_named()
+
+    def withdraw(self, publ: Publication, now: float) -> None:
+        msg = self.name_distr.withdraw(publ)
+        if msg is not None:
+            self._replicast(msg, now)
+        self._touch_named()
+
+    def _replicast(self, msg: Msg, now: float) -> None:
+        for addr in self.up_nodes():
+            m = msg.copy()
+            m.destnode = addr
+            self.send_to_node(addr, m, 0, now)
+
+    def _named_rcv(self, src: int, msg: Msg, now: float) -> None:
+        self.name_distr.receive(msg, src, now)
+        self._touch_named()
+
+    def _touch_named(self) -> None:
+        self._set_deadline(("n", 0), self.name_distr.next_deadline())
+
+    def _name_layer_event(self, ev: object, now: float) -> None:
+        """Kernel tipc_net_finalize / tipc_node_write_unlock actions for the name layer."""
+        if isinstance(ev, AddressCommitted):
+            self.name_distr.set_own_addr(ev.addr)
+            self.publish(Publication(TIPC_NODE_STATE, ev.addr, ev.addr, TIPC_CLUSTER_SCOPE,
+                                     ev.addr, 0, ev.addr), now)
+        elif isinstance(ev, NodeUp):
+            peer = self.peers.get(ev.addr)
+            mss = 1400
+            if peer is not None and peer.active[0] is not None:
+                mss = int(getattr(peer.links[peer.active[0]].link, "mss", mss))
+            for m in self.name_distr.node_up(ev.addr, mss):
+                self.send_to_node(ev.addr, m, 0, now)
+        elif isinstance(ev, NodeDown):
+            self.name_distr.node_down(ev.addr)
+        elif isinstance(ev, LinkStateChanged):
+            key = (ev.peer, ev.bearer_id)
+            if ev.up and key not in self._link_publ:
+                p = Publication(TIPC_LINK_STATE, ev.peer, ev.peer, TIPC_NODE_SCOPE,
+                                self.own_addr, ev.link_id, ev.link_id)
+                self._link_publ[key] = p
+                self.publish(p, now)
+            elif not ev.up and key in self._link_publ:
+                self.withdraw(self._link_publ.pop(key), now)
+        self._touch_named()
+
     # ---------------------------------------------------------------- input
     def receive(self, bearer_id: int, data: bytes, now: float) -> None:
         """One packet from a bearer.  Never raises on bad input: counts and drops."""
@@ -409,7 +474,10 @@ class Stack:
             self._dl[key] = None
             due.append(key)
         for kind, k in due:
-            if kind == "d":
+            if kind == "n":
+                self.name_distr.tick(now)
+                self._touch_named()
+            elif kind == "d":
                 b = self._bearers[k]
                 if b is not None:
                     b.disc.tick(now)
