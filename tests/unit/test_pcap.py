@@ -328,3 +328,12 @@ def test_mutated_captures_never_raise(data: st.DataObject) -> None:
 def test_random_frames_never_raise(frame: bytes, linktype: int) -> None:
     for r in parse_pcap(pcap([(1.0, frame)], linktype=linktype)):
         assert r.ok or r.error
+
+
+def test_other_traffic_cut_by_snaplen_is_not_an_error() -> None:
+    dns = eth(ipv4(udp(b"q" * 200, 53, 53)))
+    tipc = eth(ipv4(udp(DSC)))
+    recs = records(pcap([(1.0, dns[:60], len(dns)), (2.0, tipc[:60], len(tipc))]))
+    assert [(r.frame, r.ok) for r in recs] == [(2, False)]
+    dns6 = eth(ipv6(udp(b"q" * 200, 53, 53)), etype=0x86DD)
+    assert records(pcap([(1.0, dns6[:70], len(dns6))])) == []

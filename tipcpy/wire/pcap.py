@@ -445,6 +445,8 @@ class FrameParser:
             return
         if total < ihl:
             raise _Malformed(f"IPv4 total length {total} < header length {ihl}")
+        if len(d) < off + total and not flagfrag & 0x1FFF and self._not_ours(d, off + ihl):
+            return  # someone else's datagram cut by the snap length: not our business
         self._truncated_check(frame, off + total, "IPv4 packet")
         src = str(ipaddress.IPv4Address(d[off + 12:off + 16]))
         dst = str(ipaddress.IPv4Address(d[off + 16:off + 20]))
@@ -467,6 +469,8 @@ class FrameParser:
         dst = str(ipaddress.IPv6Address(d[off + 24:off + 40]))
         if plen == 0:
             return  # jumbogram: not used by TIPC
+        if len(d) < off + 40 + plen and nxt == 17 and self._not_ours(d, off + 40):
+            return  # someone else's datagram cut by the snap length
         self._truncated_check(frame, off + 40 + plen, "IPv6 packet")
         data = d[off + 40:off + 40 + plen]
         pos = 0
@@ -528,6 +532,13 @@ class FrameParser:
         return whole
 
     # -- UDP --------------------------------------------------------------------------
+
+    def _not_ours(self, d: bytes, udp_off: int) -> bool:
+        """The UDP ports at `udp_off` are readable and neither is a TIPC port."""
+        if len(d) < udp_off + 4:
+            return False
+        sport, dport = struct.unpack_from(">HH", d, udp_off)
+        return sport not in self.ports and dport not in self.ports
 
     def _udp(self, frame: RawFrame, p: bytes, src: str, dst: str, v6: bool) -> None:
         if len(p) < 8:
