@@ -1,0 +1,348 @@
+"""NameDistributor: message layout as Linux 6.1 sends it, in-order apply, purges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tipcpy.core.name_distr import NAMED_TIMEOUT, NameDistributor, items_per_msg
+from tipcpy.core.name_table import NameTable, Publication
+from tipcpy.wire import BundleMsg, NameDistrMsg, decode
+from tipcpy.wire.consts import NameDistrType
+from tipcpy.wire.items import DistrItem
+
+A = 0x195D0465  # kpeer-a
+B = 0x195D0765  # kpeer-b
+CAPTURE = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "reference"
+    / "captures"
+    / "pair-multicast.pcap"
+)
+PUB, WD = NameDistrType.PUBLICATION, NameDistrType.WITHDRAWAL
+
+
+def node(addr: int) -> tuple[NameTable, NameDistributor]:
+    t = NameTable(addr)
+    return t, NameDistributor(addr, t)
+
+
+def P(type: int, lower: int, node: int, port: int, scope: int = 2, upper: int | None = None
+      ) -> Publication:  # fmt: skip
+    return Publication(type, lower, lower if upper is None else upper, scope, node, port, port + 1)
+
+
+def wire(m: NameDistrMsg) -> NameDistrMsg:
+    """What the peer gets: encoded and decoded again."""
+    d = decode(m.encode())
+    assert isinstance(d, NameDistrMsg)
+    return d
+
+
+def rows(t: NameTable, n: int) -> set[tuple[int, int, int, int, int]]:
+    return {(p.type, p.lower, p.upper, p.port, p.key) for p in t.publications_of(n)}
+
+
+# ---------------------------------------------------------------- building
+@pytest.mark.parametrize(("mss", "per"), [(1428, 69), (13928, 694)])
+def test_bulk_is_split_by_mss_with_flags_and_seqnos_as_the_kernel(mss: int, per: int) -> None:
+    t, d = node(B)
+    assert items_per_msg(mss) == per
+    n = 2 * per + 5
+    for i in range(n - 1):
+        d.publish(P(1000 + i, 1, B, 0x100 + i))
+    d.publish(P(0, B, B, 0))  # node state (key = port + 1 here, not checked)
+    d.publish(P(5000, 1, B, 7, scope=3))  # node scope: never distributed
+    for k in range(3):
+        d.publish(P(6000, 1, B, 9 + k))
+    for p in t.find(6000, 1, 1):
+        d.withdraw(p)
+    assert d.snd_nxt == n + 6  # every cluster-scope bind and unbind took a number
+    msgs = [wire(m) for m in d.bulk(mss, A)]
+    assert len(msgs) == 3
+    for m in msgs[:-1]:
+        assert len(m.items) == per
+        assert m.w[1] == 0x14000000  # PUBLICATION | bulk | non_legacy
+        assert m.named_seqno == 0 and m.bc_ack_invalid == 1
+        assert len(m.encode()) == 40 + 20 * per <= mss
+    last = msgs[-1]
+    assert last.w[1] == 0x1C000000  # + last_bulk
+    assert last.named_seqno == d.snd_nxt  # the next single-update number
+    assert last.bc_ack_invalid == 1
+    assert last.orignode == B and last.destnode == A and last.prevnode == B
+    items = [i for m in msgs for i in m.items]
+    assert len(items) == n
+    assert items[0] == DistrItem(1000, 1, 1, 0x100, 0x101)
+    assert items[-1].type == 0
+    assert all(i.type not in (5000, 6000) for i in items)
+
+
+def test_bulk_is_sent_even_with_nothing_or_only_the_node_state_item() -> None:
+    t, d = node(B)
+    (m,) = d.bulk(1428, A)
+    assert m.last_bulk and m.bulk and m.non_legacy and m.items == [] and m.named_seqno == 0
+    d.publish(Publication(0, B, B, 2, B, 0, B))
+    d.snd_nxt = 7
+    (m,) = d.bulk(1428, A)
+    assert m.w[1] == 0x1C000000 and m.named_seqno == 7
+    assert m.items == [DistrItem(0, B, B, 0, B)]
+
+
+def test_singles_have_one_item_counter_seqno_and_non_legacy() -> None:
+    t, d = node(B)
+    p1, p2 = P(2000, 1, B, 0x71606415), P(2001, 1, B, 0x3BB5D8DA)
+    m1, m2 = d.publish(p1), d.publish(p2)
+    assert d.publish(P(2002, 1, B, 5, scope=3)) is None
+    w1 = d.withdraw(p1)
+    assert m1 is not None and m2 is not None and w1 is not None
+    assert [m.w[1] for m in (m1, m2, w1)] == [0x04000000, 0x04000000, 0x24000000]
+    assert [m.named_seqno for m in (m1, m2, w1)] == [0, 1, 2]
+    assert m1.items == [DistrItem(2000, 1, 1, 0x71606415, 0x71606416)]
+    assert len(m1.encode()) == 60 and m1.bc_ack_invalid == 0
+    assert not t.contains(p1) and t.contains(p2)
+
+
+def test_seqno_wraps_at_16_bits() -> None:
+    t, d = node(B)
+    d.snd_nxt = 0xFFFF
+    a = d.publish(P(100, 1, B, 1))
+    b = d.publish(P(100, 2, B, 2))
+    assert a is not None and b is not None
+    assert (a.named_seqno, b.named_seqno) == (0xFFFF, 0)
+
+
+def test_publish_limit_and_duplicate_raise_einval() -> None:
+    import errno
+
+    t, d = node(B)
+    d.publish(P(100, 1, B, 1))
+    with pytest.raises(OSError) as ei:
+        d.publish(P(100, 1, B, 1))  # same key, same node, same range
+    assert ei.value.errno == errno.EINVAL
+    for i in range(65534):
+        t.insert(P(101, i, B, 10 + i))
+    with pytest.raises(OSError) as ei:
+        d.publish(P(102, 1, B, 2))
+    assert ei.value.errno == errno.EINVAL and "65535" in str(ei.value)
+
+
+def test_publish_tolerates_a_publication_already_inserted_by_the_caller() -> None:
+    t, d = node(B)
+    p = P(100, 1, B, 1)
+    t.insert(p)
+    assert d.publish(p) is not None and len(t) == 1
+
+
+def _capture_msgs() -> list[NameDistrMsg]:
+    from tipcpy.wire.bundle import unbundle
+    from tipcpy.wire.pcap import read_pcap
+
+    if not CAPTURE.exists():
+        pytest.skip(f"capture not found: {CAPTURE}")
+    out = []
+    for r in read_pcap(CAPTURE):
+        if not r.ok:
+            continue
+        m = decode(r.payload)
+        for x in unbundle(m) if isinstance(m, BundleMsg) else [m]:
+            if isinstance(x, NameDistrMsg):
+                out.append(x)
+    return out
+
+
+def test_bulk_bytes_match_the_real_linux_packets() -> None:
+    real = [m for m in _capture_msgs() if m.bulk]
+    assert len(real) == 2
+    for rm in real:
+        me, peer = rm.orignode, rm.destnode
+        t, d = node(me)
+        for it in rm.items:
+            d.publish(Publication(it.type, it.lower, it.upper, 2, me, it.port, it.key))
+        d.snd_nxt = rm.named_seqno
+        (ours,) = d.bulk(13928, peer)
+        rb, ob = bytearray(rm.encode()), bytearray(ours.encode())
+        rb[8:12] = ob[8:12] = b"\0\0\0\0"  # w2: link ack/seqno, set by the link
+        assert ob == rb
+
+
+def test_single_withdrawals_match_the_real_linux_packets() -> None:
+    real = [m for m in _capture_msgs() if m.mtype == WD]
+    assert [m.named_seqno for m in real] == [4, 5, 6]
+    me = real[0].orignode
+    bulk = next(m for m in _capture_msgs() if m.bulk and m.orignode == me)
+    t, d = node(me)
+    pubs = [Publication(i.type, i.lower, i.upper, 2, me, i.port, i.key) for i in bulk.items]
+    for p in pubs:
+        d.publish(p)
+    d.snd_nxt = bulk.named_seqno
+    by_type = {p.type: p for p in pubs}
+    for rm in real:
+        ours = d.withdraw(by_type[rm.items[0].type])
+        assert ours is not None
+        assert ours.w[1] == rm.w[1] == 0x24000000
+        assert ours.w[4] == rm.w[4]
+        assert ours.data == rm.data
+        assert ours.orignode == rm.orignode
+
+
+# ---------------------------------------------------------------- receiving
+def _pair() -> tuple[NameTable, NameDistributor, NameTable, NameDistributor]:
+    ta, da = node(A)
+    tb, db = node(B)
+    return ta, da, tb, db
+
+
+def test_bulk_then_singles_in_order_with_early_and_out_of_order_singles() -> None:
+    ta, da, tb, db = _pair()
+    db.publish(Publication(0, B, B, 2, B, 0, B))
+    for i in range(3):
+        db.publish(P(2000 + i, 1, B, 10 + i))
+    bulk = [wire(m) for m in db.bulk(1428, A)]
+    s = [wire(m) for m in (db.publish(P(3000, 1, B, 50)), db.publish(P(3001, 1, B, 51)),
+                           db.withdraw(tb.find(2000, 1, 1)[0]))]  # fmt: skip
+    # the singles (broadcast link) overtake the bulk (unicast link), and come reversed
+    da.node_up(B)
+    for m in reversed(s):
+        da.receive(m, B, 0.0)
+    assert len(ta) == 0  # nothing applied before the last bulk
+    assert da.stats.early_buffered == 3
+    for m in bulk:
+        da.receive(m, B, 0.0)
+    assert rows(ta, B) == rows(tb, B)
+    assert da.peer_state(B) == (bulk[-1].named_seqno + 3, True, 0)
+
+
+def test_singles_before_the_bulk_seqno_are_stale_and_dropped() -> None:
+    ta, da, tb, db = _pair()
+    early = wire(db.publish(P(100, 1, B, 1)))  # seqno 0, covered by the bulk below
+    bulk = [wire(m) for m in db.bulk(1428, A)]
+    assert bulk[-1].named_seqno == 1
+    da.receive(early, B, 0.0)
+    for m in bulk:
+        da.receive(m, B, 0.0)
+    assert rows(ta, B) == {(100, 1, 1, 1, 2)}
+    assert da.stats.stale_dropped == 1 and da.stats.dup_publ == 0
+    da.receive(early, B, 0.0)  # replayed after the window opened: stale again
+    assert da.stats.stale_dropped == 2 and len(ta) == 1
+
+
+def test_gap_holds_later_singles_until_filled() -> None:
+    ta, da, tb, db = _pair()
+    for m in db.bulk(1428, A):
+        da.receive(wire(m), B, 0.0)
+    s = [wire(db.publish(P(100, i, B, i + 1))) for i in range(5)]
+    for m in (s[0], s[2], s[4], s[3]):
+        da.receive(m, B, 0.0)
+    assert {p.lower for p in ta} == {0}
+    da.receive(s[1], B, 0.0)
+    assert {p.lower for p in ta} == {0, 1, 2, 3, 4}
+    da.receive(s[3], B, 0.0)  # duplicate of an applied one: stale
+    assert len(ta) == 5 and da.stats.stale_dropped == 1
+
+
+def test_legacy_singles_are_applied_at_once() -> None:
+    ta, da, tb, db = _pair()
+    m = wire(db.publish(P(100, 1, B, 1)))
+    m.named_seqno = 999
+    m.non_legacy = 0
+    da.receive(m, B, 0.0)
+    assert len(ta) == 1 and da.stats.rx_legacy_msgs == 1
+
+
+def test_node_down_purges_and_resets_ordering_state() -> None:
+    ta, da, tb, db = _pair()
+    pa = P(100, 1, A, 1)
+    da.publish(pa)
+    for m in db.bulk(1428, A):
+        da.receive(wire(m), B, 0.0)
+    for i in range(4):
+        da.receive(wire(db.publish(P(200, i, B, 10 + i))), B, 0.0)
+    assert ta.node_count(B) == 4
+    gone = da.node_down(B)
+    assert len(gone) == 4 and ta.node_count(B) == 0 and ta.contains(pa)
+    assert da.peer_state(B) is None
+    # the peer's counter kept going; a single from the new session before its bulk waits
+    da.node_up(B)
+    s = wire(db.publish(P(300, 1, B, 20)))
+    da.receive(s, B, 0.0)
+    assert ta.node_count(B) == 0
+    for m in db.bulk(1428, A):  # bulk seqno = after s: s is stale, its binding is in the bulk
+        da.receive(wire(m), B, 0.0)
+    assert rows(ta, B) == rows(tb, B) and ta.node_count(B) == 5
+
+
+def test_malformed_items_and_messages_are_counted_and_dropped() -> None:
+    ta, da, tb, db = _pair()
+    bulk = db.bulk(1428, A)[0]
+    bulk.items = [
+        DistrItem(100, 5, 4, 1, 2),
+        DistrItem(100, 1, 1, 3, 4),
+        DistrItem(101, 9, 2, 5, 6),
+    ]
+    da.receive(wire(bulk), B, 0.0)
+    assert rows(ta, B) == {(100, 1, 1, 3, 4)}
+    assert da.stats.malformed_items == 2
+    # payload not a multiple of 20: the codec refuses it (DecodeError) ...
+    bad = db.bulk(1428, A)[0]
+    bad.data = bytes(30)
+    raw = bad.encode()
+    with pytest.raises(ValueError):
+        decode(raw)
+    # ... and if such a message reaches us anyway it is counted, not applied
+    da.receive(bad, B, 0.0)
+    assert da.stats.malformed_msgs == 1 and len(ta) == 1
+    odd = db.bulk(1428, A)[0]
+    odd.mtype = 3
+    da.receive(odd, B, 0.0)
+    assert da.stats.unknown_mtype == 1
+    # the table still works
+    assert ta.lookup_anycast(100, 1) == (B, 3)
+
+
+def test_unknown_withdrawal_is_deferred_then_applied_or_expired() -> None:
+    ta, da, tb, db = _pair()
+    p = P(100, 1, B, 1)
+    pub, wd = db.publish(p), db.withdraw(p)
+    q = P(101, 1, B, 2)
+    db.publish(q)
+    # legacy messages can overtake each other: the withdrawal comes first
+    for m in (wd, pub):
+        m.non_legacy = 0
+    da.receive(wire(wd), B, 10.0)
+    assert da.stats.deferred_withdraw == 1 and da.next_deadline() == 10.0 + NAMED_TIMEOUT
+    da.receive(wire(pub), B, 10.5)
+    assert len(ta) == 0 and da.stats.deferred_applied == 1 and da.next_deadline() is None
+    # an unmatched one expires
+    wq = db.withdraw(q)
+    db.publish(q)  # (never delivered)
+    wq.non_legacy = 0
+    da.receive(wire(wq), B, 20.0)
+    da.tick(21.9)
+    assert da.deferred_count == 1
+    da.tick(22.0)
+    assert da.deferred_count == 0 and da.stats.deferred_expired == 1
+
+
+def test_deferred_withdrawals_are_bounded() -> None:
+    from tipcpy.core import name_distr
+
+    ta, da, tb, db = _pair()
+    da.receive(wire(db.bulk(1428, A)[0]), B, 0.0)
+    items = [DistrItem(100, i, i, i, i + 1) for i in range(name_distr.MAX_DEFERRED + 10)]
+    da.apply_items(WD, items, B)
+    assert da.deferred_count == name_distr.MAX_DEFERRED
+    assert da.stats.deferred_overflow == 10
+
+
+def test_bulk_of_100k_bindings_round_trips() -> None:
+    ta, da, tb, db = _pair()
+    for i in range(100_000):
+        tb.insert(P(64 + i % 1000, i // 1000, B, i + 1))
+    msgs = db.bulk(1428, A)
+    assert len(msgs) == -(-100_000 // 69)
+    for m in msgs:
+        da.receive(wire(m), B, 0.0)
+    assert ta.node_count(B) == 100_000
+    assert ta.lookup_anycast(64 + 4321 % 1000, 4321 // 1000) == (B, 4322)
