@@ -90,11 +90,12 @@ class FakeStack:
                  "profile_counts": [3, 0, 0, 0, 1, 1, 0], "rx_states": 214, "rx_probes": 104,
                  "tx_states": 218, "tx_probes": 104, "tx_acks": 1}]
 
-    def nametable_show(self) -> list[dict[str, Any]]:
-        return [{"type": 0, "lower": 425526373, "upper": 425526373, "scope": "cluster",
-                 "port": 0, "node": b"kpeer-a".ljust(16, b"\0")},
-                {"type": 1, "lower": 1, "upper": 1, "scope": 3, "port": 133953688,
-                 "node": "kpeer-a"}]
+    @property
+    def name_table(self) -> list[Any]:
+        from types import SimpleNamespace as P
+
+        return [P(type=0, lower=425526373, upper=425526373, scope=2, port=0, node=0x195D0465),
+                P(type=1, lower=1, upper=1, scope=3, port=133953688, node=0x195D0465)]
 
 
 def free_port() -> int:

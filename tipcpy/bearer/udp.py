@@ -28,7 +28,11 @@ import socket
 import struct
 from typing import Any
 
+from tipcpy.wire.consts import User
+
 from .base import Bearer, BearerError, einval
+
+_LINK_CONFIG = int(User.LINK_CONFIG)
 
 UDP_PORT_DEFAULT = 6118
 MTU_IPV4 = 14000
@@ -36,7 +40,6 @@ MTU_IPV6 = 1280
 _READ_BATCH = 512          # datagrams drained per wakeup before yielding to the loop
 _SENDQ_MAX = 1024          # packets waiting for a writable socket before we drop
 _SOCKBUF = 4 * 1024 * 1024
-_LINK_CONFIG = 13          # message user of discovery packets
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -91,7 +91,7 @@ class Runtime:
         bearer.open(self.loop)
         try:
             native = bearer.media_addr()
-            self._autoconfig_identity(bearer.media, native)
+            # (a node without identity takes it from its first bearer: the Stack does that)
             kw = {k: v for k, v in props.items() if v is not None}
             bid = self.stack.enable_bearer(bearer.name, bearer.media,
                                            to_media_addr(bearer.media, native),
@@ -121,19 +121,6 @@ class Runtime:
             bearer = self.bearers.pop(bid)
             del self.by_name[name]
             bearer.close()
-
-    def _autoconfig_identity(self, media: str, native: Any) -> None:
-        """Kernel behaviour: a node without identity takes it from its first bearer
-        (IPv4: 4 address bytes + 12 zeros; IPv6: 16 bytes; Ethernet: the MAC)."""
-        if getattr(self.stack, "node_id", None):
-            return
-        import ipaddress
-
-        if media == "udp":
-            raw = ipaddress.ip_address(native[0]).packed
-        else:
-            raw = bytes(native)
-        self.stack.set_identity(raw.ljust(16, b"\0")[:16])
 
     def _make_batch_handler(self, bid: int) -> Callable[[Bearer, list[tuple[bytes, Any]]], None]:
         def on_batch(_bearer: Bearer, batch: list[tuple[bytes, Any]]) -> None:
@@ -211,10 +198,19 @@ class Runtime:
 
     def _on_event(self, ev: Any) -> None:
         kind = type(ev).__name__
-        if kind in ("LinkUp", "LinkDown", "NodeUp", "NodeDown"):
-            what = getattr(ev, "link_name", None) or getattr(ev, "name", None) or ev
-            log.info("%s %s", {"LinkUp": "link up:", "LinkDown": "link down:",
-                               "NodeUp": "node up:", "NodeDown": "node down:"}[kind], what)
+        if kind == "LinkStateChanged":
+            log.info("link %s: %s", "up" if ev.up else "down", ev.link_name)
+        elif kind in ("NodeUp", "NodeDown"):
+            from tipcpy.addr import node_id_to_str
+
+            nid = getattr(ev, "node_id", b"")
+            ident = node_id_to_str(nid) if len(nid) == 16 else ""
+            log.info("node %s: %s (%08x)", "up" if kind == "NodeUp" else "down", ident,
+                     ev.addr)
+        elif kind == "AddressCommitted":
+            log.info("node address %08x committed", ev.addr)
+        elif kind in ("DuplicateAddress", "TrialFailed"):
+            log.warning("%r", ev)
         else:
             log.debug("event %r", ev)
         for fn in list(self._listeners):

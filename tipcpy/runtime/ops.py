@@ -116,9 +116,7 @@ class NodeOps:
 
     # -- node ---------------------------------------------------------------------------
     def _node_id(self) -> bytes | None:
-        info = self._node_info()
-        nid = _get(info, "node_id") or _get(info, "identity") or getattr(self.stack, "node_id",
-                                                                         None)
+        nid = getattr(self.stack, "node_id", None)
         if isinstance(nid, str):
             return node_id_from_str(nid)
         return bytes(nid) if nid else None
@@ -160,6 +158,8 @@ class NodeOps:
     def node_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
         for n in _as_dicts(self.stack.node_list()):
+            if _get(n, "self"):
+                continue                    # iproute2 lists remote nodes only
             nid = _get(n, "node_id") or _get(n, "identity")
             addr = _get(n, "address", _get(n, "addr", 0))
             if isinstance(nid, bytes | bytearray):
@@ -300,38 +300,51 @@ class NodeOps:
         return out
 
     def link_stat_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Normalised counters per link; ``link`` selects by name, substring or ``all``
+        (iproute2 semantics: no match prints nothing and succeeds)."""
         want = args.get("link")
-        stats = _as_dicts(self.stack.link_stats())
         out = []
-        for s in stats:
+        have_bc = False
+        for s in _as_dicts(self.stack.link_stats()):
             d = dict(s) if isinstance(s, dict) else dict(getattr(s, "__dict__", {}))
-            name = d.get("name")
-            if want and want != "all" and want not in str(name):
+            name = str(d.get("name"))
+            if want and want != "all" and want not in name:
                 continue
-            out.append(d)
-        if not any(d.get("name") == "broadcast-link" for d in out) and (
-                not want or want == "all" or want in "broadcast-link"):
-            out.insert(0, {"name": "broadcast-link", "broadcast": True, "window": 50})
+            n = normalise_link_stats(d)
+            have_bc = have_bc or n["broadcast"]
+            out.append(n)
+        if not have_bc and (not want or want == "all" or want in "broadcast-link"):
+            out.insert(0, normalise_link_stats({"name": "broadcast-link"}))
         return out
 
     # -- name table ---------------------------------------------------------------------
     def nametable_show(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        fn = getattr(self.stack, "nametable_show", None) or getattr(self.stack,
-                                                                  "name_table_dump", None)
-        if not callable(fn):
-            raise ControlError(errno.EOPNOTSUPP, "this tipcd has no name table yet")
+        """Every publication in iproute2's order, node shown as its identity string."""
+        table = getattr(self.stack, "name_table", None)
+        if table is None:
+            raise ControlError(errno.EOPNOTSUPP, "this tipcd has no name table")
         out = []
-        for p in _as_dicts(fn()):
-            node = _get(p, "node")
-            if isinstance(node, bytes | bytearray):
-                node = node_id_to_str(bytes(node))
-            scope = _get(p, "scope")
+        for p in table:
+            scope = p.scope
             if isinstance(scope, int):
-                scope = {2: "cluster", 3: "node", 1: "zone"}.get(scope, str(scope))
-            out.append({"type": int(_get(p, "type")), "lower": int(_get(p, "lower")),
-                        "upper": int(_get(p, "upper")), "scope": scope,
-                        "port": int(_get(p, "port")), "node": node})
+                scope = {1: "zone", 2: "cluster", 3: "node"}.get(scope, str(scope))
+            out.append({"type": p.type, "lower": p.lower, "upper": p.upper, "scope": scope,
+                        "port": p.port, "node": self._node_name(p.node)})
         return out
+
+    def _node_name(self, addr: Any) -> str:
+        """Node address -> identity string, as iproute2 does with SIOCGETNODEID."""
+        if isinstance(addr, bytes | bytearray):
+            return node_id_to_str(bytes(addr))
+        if isinstance(addr, str):
+            return addr
+        own = self._node_id()
+        if own is not None and addr in (getattr(self.stack, "own_addr", None),
+                                        hash128to32(own)):
+            return node_id_to_str(own)
+        peer = getattr(self.stack, "peers", {}).get(addr)
+        nid = getattr(peer, "node_id", None)
+        return node_id_to_str(nid) if nid else f"{addr:x}"
 
     # -- diagnostics --------------------------------------------------------------------
     def daemon_stats(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -350,3 +363,74 @@ class NodeOps:
 
     def events(self, args: dict[str, Any]) -> Any:
         return self.runtime.events()
+
+
+# Canonical counter name -> names the Link's stats may use (ours first, then the kernel's
+# struct tipc_stats names), so the CLI formats one shape whatever the core calls them.
+_STAT_ALIASES: dict[str, tuple[str, ...]] = {
+    "rx_packets": ("rx_packets", "recv_pkts", "rx_pkts"),
+    "rx_fragments": ("rx_fragments", "recv_fragments"),
+    "rx_fragmented": ("rx_fragmented", "recv_fragmented"),
+    "rx_bundles": ("rx_bundles", "recv_bundles"),
+    "rx_bundled": ("rx_bundled", "recv_bundled"),
+    "tx_packets": ("tx_packets", "sent_pkts", "tx_pkts"),
+    "tx_fragments": ("tx_fragments", "sent_fragments"),
+    "tx_fragmented": ("tx_fragmented", "sent_fragmented"),
+    "tx_bundles": ("tx_bundles", "sent_bundles"),
+    "tx_bundled": ("tx_bundled", "sent_bundled"),
+    "rx_states": ("rx_states", "recv_states"),
+    "rx_probes": ("rx_probes", "recv_probes"),
+    "rx_naks": ("rx_naks", "recv_nacks", "rx_nacks"),
+    "rx_defs": ("rx_defs", "deferred_recv", "rx_deferred"),
+    "rx_dups": ("rx_dups", "duplicates", "rx_duplicates"),
+    "tx_states": ("tx_states", "sent_states"),
+    "tx_probes": ("tx_probes", "sent_probes"),
+    "tx_naks": ("tx_naks", "sent_nacks", "tx_nacks"),
+    "tx_acks": ("tx_acks", "sent_acks"),
+    "tx_retrans": ("tx_retrans", "retransmitted", "tx_retransmitted"),
+    "congestion": ("congestion", "link_congs"),
+    "queue_max": ("queue_max", "max_queue_sz"),
+    "queue_total": ("queue_total", "accu_queue_sz"),
+    "queue_samples": ("queue_samples", "queue_sz_counts"),
+    "profile_sample": ("profile_sample", "msg_length_counts"),
+    "profile_total": ("profile_total", "msg_lengths_total"),
+}
+
+
+def normalise_link_stats(d: dict[str, Any]) -> dict[str, Any]:
+    """One link's stats from the Stack -> the flat shape ``cli/link.py`` formats.
+
+    Accepts the counters at top level or under ``stats``; state follows iproute2:
+    ACTIVE if the link is an active link of its peer, STANDBY if up, else DEFUNCT.
+    """
+    src = dict(d)
+    inner = src.get("stats")
+    if isinstance(inner, dict):
+        src = {**inner, **{k: v for k, v in src.items() if k != "stats"}}
+    name = str(src.get("name"))
+    bc = name == "broadcast-link" or bool(src.get("broadcast"))
+    out: dict[str, Any] = {"name": name, "broadcast": bc}
+    for canon, aliases in _STAT_ALIASES.items():
+        for a in aliases:
+            v = src.get(a)
+            if isinstance(v, int):
+                out[canon] = v
+                break
+        else:
+            out[canon] = 0
+    prof = src.get("profile_counts", src.get("msg_length_profile"))
+    out["profile_counts"] = [int(x) for x in prof][:7] if prof else [0] * 7
+    if "queue_avg" in src:
+        out["queue_avg"] = int(src["queue_avg"])
+    for k, default in (("mtu", 0), ("priority", 10), ("tolerance", 1500), ("window", 50)):
+        v = src.get(k)
+        out[k] = int(v) if isinstance(v, int) else default
+    if "state" in src and str(src["state"]) in ("ACTIVE", "STANDBY", "DEFUNCT"):
+        out["state"] = str(src["state"])
+    elif src.get("active"):
+        out["state"] = "ACTIVE"
+    elif src.get("up"):
+        out["state"] = "STANDBY"
+    else:
+        out["state"] = "DEFUNCT" if "up" in src else "ACTIVE"
+    return out

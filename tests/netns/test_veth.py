@@ -1,0 +1,195 @@
+"""Two real hosts in network namespaces joined by a veth pair (needs root).
+
+Each namespace runs its own tipcd (`ip netns exec NS tipcd ...`); links are formed over
+an `eth` bearer (AF_PACKET, ethertype 0x88CA) and a `udp` bearer, the latter both with
+multicast discovery (no remoteip: group 228.0.18.103) and configured by the `tipc` CLI in
+unicast mode. Namespaces are created with pyroute2 under unique names and always removed
+(which also removes the veth pair); daemons are stopped by their pid.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _why_skip() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if shutil.which("ip") is None:
+        return "needs iproute2's `ip` to run a daemon inside a namespace"
+    try:
+        import pyroute2  # noqa: F401
+    except ImportError:
+        return "needs pyroute2"
+    return None
+
+
+_skip = _why_skip()
+if _skip:
+    pytest.skip(_skip, allow_module_level=True)
+
+from pyroute2 import IPRoute, NetNS, netns  # noqa: E402
+
+
+def _cmd(name: str) -> list[str]:
+    exe = BIN / name
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", f"cli.{name}"]
+
+
+class Host:
+    def __init__(self, ns: str, dev: str, ip: str, run_dir: Path) -> None:
+        self.ns, self.dev, self.ip, self.run_dir = ns, dev, ip, run_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = run_dir.with_suffix(".log")
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(REPO)}
+
+    def start(self, *args: str) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, *_cmd("tipcd"), "--run-dir",
+                 str(self.run_dir), "--log-level", "debug", *args],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env())
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            if (self.run_dir / "ctl.sock").exists():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"tipcd in {self.ns} did not start:\n{self.log()}")
+
+    def tipc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["ip", "netns", "exec", self.ns, *_cmd("tipc"), *args],
+                           env=self.env(), capture_output=True, text=True, timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError(f"tipc {args} in {self.ns}: {r.returncode}\n{r.stderr}")
+        return r
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text()[-6000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def wait_links(self, names: list[str], timeout: float = 20.0) -> str:
+        end = time.monotonic() + timeout
+        out = ""
+        while time.monotonic() < end:
+            out = self.tipc("link", "list").stdout
+            if all(f"{n}: up" in out.splitlines() for n in names):
+                return out
+            time.sleep(0.2)
+        raise AssertionError(f"{self.ns}: links {names} not up; `tipc link list`:\n{out}\n"
+                             f"{self.log()}")
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
+    """Two namespaces joined by a veth pair with 10.213.<r>.1/.2 and IPv6 link-local."""
+    tag = secrets.token_hex(3)
+    ns_a, ns_b = f"tpy-{tag}-a", f"tpy-{tag}-b"
+    dev_a, dev_b = f"tpy{tag}a", f"tpy{tag}b"
+    subnet = int(tag[:2], 16) % 250 + 1
+    ip_a, ip_b = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
+    created: list[str] = []
+    hosts: list[Host] = []
+    try:
+        for ns in (ns_a, ns_b):
+            netns.create(ns)
+            created.append(ns)
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=dev_a, kind="veth", peer=dev_b)
+            for dev, ns in ((dev_a, ns_a), (dev_b, ns_b)):
+                idx = ipr.link_lookup(ifname=dev)[0]
+                ipr.link("set", index=idx, net_ns_fd=ns)
+        for ns, dev, ip in ((ns_a, dev_a, ip_a), (ns_b, dev_b, ip_b)):
+            with NetNS(ns) as n:
+                lo = n.link_lookup(ifname="lo")[0]
+                n.link("set", index=lo, state="up")
+                idx = n.link_lookup(ifname=dev)[0]
+                n.addr("add", index=idx, address=ip, prefixlen=24)
+                n.link("set", index=idx, state="up")
+        hosts = [Host(ns_a, dev_a, ip_a, tmp_path / "a"), Host(ns_b, dev_b, ip_b, tmp_path / "b")]
+        yield hosts[0], hosts[1]
+    finally:
+        for h in hosts:
+            h.stop()
+        for ns in created:
+            try:
+                netns.remove(ns)
+            except Exception:  # removal must not mask the test's own failure
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_eth_and_udp_multicast(pair: tuple[Host, Host]) -> None:
+    a, b = pair
+    for h, ident in ((a, "nsa"), (b, "nsb")):
+        h.start("--identity", ident, "--bearer", f"media eth device {h.dev}",
+                "--bearer", f"media udp name u0 localip {h.ip}")
+    out = a.wait_links([f"nsa:{a.dev}-nsb:{b.dev}", "nsa:u0-nsb:u0"])
+    assert out.splitlines()[0] == "broadcast-link: up"
+    b.wait_links([f"nsb:{b.dev}-nsa:{a.dev}", "nsb:u0-nsa:u0"])
+    assert b.tipc("bearer", "list").stdout == f"eth:{b.dev}\nudp:u0\n"
+    assert "nsa" in b.tipc("node", "list").stdout
+
+
+def test_udp_unicast_configured_by_cli(pair: tuple[Host, Host]) -> None:
+    a, b = pair
+    a.start()
+    b.start()
+    a.tipc("node", "set", "identity", "ua")
+    b.tipc("node", "set", "identity", "ub")
+    a.tipc("bearer", "enable", "media", "udp", "name", "b0", "localip", a.ip,
+           "remoteip", b.ip)
+    b.tipc("bearer", "enable", "media", "udp", "name", "b0", "localip", b.ip,
+           "remoteip", a.ip)
+    a.wait_links(["ua:b0-ub:b0"])
+    b.wait_links(["ub:b0-ua:b0"])
+    # cutting the wire takes the link down within the tolerance
+    subprocess.run(["ip", "-n", a.ns, "link", "set", a.dev, "down"], check=True)
+    end = time.monotonic() + 6
+    while time.monotonic() < end:
+        if "ub:b0-ua:b0: up" not in b.tipc("link", "list").stdout:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("link stayed up after the veth went down")
+
+
+def test_missing_device_and_loopback_refused(pair: tuple[Host, Host]) -> None:
+    a, _ = pair
+    a.start("--identity", "na")
+    r = a.tipc("bearer", "enable", "media", "eth", "device", "nosuch0", check=False)
+    assert r.returncode == 255 and "device 'nosuch0' does not exist" in r.stderr
+    r = a.tipc("bearer", "enable", "media", "eth", "device", "lo", check=False)
+    assert r.returncode == 255 and "loopback" in r.stderr
+    assert a.tipc("bearer", "list").stdout == ""
+
+
