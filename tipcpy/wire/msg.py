@@ -12,6 +12,8 @@ Design (hot path of every packet):
   :class:`DecodeError`, never IndexError/struct.error.
 * Reading a field that lies beyond the header (e.g. destnode of a 24-byte SHORT
   header) returns 0; writing it raises ValueError (grow ``hsize`` first).
+* Writing masks the value to the field width, like the kernel's msg_set_bits, so
+  ``m.seqno = snd_nxt + 32767`` wraps modulo 2**16 as in C.
 
 Bit positions are from the kernel's net/tipc/msg.h (see reference §2.2).
 """
