@@ -121,3 +121,18 @@ def test_sigterm_is_clean(tipcd) -> None:
     b.wait_for(lambda: "n2:b0-n1:b0: down" in b.tipc("link", "list").stdout
                or "n2:b0-n1:b0" not in b.tipc("link", "list").stdout,
                timeout=1.4, what="link down after peer stop")
+
+
+def test_configured_at_start_by_toml_and_flags(tipcd, tmp_path: Path) -> None:
+    pa, pb = free_udp_port(), free_udp_port()
+    conf = tmp_path / "a.toml"
+    conf.write_text(f'identity = "c1"\n[link]\ntolerance = 3000\n[[bearer]]\nmedia = "udp"\n'
+                    f'name = "b0"\nlocalip = "127.0.0.1"\nlocalport = {pa}\n'
+                    f'remoteip = "127.0.0.1"\nremoteport = {pb}\n')
+    a = tipcd("a", "--config", str(conf), port=pa)
+    b = tipcd("b", "--identity", "c2", "--bearer",
+              f"media udp name b0 localip 127.0.0.1 localport {pb} remoteip 127.0.0.1 "
+              f"remoteport {pa}", port=pb)
+    a.wait_for(lambda: link_up(a, "c1:b0-c2:b0"), what="link c1:b0-c2:b0 up")
+    assert link_up(b, "c2:b0-c1:b0")
+    assert "Tolerance:3000 ms" in a.tipc("link", "stat", "show", "link", "c1:b0").stdout

@@ -319,3 +319,46 @@ def test_cli_without_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert r.exit_code == 1
     assert r.output.splitlines()[0] == (
         f"tipcd is not running (no control socket at {tmp_path / 'ctl.sock'})")
+
+
+def test_peer_credentials_policy() -> None:
+    from tipcpy.runtime.control import peer_allowed
+
+    assert peer_allowed(0, 0)
+    assert peer_allowed(os.geteuid(), os.getegid())
+    import grp
+
+    try:
+        tipc_gid = grp.getgrnam("tipc").gr_gid
+    except KeyError:
+        assert not peer_allowed(65534, 65534)      # no group tipc: only root/owner
+    else:
+        assert peer_allowed(65534, tipc_gid)
+
+
+def test_toml_config(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "tipcd.toml"
+    cfg_file.write_text(
+        'identity = "n9"\nnetid = 1234\n[link]\ntolerance = 3000\n'
+        '[[bearer]]\nmedia = "udp"\nname = "b0"\nlocalip = "127.0.0.1"\n'
+        'remoteip = "127.0.0.1"\nremoteport = 7000\n')
+    cfg = DaemonConfig.from_toml(cfg_file)
+    assert (cfg.identity, cfg.netid, cfg.link) == ("n9", 1234, {"tolerance": 3000})
+    assert cfg.bearers[0]["remoteport"] == 7000
+    (tmp_path / "bad.toml").write_text("identiti = 'x'\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        DaemonConfig.from_toml(tmp_path / "bad.toml")
+
+
+def test_words_parser() -> None:
+    from tipcpy.runtime.words import WordError, parse_media
+
+    assert parse_media("priority 5 media udp name b0 localip 10.0.0.1 localport 7000".split()) \
+        == {"name": "b0", "localip": "10.0.0.1", "localport": 7000, "bearer": "udp:b0",
+            "priority": 5, "media": "udp"}
+    assert parse_media("media eth device veth0".split())["bearer"] == "eth:veth0"
+    for bad in ("media udp localip 1.2.3.4", "media udp name b0 localip",
+                "media foo", "media udp name b0 localip 1.1.1.1 bogus 1",
+                "media udp name b0 localip 1.1.1.1 localport x"):
+        with pytest.raises(WordError):
+            parse_media(bad.split())
