@@ -504,6 +504,8 @@ class PeerNode:
             elif isinstance(ev, linkmod.LinkDown):
                 if not suppress_down:
                     self._link_down(le, now, getattr(ev, "reason", ""))
+            else:
+                self._events.append(ev)  # e.g. LinkWakeup: for the socket layer
         # a state change may have produced more packets (e.g. STATE after link up)
         for data in link.take_outgoing():
             self._out.append((le.bearer_id, le.media_addr, data))
