@@ -54,6 +54,7 @@ def _cmd(name: str) -> list[str]:
 class Host:
     def __init__(self, ns: str, dev: str, ip: str, run_dir: Path) -> None:
         self.ns, self.dev, self.ip, self.run_dir = ns, dev, ip, run_dir
+        self.ip6 = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = run_dir.with_suffix(".log")
 
@@ -193,3 +194,17 @@ def test_missing_device_and_loopback_refused(pair: tuple[Host, Host]) -> None:
     assert a.tipc("bearer", "list").stdout == ""
 
 
+
+
+def test_udp_ipv6_multicast(pair: tuple[Host, Host]) -> None:
+    a, b = pair
+    for h, n in ((a, 1), (b, 2)):
+        with NetNS(h.ns) as ns:
+            idx = ns.link_lookup(ifname=h.dev)[0]
+            ns.addr("add", index=idx, address=f"fd00:7c::{n}", prefixlen=64,
+                    flags=0x02)  # IFA_F_NODAD: usable at once
+        h.ip6 = f"fd00:7c::{n}"
+    for h, ident in ((a, "v6a"), (b, "v6b")):
+        h.start("--identity", ident, "--bearer", f"media udp name m6 localip {h.ip6}")
+    a.wait_links(["v6a:m6-v6b:m6"])
+    assert b.tipc("bearer", "get", "mtu", "media", "udp", "name", "m6").stdout == "1280\n"
