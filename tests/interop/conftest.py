@@ -1,0 +1,92 @@
+"""Fixtures for interop tests against a real Linux kernel TIPC node (../shared/kernel-peer)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.kpeer import REPO, KernelPeer, ns_cmd, unavailable_reason
+
+BIN = Path(sys.executable).parent
+
+
+def _exe(name: str) -> list[str]:
+    exe = BIN / name
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", f"cli.{name}"]
+
+
+class NsNode:
+    """A tipcd running inside the kernel peer's namespace, driven by the real `tipc` CLI.
+
+    The control socket lives in the filesystem, so the CLI can run from the root
+    namespace; only the daemon's UDP socket needs to be inside netns kpeer.
+    """
+
+    def __init__(self, identity: str, bearer: str, extra: list[str] | None = None) -> None:
+        self.identity = identity
+        self.tmp = tempfile.mkdtemp(prefix="tipcpy-interop-")
+        self.run_dir = Path(self.tmp) / "run"
+        self.log_path = Path(self.tmp) / "tipcd.log"
+        self.env = {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(REPO)}
+        argv = ns_cmd(*_exe("tipcd"), "--run-dir", str(self.run_dir), "--identity", identity,
+                      "--bearer", bearer, "--log-level", "debug", *(extra or []))
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self.env, start_new_session=True)
+        end = time.monotonic() + 20
+        while not (self.run_dir / "ctl.sock").exists():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"tipcd did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def tipc(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(_exe("tipc") + list(args), env=self.env, capture_output=True,
+                              text=True, timeout=30)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-8000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def _kernel_peer(env: dict[str, str]) -> Iterator[KernelPeer]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"kernel-peer interop: {reason}")
+    kp = KernelPeer(env)
+    try:
+        kp.start()
+        yield kp
+    finally:
+        kp.stop()
+
+
+@pytest.fixture(scope="module")
+def kernel_unicast() -> Iterator[KernelPeer]:
+    """The guest with a unicast peer 10.77.0.1 (its default)."""
+    yield from _kernel_peer({"KP_REMOTE": "10.77.0.1"})
+
+
+@pytest.fixture(scope="module")
+def kernel_multicast() -> Iterator[KernelPeer]:
+    """The guest with multicast discovery (228.0.18.103)."""
+    yield from _kernel_peer({"KP_REMOTE": "none"})

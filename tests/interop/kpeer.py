@@ -1,0 +1,78 @@
+"""Drive ../shared/kernel-peer: a real Linux 6.1 kernel TIPC node in qemu, in netns `kpeer`.
+
+The guest is reachable over TIPC/UDP at 10.77.0.2:6118 from 10.77.0.1 inside the
+namespace; commands run in the guest through guest-exec.py. Everything here is
+bounded in time and tears down what it started (by the harness's recorded pids).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KP_DIR = REPO.parent / "shared" / "kernel-peer"
+KP_BUILD = Path(os.environ.get("KP_BUILD", "/tmp/kernel-peer-build"))
+NETNS = "kpeer"
+HOST_IP = "10.77.0.1"
+GUEST_IP = "10.77.0.2"
+GUEST_HASH = 0x19416565  # hash of the default identity "kpeer1"
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel peer cannot run here at all, or None when it can."""
+    if not KP_DIR.is_dir():
+        return f"kernel-peer harness not found at {KP_DIR}"
+    if os.geteuid() != 0:
+        return "needs root (qemu tap device and network namespaces)"
+    if sys.platform != "linux":
+        return "needs Linux"
+    return None
+
+
+class KernelPeer:
+    """One running kernel TIPC guest (`run-peer.sh start`)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = {**os.environ, **(env or {})}
+
+    def start(self, timeout: float = 180.0) -> None:
+        r = subprocess.run([str(KP_DIR / "run-peer.sh"), "start"], env=self.env,
+                           capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            log = KP_BUILD / "g0.console.log"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise RuntimeError(f"run-peer.sh start failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n{tail}")
+
+    def stop(self) -> None:
+        subprocess.run([str(KP_DIR / "run-peer.sh"), "stop"], env=self.env,
+                       capture_output=True, text=True, timeout=60)
+
+    def exec(self, cmd: str, timeout: float = 20.0) -> tuple[int, str]:
+        """Run a shell command in the guest; (exit status, merged output)."""
+        r = subprocess.run([sys.executable, str(KP_DIR / "guest-exec.py"), "g0", cmd, str(timeout)],
+                           env=self.env, capture_output=True, text=True, timeout=timeout + 15)
+        return r.returncode, r.stdout + r.stderr
+
+    def wait_for(self, cmd: str, pred: Callable[[str], bool], timeout: float = 20.0,
+                 every: float = 0.5) -> str:
+        """Poll a guest command until its output satisfies pred; the last output."""
+        deadline = time.monotonic() + timeout
+        out = ""
+        while time.monotonic() < deadline:
+            _, out = self.exec(cmd)
+            if pred(out):
+                return out
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout}s waiting on {cmd!r}; last output:\n{out}")
+
+
+def ns_cmd(*argv: str) -> list[str]:
+    """A command line that runs argv inside the kernel peer's namespace."""
+    ip = shutil.which("ip") or "/sbin/ip"
+    return [ip, "netns", "exec", NETNS, *argv]
