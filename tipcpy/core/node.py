@@ -453,7 +453,8 @@ class PeerNode:
         self._events.append(LinkStateChanged(link.name, False, self.addr, le.bearer_id,
                                              getattr(link, "peer_bearer_id", 0), reason))
         if was_up and not self.is_up:
-            if getattr(link, "peer_reset", False):
+            # kernel tipc_link_peer_is_down(): the peer reset this link, it knows
+            if getattr(link, "peer_reset", False) or getattr(getattr(link, "state", None), "name", "") == "PEER_RESET":
                 self.fsm_evt(NodeEvt.PEER_LOST_CONTACT_EVT)
             self.fsm_evt(NodeEvt.SELF_LOST_CONTACT_EVT)
             self._lost_contact()

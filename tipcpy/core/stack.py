@@ -33,6 +33,7 @@ from tipcpy.core.discover import (
 from tipcpy.core.name_distr import NameDistributor
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
+from tipcpy.core.topsrv import TopSrv
 from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import (
     MAX_BEARERS,
@@ -150,6 +151,10 @@ class Stack:
         self.name_table = NameTable(0)
         self.name_distr = NameDistributor(0, self.name_table)
         self._link_publ: dict[tuple[int, int], Publication] = {}
+        # topology server core: the socket layer opens/feeds its {1,1} connections
+        # (topsrv.open/receive/close) and carries topsrv.take_outgoing() to them; the
+        # Stack only keeps its address and timers current
+        self.topsrv = TopSrv(self.name_table, 0)
         self.register_user(User.NAME_DISTRIBUTOR,
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
@@ -366,12 +371,17 @@ class Stack:
         self._touch_named()
 
     def _touch_named(self) -> None:
+        """Re-arm name distributor and topology server timers (call after using them)."""
         self._set_deadline(("n", 0), self.name_distr.next_deadline())
+        self._set_deadline(("t", 0), self.topsrv.next_deadline())
+
+    touch_upper = _touch_named
 
     def _name_layer_event(self, ev: object, now: float) -> None:
         """Kernel tipc_net_finalize / tipc_node_write_unlock actions for the name layer."""
         if isinstance(ev, AddressCommitted):
             self.name_distr.set_own_addr(ev.addr)
+            self.topsrv.own_addr = ev.addr
             self.publish(Publication(TIPC_NODE_STATE, ev.addr, ev.addr, TIPC_CLUSTER_SCOPE,
                                      ev.addr, 0, ev.addr), now)
         elif isinstance(ev, NodeUp):
@@ -476,6 +486,9 @@ class Stack:
         for kind, k in due:
             if kind == "n":
                 self.name_distr.tick(now)
+                self._touch_named()
+            elif kind == "t":
+                self.topsrv.tick(now)
                 self._touch_named()
             elif kind == "d":
                 b = self._bearers[k]
