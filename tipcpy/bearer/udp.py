@@ -177,7 +177,21 @@ class UdpBearer(Bearer):
                 raise BearerError(errno.EACCES, f"not permitted to bind UDP {where}") from None
             raise BearerError(e.errno or errno.EIO, f"cannot bind UDP {where}: {e.strerror}") from None
 
+    def _check_local(self) -> None:
+        """Multicast mode binds the wildcard address, so prove ``localip`` is ours first
+        (otherwise the join fails later with a baffling ENODEV)."""
+        probe = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            probe.bind((str(self.localip), 0))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise BearerError(errno.EADDRNOTAVAIL, f"localip {self.localip} is not an "
+                                  "address of this host") from None
+        finally:
+            probe.close()
+
     def _setup_multicast(self, sock: socket.socket) -> None:
+        self._check_local()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         group = self.remoteip
         if self.family == socket.AF_INET:
