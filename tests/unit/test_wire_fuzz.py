@@ -15,7 +15,8 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_wire_vectors import (  # tests/unit is on sys.path (rootdir import mode)
+
+from tests.unit.test_wire_vectors import (
     ACTIVATE,
     BCAST_INIT,
     BULK,
@@ -31,7 +32,6 @@ from test_wire_vectors import (  # tests/unit is on sys.path (rootdir import mod
     RESET,
     STATE_PROBE,
 )
-
 from tipcpy.wire import DecodeError, Event, GapAckBlocks, Msg, Subscr, decode
 from tipcpy.wire.bundle import unbundle
 from tipcpy.wire.fragment import Reassembler
