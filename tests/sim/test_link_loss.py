@@ -16,7 +16,7 @@ import zlib
 import pytest
 
 from tipcpy.core.link import Delivered, Link, LinkDown, LinkUp
-from tipcpy.wire import Msg, decode
+from tipcpy.wire import decode, msg_class
 
 A_ADDR, B_ADDR = 0x1001, 0x2002
 
@@ -136,39 +136,33 @@ def run_transfer(seed, n_ab, n_ba, limit_virtual=3600.0, **net):
 
 
 class IndexedSender:
-    """Message i has a size and content derived from (seed, i) only."""
+    """Message i has a size and content fixed in advance from the seed, so a send the
+    link refuses is simply tried again later with the same message."""
 
     def __init__(self, link, src, dst, n, seed):
-        self.link, self.src, self.dst, self.n, self.seed = link, src, dst, n, seed
-        self.blob = random.Random(seed).randbytes(140000)
+        self.link, self.n = link, n
+        rng = random.Random(seed)
+        self.blob = rng.randbytes(140000)
+        self.plan = []
+        for _ in range(n):
+            size = mixed_size(rng)
+            self.plan.append((rng.randrange(0, 140000 - size), size))
+        # DIRECT data header (32 bytes) words: w0 is finished by encode()
+        self.w = [(2 << 29) | (8 << 21), 3 << 29, 0, src, 1, 2, src, dst]
         self.sent: list[tuple[int, int]] = []
-
-    def message(self, i):
-        rng = random.Random(self.seed * 1_000_003 + i)
-        size = mixed_size(rng)
-        off = rng.randrange(0, 140000 - size)
-        return self.blob[off : off + size]
 
     def pump(self, now):
         lk = self.link
         if not lk.is_up:
             return
-        sent = self.sent
+        sent, plan, blob, w = self.sent, self.plan, self.blob, self.w
+        cls = msg_class(0)
         while len(sent) < self.n:
-            data = self.message(len(sent))
-            m = Msg.build(
-                0,
-                3,
-                data=data,
-                prevnode=self.src,
-                orignode=self.src,
-                destnode=self.dst,
-                origport=1,
-                destport=2,
-            )
-            if not lk.send(m, now):
+            off, size = plan[len(sent)]
+            data = blob[off : off + size]
+            if not lk.send(cls(list(w), data), now):
                 return
-            sent.append((len(data), zlib.crc32(data)))
+            sent.append((size, zlib.crc32(data)))
 
 
 def check_exactly_once_in_order(got, sent):
@@ -207,9 +201,16 @@ def test_100k_mixed_messages_20pct_loss_exactly_once_in_order():
 @pytest.mark.parametrize(
     "seed,net",
     [
-        (1, {"loss": 0.4, "dup": 0.2, "reorder": 0.3}),
-        (2, {"loss": 0.3, "dup": 0.1, "reorder": 0.5, "window": 16, "mtu": 1500}),
+        # At 30-40 % loss a 1.5 s tolerance is only ~8 probe/reply packets: 8 losses
+        # in a row (p ~ 1e-3 per stall at 40 %) legitimately fail the link, as they
+        # would a kernel's, so these nets get a tolerance that fits them.
+        (1, {"loss": 0.4, "dup": 0.2, "reorder": 0.3, "tolerance": 5000}),
+        (
+            2,
+            {"loss": 0.3, "dup": 0.1, "reorder": 0.5, "window": 16, "mtu": 1500, "tolerance": 5000},
+        ),
         (3, {"loss": 0.1, "dup": 0.3, "reorder": 0.2, "window": 400, "jitter": 0.01}),
+        (5, {"loss": 0.2, "dup": 0.05, "reorder": 0.1, "window": 8191}),
         (4, {"loss": 0.0, "dup": 0.0, "reorder": 0.0}),
     ],
 )

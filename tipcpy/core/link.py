@@ -20,10 +20,12 @@ reference; the code is our own):
   NACK (STATE with ``seq_gap`` and Gap-ACK blocks) at 3 deferred and every 16 more;
   retransmission at most once per 1 ms per packet; reset after 10 x tolerance
   without progress on a retransmitted head.
-* **Supervision**: the tick interval is ``min(tolerance/4, 500 ms)``.  A tick after
-  which nothing was received probes the peer; the link fails at the first tick at
-  least ``tolerance`` after the last packet accepted from the peer, i.e. between
-  ``tolerance`` and ``tolerance + interval`` of silence.
+* **Supervision**: the tick interval is ``min(tolerance/4, 500 ms)``.  A tick probes
+  the peer when nothing was received since the previous one, when packets are
+  missing, or when nothing new was sent (an idle link: one probe per tick and side,
+  as the kernel); the link fails at the first tick at least ``tolerance`` after the
+  last packet accepted from the peer, i.e. after between ``tolerance`` and
+  ``tolerance + interval`` of silence.
 * **Fragmentation and bundling** exactly where the kernel does them (MSS = MTU -
   40 - 32, as on a Linux 6.1 kernel built with CONFIG_TIPC_CRYPTO), and the receive
   side splits bundles and joins fragments before :class:`Delivered`.
@@ -524,9 +526,11 @@ class Link:
                 self.silent_intv_cnt += 1
             else:
                 self.silent_intv_cnt = 0
-            probe = (
-                silent or bool(self._deferred) or (bool(tq) and self._snd_nxt == self._checkpoint)
-            )
+            # As the kernel: probe when the peer was silent, when we wait for
+            # retransmissions, and whenever we sent nothing new since the last tick
+            # (so an idle link sends one probe per tick and side, never more).  The
+            # probes of both sides are what keeps a lossy link from timing out.
+            probe = silent or bool(self._deferred) or self._snd_nxt == self._checkpoint
             state = self._rcv_unacked > 0 or bool(tq)
             self._checkpoint = self._snd_nxt
             if probe or state:
