@@ -656,3 +656,69 @@ def test_nack_carries_gap_ack_blocks_and_sender_honours_them():
     assert all(m.ack == 0 for m in again)
     assert a.stats.retransmitted == 3 and a.stats.recv_nacks == 2
     assert a.transmq_len == 3 + 5
+
+
+def test_messages_sent_before_link_up_go_out_when_it_comes_up():
+    p = Pair()
+    p.a.start(0.0)
+    assert p.a.send(data_msg(b"early"), 0.0)
+    assert p.a.backlog_len == 1 and p.a.take_outgoing()[0][:4] == b"\x4f\x40\x00\x38"
+    p.b.start(0.01)
+    p.flush()
+    p.run_until(lambda: p.delivered("b"), 2.0)
+    assert [m.data for m in p.delivered("b")] == [b"early"]
+
+
+def test_largest_multicast_message_66044_bytes():
+    p = _up_pair()
+    payload = random.Random(5).randbytes(66000)
+    m = Msg.build(
+        0, 1, data=payload, prevnode=A_ADDR, orignode=A_ADDR, nametype=99, lower=1, upper=9
+    )
+    assert m.size == 66044
+    p.a.send(m, p.now)
+    p.run_until(lambda: p.delivered("b"), 2.0)
+    (got,) = p.delivered("b")
+    assert got.data == payload and (got.nametype, got.lower, got.upper) == (99, 1, 9)
+
+
+def test_set_tolerance_is_told_to_peer_and_adopted():
+    p = _up_pair()
+    p.a.set_tolerance(600, p.now)
+    p.run_for(0.1)
+    assert p.b.tolerance == 600 and p.b.keepalive_interval == pytest.approx(0.15)
+    assert p.a.is_up and p.b.is_up
+
+
+def test_set_priority_resets_both_ends_and_they_reconverge():
+    p = _up_pair()
+    p.a.set_priority(20)
+    p.run_until(lambda: p.events("b", LinkDown), 1.0)
+    assert p.b.priority == 20
+    p.run_until(lambda: p.a.is_up and p.b.is_up, 3.0)
+
+
+def test_seqno_wrap_under_loss_duplication_and_reordering():
+    """Counters are started just below 2^16 (test-only poke) so that data seqnos,
+    acks, NACK gaps, Gap-ACK blocks and the STATE counter all wrap under loss."""
+    p = Pair(seed=11, loss=0.2, dup=0.05, jitter=0.003).up()
+    a, b = p.a, p.b
+    p.run_for(0.05)
+    assert a.transmq_len == 0 and b.deferred_len == 0 and a.snd_nxt == b.rcv_nxt == 1
+    a._snd_nxt = b._rcv_nxt = 65400
+    a._checkpoint = 65400
+    a._snd_nxt_state = b._rcv_nxt_state = 65530
+    rng = random.Random(4)
+    sent = []
+    for i in range(600):
+        body = rng.randbytes(rng.choice((10, 3000, 13800)))
+        while not a.send(data_msg(body), p.now):
+            p.step()
+        sent.append(body)
+        if i % 7 == 0:
+            p.step()
+    p.run_until(lambda: len(p.delivered("b")) == len(sent), 60.0)
+    assert [m.data for m in p.delivered("b")] == sent
+    assert a.snd_nxt < 1000 and b.rcv_nxt == a.snd_nxt  # wrapped
+    assert a.stats.retransmitted > 0 and b.stats.sent_nacks > 0
+    assert not p.events("a", LinkDown) and not p.events("b", LinkDown)
