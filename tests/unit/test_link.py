@@ -249,11 +249,17 @@ def test_handshake_transitions_and_mtu_negotiation():
 
 
 def test_link_comes_up_within_one_second_even_with_loss():
-    for seed in range(5):
+    """Lossless: 1.5 round trips.  At 20 % loss a lost RESET/ACTIVATE/STATE costs a
+    tick, but an up link answers a late ACTIVATE with a STATE at once."""
+    times = []
+    for seed in range(100):
         p = Pair(seed=seed, loss=0.2, jitter=0.002)
-        p.start(b_delay=0.05)
+        p.start()
         p.run_until(lambda p=p: p.a.is_up and p.b.is_up, 5.0)
         assert p.now < 1.0, f"seed {seed}: set-up took {p.now:.3f}s"
+        times.append(p.now)
+    times.sort()
+    print(f"set-up at 20% loss: median {times[50] * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms")
     lossless = Pair().up()
     assert lossless.now < 0.01
 

@@ -1081,7 +1081,10 @@ class Link:
             if mtyp == _RESET_MSG:
                 self._peer_reset(now)  # resets mtu to ours: negotiate below
             else:
-                return  # duplicate ACTIVATE
+                # the peer is still ESTABLISHING: it missed our STATE, so answer now
+                # instead of leaving it to our next tick (speeds set-up under loss)
+                self._proto(_STATE_MSG)
+                return
         elif st == LinkState.RESET:
             self._fsm(LinkEvent.PEER_RESET)  # -> ESTABLISHING
             if mtyp == _RESET_MSG:
