@@ -75,6 +75,7 @@ __all__ = [
     "LinkDown",
     "Delivered",
     "LinkWakeup",
+    "LinkEventType",
     "MIN_PEER_MTU",
     "CRYPTO_OVERHEAD",
 ]
