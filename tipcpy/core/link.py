@@ -490,7 +490,15 @@ class Link:
         self.tick(now)
 
     def next_deadline(self) -> float | None:
-        return self._next_tick
+        # Once up, the link also wakes exactly when the peer has been silent for the
+        # tolerance, so a dead peer is declared after the tolerance itself rather
+        # than at the next tick after it (which would add up to one interval).
+        nt = self._next_tick
+        if nt is not None and self.state in _UP_STATES:
+            fail_at = self._last_rx + self.tolerance / 1000.0
+            if fail_at < nt:
+                return fail_at
+        return nt
 
     def take_outgoing(self) -> list[bytes]:
         out = self._out
@@ -509,14 +517,16 @@ class Link:
         probes, NACKs and failure detection once up.  Does nothing before the
         deadline, so the driver may call it whenever it likes."""
         nt = self._next_tick
-        if nt is None or now < nt:
+        if nt is None:
+            return
+        st = self.state
+        if st in _UP_STATES and now - self._last_rx >= self.tolerance / 1000.0:
+            self._failure(now, "link timeout: peer silent for the tolerance")
+            return
+        if now < nt:
             return
         self._next_tick = now + self._interval
-        st = self.state
         if st in _UP_STATES:
-            if now - self._last_rx >= self.tolerance / 1000.0:
-                self._failure(now, "link timeout: peer silent for the tolerance")
-                return
             tq = self._transmq
             s = self.stats
             s.accu_queue_sz += len(tq)
