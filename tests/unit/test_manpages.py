@@ -295,15 +295,21 @@ def _family_module(family: str) -> ModuleType | None:
 
 def _usage_words(text: str) -> set[str]:
     """Keyword words in an iproute2 usage text: the lower-case literals of its
-    ``Usage: tipc ...`` lines, and the first word of each indented option line."""
+    ``Usage: tipc ...`` lines (and of further ``tipc ...`` lines of a multi-line usage),
+    and the first word of each indented option line ``WORD [METAVAR] - description``;
+    wrapped description lines and examples are not option lines."""
     words: set[str] = set()
+    usage = False
     for line in text.splitlines():
         s = line.strip()
-        if s.startswith("Usage:"):
-            cand = _TOKEN_SPLIT.split(s[len("Usage:"):])
-        elif line[:1] in (" ", "\t") and s:
+        if s.startswith("Usage:") or (usage and s.startswith("tipc ")):
+            usage = True
+            cand = _TOKEN_SPLIT.split(s.removeprefix("Usage:"))
+        elif re.match(r"[ \t]+[a-z][a-z0-9]*(\s+[A-Z_][A-Z_0-9.]*)*\s+-\s", line):
+            usage = False
             cand = [s.split()[0]]
         else:
+            usage = False
             continue
         words.update(t for t in cand if re.fullmatch(r"[a-z][a-z0-9]*", t) and t != "tipc")
     return words
@@ -549,6 +555,21 @@ def test_checks_can_fail() -> None:
     fake = {"tipc-node.8": ".SH SYNOPSIS\n.B tipc node get\n.RB { bogus }\n"
                            ".br\n.B tipc node nosuch\n"}
     assert documented_but_missing(pages=fake) == ["tipc node get bogus", "tipc node nosuch"]
+
+
+def test_usage_text_reader() -> None:
+    text = ("Usage: tipc node set key KEY [algname ALGNAME] [PROPERTIES]\n"
+            "       tipc node set key rekeying REKEYING\n\n"
+            "PROPERTIES\n"
+            "  master                - Set KEY as a cluster master key\n"
+            "  nodeid NODEID         - Set KEY as a per-node key for own or peer\n"
+            " ratio SIZE        - Set the AUTOSELECT criteria, percentage of\n"
+            "                     destination nodes vs cluster size\n"
+            " udp\t\t\t- User Datagram Protocol\n"
+            "EXAMPLES\n"
+            "  tipc node set key this_is_a_master_key master\n")
+    assert _usage_words(text) == {"node", "set", "key", "algname", "rekeying", "master",
+                                  "nodeid", "ratio", "udp"}
 
 
 def test_cli_keywords_are_found() -> None:
