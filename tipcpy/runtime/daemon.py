@@ -72,6 +72,8 @@ class Runtime:
         self._timer_at: float | None = None
         self._listeners: list[Callable[[Any], None]] = []
         self._closed = False
+        # called at the end of every pump(): the client server drains SocketLayer events
+        self.after_pump: list[Callable[[], None]] = []
 
     # -- time ---------------------------------------------------------------------------
     def now(self) -> float:
@@ -173,6 +175,8 @@ class Runtime:
             bearer.send(from_media_addr(maddr), data)
         for ev in self.stack.take_events():
             self._on_event(ev)
+        for fn in self.after_pump:
+            fn()
         self._rearm()
 
     def _rearm(self) -> None:
@@ -329,6 +333,7 @@ class Daemon:
         self._stack_factory = stack_factory
         self.runtime: Runtime | None = None
         self.control: ControlServer | None = None
+        self.clients: Any = None          # runtime.clientsrv.ClientServer ($RUN_DIR/tipc.sock)
         self.ops: Any = None
         self._stop = asyncio.Event()
 
@@ -360,6 +365,11 @@ class Daemon:
             self.ops = NodeOps(self.config, loop, rng, stack_factory=self._stack_factory)
             self.runtime = self.ops.runtime
             self.ops.apply_startup_config()
+            from .clientsrv import ClientServer
+
+            # before ctl.sock: whoever sees ctl.sock can also open sockets
+            self.clients = ClientServer(self.run_dir / "tipc.sock", self.runtime)
+            await self.clients.start()
             self.control = ControlServer(self.ctl_path, self.ops.dispatch)
             await self.control.start()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -369,6 +379,8 @@ class Daemon:
             await self._stop.wait()
             log.info("shutting down")
         finally:
+            if self.clients is not None:
+                await self.clients.close()
             if self.control is not None:
                 await self.control.close()
             if self.runtime is not None:
