@@ -1,0 +1,696 @@
+"""tipcd's client server: application sockets reach the SocketLayer over ``$RUN_DIR/tipc.sock``.
+
+Why a separate, binary protocol (not the JSON control socket): this is the data path. Every
+``sendto``/``recv`` of every application crosses it, so frames are length-prefixed binary
+(``tipcpy._uds``), a read is parsed for as many frames as it holds, and everything queued
+for one client during one loop iteration leaves in one ``write``.
+
+Model: one Unix stream connection = one application socket = one SocketLayer port. The
+first frame is OPEN (a new port) or CLAIM (take over a port the layer created for an
+accepted connection; the listener's client got an E_ACCEPTED with a one-time token).
+Closing the connection closes the port.
+
+Backpressure, never loss: when ``SocketLayer.sendto`` answers False (link or connection
+congested) we stop parsing that client's frames and stop reading its connection until the
+layer's ``Wakeup(port)`` (or a 50 ms retry, in case a wakeup is missed). The client's own
+socket write then blocks (or returns EAGAIN if it is non-blocking), exactly where a kernel
+TIPC sender would sleep. If the client closes while frames are held back, they are still
+handed to the layer (the application saw them accepted) before the port closes.
+
+Misbehaving clients (garbage, a frame cut by a disconnect, floods of requests whose answers
+they never read) are disconnected or throttled -- the output queued for one client is
+capped at ``MAX_OUTPUT`` -- and counted in :class:`ClientStats`; the daemon and its other
+clients carry on. Access control is the control socket's: mode 0660, group ``tipc`` where it
+exists, and SO_PEERCRED must be root, tipcd's own user or a member of ``tipc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tipcpy import _uds as P
+
+from .control import TIPC_GROUP, _tipc_gid, peer_allowed
+
+log = logging.getLogger("tipcpy.clientsrv")
+
+MAX_OUTPUT = 64 << 20
+"""Bytes queued for one client before we give up on it (SocketLayer rcvbuf limits keep a
+well-behaved client far below this: at most 16 MiB << importance of unread data)."""
+CLAIM_TIMEOUT = 30.0
+"""An accepted connection nobody claims within this many seconds is closed."""
+RETRY_BLOCKED = 0.05
+MAX_PENDING_EVENTS = 8 << 20
+
+
+@dataclass
+class ClientStats:
+    """Counters for `tipc`/tests: what the client server did and whom it threw out."""
+
+    clients_total: int = 0
+    clients_now: int = 0
+    refused_credentials: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    sends: int = 0
+    sends_blocked: int = 0
+    wakeups: int = 0
+    async_errors: int = 0
+    accepted: int = 0
+    claimed: int = 0
+    claims_expired: int = 0
+    claims_refused: int = 0
+    disconnect_garbage: int = 0
+    disconnect_midframe: int = 0
+    disconnect_slow_reader: int = 0
+    internal_errors: int = 0
+    events_dropped_no_client: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+# ------------------------------------------------------------------ address conversion
+# The SocketLayer takes struct sockaddr_tipc word order: (1, type, lower, upper, scope),
+# (2, type, instance, domain, scope), (3, ref, node, 0, scope).
+
+def to_layer(atype: int, scope: int, a: int, b: int, c: int) -> tuple[int, ...] | None:
+    if atype == 0:
+        return None
+    if atype == 3:
+        return (3, a, b, 0, scope)
+    return (atype, a, b, c, scope)
+
+
+def from_layer(addr: Any) -> bytes:
+    """A layer tuple (or None) -> 14 wire bytes."""
+    if not addr:
+        return P.NO_ADDR
+    t = tuple(int(x) for x in addr)
+    atype = t[0]
+    if atype == 3:
+        ref, node = t[1], t[2]
+        scope = t[4] if len(t) > 4 else 0
+        return P.ADDR.pack(3, _s8(scope), ref & 0xFFFFFFFF, node & 0xFFFFFFFF, 0)
+    scope = t[4] if len(t) > 4 else 0
+    return P.ADDR.pack(atype, _s8(scope), t[1] & 0xFFFFFFFF, t[2] & 0xFFFFFFFF,
+                       t[3] & 0xFFFFFFFF)
+
+
+def _s8(v: int) -> int:
+    v &= 0xFF
+    return v - 256 if v > 127 else v
+
+
+class _Client(asyncio.Protocol):
+    """One application socket's connection (see the module docstring)."""
+
+    __slots__ = ("srv", "transport", "inbuf", "port", "out", "outlen", "blocked", "closed",
+                 "eof", "retry", "name", "tokens", "opened")
+
+    def __init__(self, srv: ClientServer) -> None:
+        self.srv = srv
+        self.transport: asyncio.Transport | None = None
+        self.inbuf = bytearray()
+        self.port: int | None = None
+        self.out: list[bytes] = []
+        self.outlen = 0
+        self.blocked = False
+        self.closed = False
+        self.eof = False
+        self.retry: asyncio.TimerHandle | None = None
+        self.name = "?"
+        self.tokens: set[int] = set()      # accepted connections announced to this listener
+        self.opened = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        srv = self.srv
+        sock = transport.get_extra_info("socket")
+        cred = None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                cred = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET,
+                                                           socket.SO_PEERCRED, 12))
+        if cred is not None:
+            self.name = f"pid {cred[0]}"
+            if not peer_allowed(cred[1], cred[2]):
+                srv.stats.refused_credentials += 1
+                log.warning("refused client pid=%d uid=%d gid=%d", *cred)
+                transport.write(P.frame(P.R_ERR, P.err_body(
+                    errno.EACCES, "permission denied: only root and members of group "
+                    f"'{TIPC_GROUP}' may use tipcd")))
+                transport.close()
+                self.closed = True
+                return
+        srv.stats.clients_total += 1
+        srv.stats.clients_now += 1
+        srv.clients.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.srv.stats.bytes_in += len(data)
+        self.inbuf += data
+        self.srv.process(self)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.srv.client_eof(self)
+        return True            # keep our half open: queued answers may still go out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.srv.client_eof(self)
+
+
+class ClientServer:
+    """Serves ``$RUN_DIR/tipc.sock`` for the SocketLayer of ``runtime.stack``.
+
+    ``runtime`` is the daemon's Runtime (``.stack``, ``.now()``, ``.pump()``,
+    ``.loop``); the SocketLayer is looked up as ``runtime.stack.sockets`` when a client
+    opens a socket, so a daemon without one answers EAFNOSUPPORT instead of failing to start.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], runtime: Any) -> None:
+        self.path = Path(path)
+        self.runtime = runtime
+        self.loop: asyncio.AbstractEventLoop = runtime.loop
+        self.stats = ClientStats()
+        self.clients: set[_Client] = set()
+        self.by_port: dict[int, _Client] = {}
+        # accepted, not yet claimed: token -> [new_port, peer, listener, events, deadline]
+        self.unclaimed: dict[int, list[Any]] = {}
+        self.unclaimed_port: dict[int, int] = {}     # new_port -> token
+        self._dirty: list[_Client] = []
+        self._flush_scheduled = False
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._handlers: dict[int, Callable[[_Client, memoryview], bool]] = {
+            P.OPEN: self._op_open, P.CLAIM: self._op_claim, P.BIND: self._op_bind,
+            P.CONNECT: self._op_connect, P.LISTEN: self._op_listen, P.SEND: self._op_send,
+            P.CONSUMED: self._op_consumed, P.SHUTDOWN: self._op_shutdown,
+            P.SETOPT: self._op_setopt, P.GETOPT: self._op_getopt,
+            P.SOCKNAME: self._op_sockname, P.PEERNAME: self._op_peername,
+            P.PING: self._op_ping,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def layer(self) -> Any:
+        return getattr(self.runtime.stack, "sockets", None)
+
+    async def start(self) -> None:
+        """Listen on the socket path (0660, group tipc) and start draining layer events."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()           # stale socket of a dead daemon (caller checked pid)
+        old = os.umask(0o117)
+        try:
+            self._server = await self.loop.create_unix_server(
+                lambda: _Client(self), path=str(self.path), backlog=1024)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        gid = _tipc_gid()
+        if gid is not None:
+            with contextlib.suppress(OSError):
+                os.chown(self.path, -1, gid)
+        hooks = getattr(self.runtime, "after_pump", None)
+        if isinstance(hooks, list):
+            hooks.append(self.drain_events)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    async def close(self) -> None:
+        """Stop listening; close every client connection and its port."""
+        hooks = getattr(self.runtime, "after_pump", None)
+        if isinstance(hooks, list) and self.drain_events in hooks:
+            hooks.remove(self.drain_events)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for c in list(self.clients):
+            self._drop(c, "daemon stopping")
+        for token in list(self.unclaimed):
+            self._expire(token)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    # ------------------------------------------------------------------ input path
+    def process(self, c: _Client) -> None:
+        """Parse and execute every complete frame in ``c.inbuf`` (unless blocked)."""
+        if c.blocked or c.closed:
+            return
+        buf = c.inbuf
+        n = len(buf)
+        off = 0
+        handlers = self._handlers
+        touched = False
+        mv = memoryview(buf)
+        try:
+            while n - off >= P.HDR_SIZE:
+                length, kind = P.HDR.unpack_from(buf, off)
+                if length == 0 or length > P.MAX_FRAME:
+                    self._garbage(c, f"frame length {length}")
+                    return
+                end = off + 4 + length
+                if end > n:
+                    break
+                fn = handlers.get(kind)
+                if fn is None:
+                    self._garbage(c, f"unknown request kind 0x{kind:02x}")
+                    return
+                if c.port is None and kind not in (P.OPEN, P.CLAIM, P.PING):
+                    self._garbage(c, f"{P.NAMES.get(kind)} before OPEN/CLAIM")
+                    return
+                self.stats.frames_in += 1
+                touched = True
+                try:
+                    done = fn(c, mv[off + P.HDR_SIZE:end])
+                except _Garbage:
+                    raise
+                except Exception:
+                    self.stats.internal_errors += 1
+                    log.exception("request %s of client %s", P.NAMES.get(kind), c.name)
+                    self._error(c, errno.EIO, f"internal error in tipcd handling "
+                                f"{P.NAMES.get(kind)}")
+                    done = True
+                if not done:
+                    # held back (congestion): keep this frame, stop reading the client
+                    c.blocked = True
+                    if c.transport is not None and not c.eof:
+                        c.transport.pause_reading()
+                    c.retry = self.loop.call_later(RETRY_BLOCKED, self._retry, c)
+                    break
+                if c.closed:
+                    return
+                off = end
+        except _Garbage as e:
+            self._garbage(c, str(e))
+            return
+        finally:
+            mv.release()
+            if off and not c.closed:
+                del buf[:off]
+            if touched:
+                self._pump()
+        if not c.blocked and c.eof and not c.closed:
+            self._finish_eof(c)
+
+    def _retry(self, c: _Client) -> None:
+        c.retry = None
+        self._unblock(c)
+
+    def _unblock(self, c: _Client) -> None:
+        if not c.blocked or c.closed:
+            return
+        c.blocked = False
+        if c.retry is not None:
+            c.retry.cancel()
+            c.retry = None
+        self.process(c)
+        if not c.blocked and not c.closed and c.transport is not None and not c.eof:
+            c.transport.resume_reading()
+
+    def client_eof(self, c: _Client) -> None:
+        if c.closed:
+            return
+        if c.blocked:
+            return                # linger: held-back sends go first (see _unblock)
+        self._finish_eof(c)
+
+    def _finish_eof(self, c: _Client) -> None:
+        if c.inbuf and not c.blocked:
+            # the client went away in the middle of a frame
+            self.stats.disconnect_midframe += 1
+            log.info("client %s (port %s) disconnected mid-frame (%d bytes)", c.name,
+                     c.port, len(c.inbuf))
+        self._drop(c, None)
+
+    def _garbage(self, c: _Client, why: str) -> None:
+        self.stats.disconnect_garbage += 1
+        log.warning("client %s (port %s) sent garbage: %s; disconnecting", c.name, c.port, why)
+        self._drop(c, why)
+
+    def _drop(self, c: _Client, why: str | None) -> None:
+        """Close the client's connection and its port (and unclaimed accepts it owns)."""
+        if c.closed:
+            return
+        c.closed = True
+        if c.retry is not None:
+            c.retry.cancel()
+            c.retry = None
+        if c in self.clients:
+            self.clients.discard(c)
+            self.stats.clients_now -= 1
+        if c.transport is not None:
+            if c.out:
+                with contextlib.suppress(Exception):
+                    c.transport.write(b"".join(c.out))
+                c.out.clear()
+                c.outlen = 0
+            if why is not None:
+                with contextlib.suppress(Exception):
+                    c.transport.write(P.frame(P.R_ERR, P.err_body(errno.EPROTO, why)))
+            c.transport.close()
+        for token in list(c.tokens):
+            self._expire(token)
+        port = c.port
+        if port is not None and self.by_port.get(port) is c:
+            del self.by_port[port]
+            layer = self.layer
+            if layer is not None:
+                try:
+                    layer.close(port, self.runtime.now())
+                except Exception:
+                    log.debug("close of port %d failed", port, exc_info=True)
+                self._pump()
+
+    # ------------------------------------------------------------------ output path
+    def _send(self, c: _Client, data: bytes) -> None:
+        if c.closed:
+            return
+        c.out.append(data)
+        c.outlen += len(data)
+        if len(c.out) == 1:
+            self._dirty.append(c)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+
+    def _reply(self, c: _Client, body: bytes = b"") -> None:
+        self._send(c, P.HDR.pack(len(body) + 1, P.R_OK) + body)
+
+    def _error(self, c: _Client, err: int, message: str) -> None:
+        self._send(c, P.frame(P.R_ERR, P.err_body(err, message)))
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for c in dirty:
+            if c.closed or not c.out:
+                continue
+            data = b"".join(c.out) if len(c.out) > 1 else c.out[0]
+            self.stats.frames_out += len(c.out)
+            self.stats.bytes_out += len(data)
+            c.out.clear()
+            c.outlen = 0
+            t = c.transport
+            if t is None or t.is_closing():
+                continue
+            t.write(data)
+            if t.get_write_buffer_size() > MAX_OUTPUT:
+                self.stats.disconnect_slow_reader += 1
+                log.warning("client %s (port %s) does not read; %d bytes queued; "
+                            "disconnecting", c.name, c.port, t.get_write_buffer_size())
+                t.abort()
+                self._drop(c, None)
+
+    # ------------------------------------------------------------------ layer events
+    def _pump(self) -> None:
+        pump = getattr(self.runtime, "pump", None)
+        if pump is not None:
+            pump()
+        if not isinstance(getattr(self.runtime, "after_pump", None), list):
+            self.drain_events()
+
+    def drain_events(self) -> None:
+        """Move SocketLayer events to the clients' output (called after every pump)."""
+        layer = self.layer
+        if layer is None:
+            return
+        events = layer.take_events()
+        if not events:
+            return
+        by_port = self.by_port
+        pack = P.DATA_HDR.pack
+        for ev in events:
+            kind = type(ev).__name__
+            try:
+                if kind == "Deliver":
+                    data = ev.data
+                    src = ev.src or (0, 0)
+                    dest = ev.dest
+                    flags = ((P.DATA_RETURNED if ev.returned else 0)
+                             | (P.DATA_SYN if getattr(ev, "syn", False) else 0))
+                    if dest is not None:
+                        flags |= P.DATA_HAS_DEST
+                        dt, dl, du = dest[0], dest[1], dest[2]
+                    else:
+                        dt = dl = du = 0
+                    body = pack(src[0], src[1], ev.errcode or 0, dt, dl, du, flags)
+                    frame = P.HDR.pack(len(body) + len(data) + 1, P.E_DATA) + body + data
+                    self._to_port(ev.port, frame, by_port)
+                elif kind == "Connected":
+                    self._to_port(ev.port, P.frame(P.E_CONNECTED, P.II.pack(*ev.peer[:2])),
+                                  by_port)
+                elif kind == "ConnError":
+                    self._to_port(ev.port, P.frame(P.E_CONNERR, P.I32.pack(ev.errno)), by_port)
+                elif kind == "Accepted":
+                    self._accepted(ev)
+                elif kind == "Wakeup":
+                    c = by_port.get(ev.port)
+                    if c is not None and c.blocked:
+                        self.stats.wakeups += 1
+                        self.loop.call_soon(self._unblock, c)
+                else:
+                    log.debug("unhandled socket event %r", ev)
+            except Exception:
+                self.stats.internal_errors += 1
+                log.exception("socket event %r", ev)
+
+    def _to_port(self, port: int, frame: bytes, by_port: dict[int, _Client]) -> None:
+        c = by_port.get(port)
+        if c is not None:
+            self._send(c, frame)
+            return
+        token = self.unclaimed_port.get(port)
+        if token is not None:
+            ent = self.unclaimed[token]
+            ent[3].append(frame)
+            ent[5] += len(frame)
+            if ent[5] > MAX_PENDING_EVENTS:
+                self._expire(token)
+            return
+        self.stats.events_dropped_no_client += 1
+
+    def _accepted(self, ev: Any) -> None:
+        self.stats.accepted += 1
+        listener = self.by_port.get(ev.listen_port)
+        now = self.runtime.now()
+        if listener is None or listener.closed:
+            layer = self.layer
+            if layer is not None:
+                with contextlib.suppress(Exception):
+                    layer.close(ev.new_port, now)
+            return
+        token = secrets.randbits(63) or 1
+        peer = tuple(ev.peer[:2])
+        # [new_port, peer, listener, pending frames, deadline, pending bytes]
+        self.unclaimed[token] = [ev.new_port, peer, listener, [], now + CLAIM_TIMEOUT, 0]
+        self.unclaimed_port[ev.new_port] = token
+        listener.tokens.add(token)
+        self._send(listener, P.frame(P.E_ACCEPTED, P.QII.pack(token, peer[0], peer[1])))
+
+    def _expire(self, token: int) -> None:
+        ent = self.unclaimed.pop(token, None)
+        if ent is None:
+            return
+        self.unclaimed_port.pop(ent[0], None)
+        ent[2].tokens.discard(token)
+        self.stats.claims_expired += 1
+        layer = self.layer
+        if layer is not None:
+            with contextlib.suppress(Exception):
+                layer.close(ent[0], self.runtime.now())
+            self._pump()
+
+    def _sweep(self) -> None:
+        now = self.runtime.now()
+        for token, ent in list(self.unclaimed.items()):
+            if ent[4] < now:
+                self._expire(token)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    # ------------------------------------------------------------------ request handlers
+    # Each returns True when the frame is done, False to hold it back (congestion).
+    def _call(self, c: _Client, fn: Callable[[], Any], reply: bool = True) -> Any:
+        """Run a layer call; OSError -> R_ERR with the layer's errno and message."""
+        try:
+            result = fn()
+        except OSError as e:
+            msg = str(e.strerror or e) if e.strerror else str(e)
+            self._error(c, e.errno or errno.EIO, msg)
+            return _FAILED
+        except (TypeError, ValueError) as e:
+            self._error(c, errno.EINVAL, f"invalid argument: {e}")
+            return _FAILED
+        except Exception as e:
+            self.stats.internal_errors += 1
+            log.exception("socket layer call failed for client %s", c.name)
+            self._error(c, errno.EIO, f"internal error in tipcd: {e!r}")
+            return _FAILED
+        if reply:
+            self._reply(c)
+        return result
+
+    def _op_open(self, c: _Client, body: memoryview) -> bool:
+        if c.opened:
+            raise _Garbage("second OPEN/CLAIM on one connection")
+        sotype = _unpack(P.U8, body, "OPEN")[0]
+        layer = self.layer
+        if layer is None:
+            self._error(c, errno.EAFNOSUPPORT, "this tipcd has no socket layer")
+            return True
+        port = self._call(c, lambda: layer.open(sotype, self.runtime.now()), reply=False)
+        if port is _FAILED:
+            return True
+        c.opened = True
+        c.port = int(port)
+        self.by_port[c.port] = c
+        self._reply(c, P.II.pack(c.port, self.runtime.stack.own_addr))
+        return True
+
+    def _op_claim(self, c: _Client, body: memoryview) -> bool:
+        if c.opened:
+            raise _Garbage("second OPEN/CLAIM on one connection")
+        token = _unpack(P.U64, body, "CLAIM")[0]
+        ent = self.unclaimed.pop(token, None)
+        if ent is None:
+            self.stats.claims_refused += 1
+            self._error(c, errno.ECONNABORTED,
+                        "no accepted connection for this token (expired or already taken)")
+            return True
+        new_port, peer, listener, pending = ent[0], ent[1], ent[2], ent[3]
+        self.unclaimed_port.pop(new_port, None)
+        listener.tokens.discard(token)
+        self.stats.claimed += 1
+        c.opened = True
+        c.port = new_port
+        self.by_port[new_port] = c
+        self._reply(c, P.IIII.pack(new_port, self.runtime.stack.own_addr, peer[0], peer[1]))
+        for frame in pending:
+            self._send(c, frame)
+        return True
+
+    def _op_bind(self, c: _Client, body: memoryview) -> bool:
+        addr = to_layer(*_unpack(P.ADDR, body, "BIND"))
+        self._call(c, lambda: self.layer.bind(c.port, addr, self.runtime.now()))
+        return True
+
+    def _op_connect(self, c: _Client, body: memoryview) -> bool:
+        addr = to_layer(*_unpack(P.ADDR, body, "CONNECT"))
+        self._call(c, lambda: self.layer.connect(c.port, addr, self.runtime.now()))
+        return True
+
+    def _op_listen(self, c: _Client, body: memoryview) -> bool:
+        backlog = _unpack(P.I32, body, "LISTEN")[0]
+        self._call(c, lambda: self.layer.listen(c.port, backlog))
+        return True
+
+    def _op_send(self, c: _Client, body: memoryview) -> bool:
+        if len(body) < 1 + P.ADDR_SIZE:
+            raise _Garbage(f"SEND of {len(body)} bytes")
+        flags = body[0]
+        atype, scope, a, b, cc = P.ADDR.unpack_from(body, 1)
+        addr = to_layer(atype, scope, a, b, cc) if atype else None
+        data = bytes(body[1 + P.ADDR_SIZE:])
+        self.stats.sends += 1
+        try:
+            ok = self.layer.sendto(c.port, addr, data, self.runtime.now())
+        except OSError as e:
+            msg = str(e.strerror or e) if e.strerror else str(e)
+            self._send_error(c, flags, e.errno or errno.EIO, msg)
+            return True
+        except Exception as e:
+            self.stats.internal_errors += 1
+            log.exception("sendto failed for client %s", c.name)
+            self._send_error(c, flags, errno.EIO, f"internal error in tipcd: {e!r}")
+            return True
+        if not ok:
+            self.stats.sends_blocked += 1
+            return False
+        if flags & P.SEND_SYNC:
+            self._reply(c)
+        return True
+
+    def _send_error(self, c: _Client, flags: int, err: int, msg: str) -> None:
+        if flags & P.SEND_SYNC:
+            self._error(c, err, msg)
+        else:
+            self.stats.async_errors += 1
+            self._send(c, P.frame(P.E_ASYNCERR, P.err_body(err, msg)))
+
+    def _op_consumed(self, c: _Client, body: memoryview) -> bool:
+        nbytes, nmsgs = _unpack(P.II, body, "CONSUMED")
+        try:
+            self.layer.consumed(c.port, nbytes, self.runtime.now(), nmsgs)
+        except OSError:
+            pass
+        except Exception:
+            self.stats.internal_errors += 1
+            log.exception("consumed failed")
+        return True
+
+    def _op_shutdown(self, c: _Client, body: memoryview) -> bool:
+        how = _unpack(P.I32, body, "SHUTDOWN")[0]
+        self._call(c, lambda: self.layer.shutdown(c.port, how, self.runtime.now()))
+        return True
+
+    def _op_setopt(self, c: _Client, body: memoryview) -> bool:
+        opt, value = _unpack(P.IQ, body, "SETOPT")
+        self._call(c, lambda: self.layer.setsockopt(c.port, opt, value))
+        return True
+
+    def _op_getopt(self, c: _Client, body: memoryview) -> bool:
+        opt = _unpack(P.U32, body, "GETOPT")[0]
+        v = self._call(c, lambda: self.layer.getsockopt(c.port, opt), reply=False)
+        if v is not _FAILED:
+            self._reply(c, P.Q64.pack(int(v)))
+        return True
+
+    def _op_sockname(self, c: _Client, body: memoryview) -> bool:
+        v = self._call(c, lambda: self.layer.getsockname(c.port), reply=False)
+        if v is not _FAILED:
+            self._reply(c, from_layer(v))
+        return True
+
+    def _op_peername(self, c: _Client, body: memoryview) -> bool:
+        v = self._call(c, lambda: self.layer.getpeername(c.port), reply=False)
+        if v is not _FAILED:
+            self._reply(c, from_layer(v))
+        return True
+
+    def _op_ping(self, c: _Client, body: memoryview) -> bool:
+        self._reply(c, bytes(body[:64]))
+        return True
+
+
+class _Garbage(Exception):
+    pass
+
+
+_FAILED = object()
+
+
+def _unpack(st: struct.Struct, body: memoryview, what: str) -> tuple[Any, ...]:
+    if len(body) != st.size:
+        raise _Garbage(f"{what} body of {len(body)} bytes, expected {st.size}")
+    return st.unpack(body)
