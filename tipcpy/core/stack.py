@@ -158,6 +158,11 @@ class Stack:
         self.register_user(User.NAME_DISTRIBUTOR,
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
+        # the socket layer (ports, topology server port); it registers itself for data
+        # users 0-3 and CONN_MANAGER and listens for NodeDown / LinkWakeup
+        from tipcpy.core.socket import SocketLayer
+
+        self.sockets = SocketLayer(self)
 
     # ---------------------------------------------------------------- configuration
     @property
@@ -466,13 +471,18 @@ class Stack:
 
     def next_deadline(self) -> float | None:
         heap = self._heap
+        best = None
         while heap:
             d, key = heap[0]
             if self._dl.get(key) != d:
                 heapq.heappop(heap)
                 continue
-            return d
-        return None
+            best = d
+            break
+        sd = self.sockets.next_deadline()
+        if sd is not None and (best is None or sd < best):
+            return sd
+        return best
 
     def tick(self, now: float) -> None:
         heap = self._heap
@@ -500,6 +510,9 @@ class Stack:
                 if peer is not None:
                     peer.tick(now)
                     self._pump_peer(peer, now)
+        sd = self.sockets.next_deadline()
+        if sd is not None and sd <= now:
+            self.sockets.tick(now)
 
     # ---------------------------------------------------------------- output
     def take_transmits(self) -> list[tuple[int, Any, bytes]]:
