@@ -50,7 +50,8 @@ from tipcpy.wire.consts import (
     User,
 )
 
-__all__ = ["Stack", "StackError", "AddressCommitted", "BearerStats", "INVALID_NODE_SIG"]
+__all__ = ["Stack", "StackError", "AddressCommitted", "BearerStats", "LinkRtt",
+           "INVALID_NODE_SIG"]
 
 INVALID_NODE_SIG = 0x10000
 """Kernel: a new node object's signature matches no real one, so the first REQ is taken."""
@@ -113,6 +114,33 @@ class _Bearer:
         return self.name.split(":", 1)[1] if ":" in self.name else self.name
 
 
+@dataclass
+class LinkRtt:
+    """Probe -> probe-reply round trips of one link (``tipc link stat show -s``).
+
+    Measured here rather than in the link: the Stack sees every STATE leaving (probe bit
+    set) and every STATE arriving (keepalive bit without probe bit = a reply), with the
+    exact ``now`` of both.  Not cleared on link reset, unlike the kernel's counters."""
+
+    count: int = 0
+    total: float = 0.0
+    min: float | None = None
+    max: float | None = None
+
+    def add(self, rtt: float) -> None:
+        self.count += 1
+        self.total += rtt
+        self.min = rtt if self.min is None or rtt < self.min else self.min
+        self.max = rtt if self.max is None or rtt > self.max else self.max
+
+    def as_dict(self) -> dict[str, Any]:
+        """Milliseconds (None until the first reply)."""
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000.0, 3)
+        return {"count": self.count, "min": ms(self.min), "max": ms(self.max),
+                "avg": ms(self.total / self.count) if self.count else None}
+
+
 DeliverFn = Callable[[int, Msg, float], None]
 """Handler for delivered messages: (from_node_addr, msg, now)."""
 ListenerFn = Callable[[object, float], None]
@@ -155,6 +183,12 @@ class Stack:
         # (topsrv.open/receive/close) and carries topsrv.take_outgoing() to them; the
         # Stack only keeps its address and timers current
         self.topsrv = TopSrv(self.name_table, 0)
+        # probe round trips per (peer addr, bearer id), for `tipc link stat show -s`
+        self.link_rtt: dict[tuple[int, int], LinkRtt] = {}
+        self._probe_at: dict[tuple[int, int], float] = {}
+        self.rtt_clock: Callable[[], float] | None = None
+        """Optional finer clock for round trips only (the daemon's ``now`` may tick in
+        whole milliseconds; a loopback RTT is ~0.1 ms).  None = use ``now``."""
         self.register_user(User.NAME_DISTRIBUTOR,
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
@@ -266,10 +300,14 @@ class Stack:
         self._dl.pop(("d", bid), None)
 
     def set_bearer_prop(self, name: str, now: float, *, priority: int | None = None,
-                        tolerance: int | None = None, window: int | None = None) -> None:
-        """``tipc bearer set``: future links, and the bearer's existing links."""
+                        tolerance: int | None = None, window: int | None = None,
+                        mtu: int | None = None) -> None:
+        """``tipc bearer set``: future links, and the bearer's existing links (the mtu:
+        future links only, as the kernel)."""
         b = self._bearers[self.bearer_id(name)]
         assert b is not None
+        if mtu is not None:
+            b.mtu = mtu
         if priority is not None:
             b.priority = priority
         if tolerance is not None:
@@ -307,6 +345,21 @@ class Stack:
                     setter(v)
             else:
                 setattr(link, prop, v)
+
+    def remove_peer(self, addr: int, now: float) -> None:
+        """``tipc peer remove``: forget a peer node that is down (kernel tipc_nl_peer_rm):
+        its links (silently: they are down) and its node object.  EBUSY while it is up,
+        ENXIO if unknown.  Discovery may create it again when the peer comes back."""
+        peer = self.peers.get(addr)
+        if peer is None:
+            raise StackError(errno.ENXIO, f"no peer node {addr:08x}")
+        if peer.is_up:
+            raise StackError(errno.EBUSY, f"peer node {addr:08x} is up")
+        peer.links.clear()
+        del self.peers[addr]
+        self._dl.pop(("p", addr), None)
+        for key in [k for k in self._probe_at if k[0] == addr]:
+            del self._probe_at[key]
 
     # ---------------------------------------------------------------- upper layers
     def register_user(self, users: int | Iterable[int], fn: DeliverFn) -> None:
@@ -455,6 +508,13 @@ class Stack:
         if bearer_id not in peer.links:
             st.rx_no_link += 1
             return
+        if user == User.LINK_PROTOCOL and len(msg.w) > 5 and msg.w[1] >> 29 == 0 \
+                and (msg.w[0] >> 19) & 1 and not msg.w[5] & 1:
+            # a STATE with the keepalive bit and no probe bit answers our last probe
+            t0 = self._probe_at.pop((src, bearer_id), None)
+            if t0 is not None:
+                t1 = self.rtt_clock() if self.rtt_clock is not None else now
+                self.link_rtt.setdefault((src, bearer_id), LinkRtt()).add(max(0.0, t1 - t0))
         try:
             if not peer.receive(bearer_id, msg, now):
                 st.rx_node_state += 1
@@ -613,6 +673,11 @@ class Stack:
                 b = self._bearers[bid]
                 if b is not None:
                     b.stats.tx_packets += 1
+                # a LINK_PROTOCOL STATE with the probe bit: time it (see LinkRtt)
+                if len(data) >= 24 and (data[0] >> 1) & 0xF == User.LINK_PROTOCOL \
+                        and data[4] >> 5 == 0 and data[23] & 1:
+                    self._probe_at[(peer.addr, bid)] = (
+                        self.rtt_clock() if self.rtt_clock is not None else now)
                 self._tx.append((bid, maddr, data))
             evs = peer.take_events()
             if not evs and not out:
