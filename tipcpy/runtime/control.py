@@ -162,13 +162,14 @@ class ControlServer:
                 return
             if not line.strip():
                 continue
-            answer = await self._answer(line, writer)
+            answer = await self._answer(line, writer, reader)
             if answer is None:      # streaming op finished (client went away)
                 return
             writer.write(_encode(answer))
             await writer.drain()
 
-    async def _answer(self, line: bytes, writer: asyncio.StreamWriter) -> dict[str, Any] | None:
+    async def _answer(self, line: bytes, writer: asyncio.StreamWriter,
+                      reader: asyncio.StreamReader | None = None) -> dict[str, Any] | None:
         try:
             req = json.loads(line)
             if not isinstance(req, dict) or not isinstance(req.get("op"), str):
@@ -184,7 +185,7 @@ class ControlServer:
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
             if hasattr(result, "__aiter__"):
-                await self._stream(result, writer)
+                await self._stream(result, writer, reader)
                 return None
             return {"ok": True, "result": result}
         except ControlError as e:
@@ -197,12 +198,39 @@ class ControlServer:
             log.exception("control op %s failed", op)
             return {"ok": False, "errno": errno.EIO, "error": f"internal error in {op}: {e!r}"}
 
-    async def _stream(self, it: AsyncIterator[Any], writer: asyncio.StreamWriter) -> None:
-        try:
+    async def _stream(self, it: AsyncIterator[Any], writer: asyncio.StreamWriter,
+                      reader: asyncio.StreamReader | None = None) -> None:
+        """Write one line per item until the iterator ends or the client goes away.
+
+        The client closing is noticed at once (EOF on the reader), not only at the next
+        write, so an idle stream (``tipc events`` with nothing happening) does not keep
+        its subscription alive after Ctrl-C."""
+        async def pump() -> None:
             async for item in it:
                 writer.write(_encode({"ok": True, "event": item}))
                 await writer.drain()
+
+        async def watch() -> None:
+            assert reader is not None
+            while await reader.read(4096):
+                pass                        # anything the client sends while streaming
+
+        tasks = [asyncio.ensure_future(pump())]
+        if reader is not None:
+            tasks.append(asyncio.ensure_future(watch()))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is tasks[0] and not t.cancelled() and t.exception() is not None:
+                    exc = t.exception()
+                    if not isinstance(exc, ConnectionError):
+                        raise exc  # type: ignore[misc]
         finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):

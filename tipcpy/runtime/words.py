@@ -86,3 +86,26 @@ def die(text: str, status: int = 255) -> None:
 
     print(text.rstrip("\n"), file=sys.stderr)
     sys.exit(status)
+
+
+def choose(value: str, choices: Sequence[str], what: str) -> str:
+    """The word ``value`` stands for (itself or its unique prefix, as iproute2 matches
+    words); otherwise click's usage error listing the valid choices (exit status 2)."""
+    if value in choices:
+        return value
+    hits = [c for c in choices if c.startswith(value)] if value else []
+    if len(hits) == 1:
+        return hits[0]
+    import click
+
+    listed = ", ".join(repr(c) for c in choices)
+    raise click.BadParameter(f"{value!r} is not one of {listed}.",
+                             ctx=click.get_current_context(silent=True), param_hint=f"'{what}'")
+
+
+def udp_tail(words: Sequence[str], opts: Sequence[str]) -> tuple[list[str], str | None]:
+    """Split a trailing single-word option (``... name b0 localip``) off key/value words."""
+    w = list(words)
+    if len(w) % 2 == 1 and w and w[-1] in opts:
+        return w[:-1], w[-1]
+    return w, None
