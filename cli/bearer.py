@@ -1,8 +1,11 @@
-"""`tipc bearer` - enable, disable, add peers to and list bearers.
+"""`tipc bearer` - enable, disable, add peers to, configure and list bearers.
 
 Arguments are iproute2's words (`media udp name b0 localip 10.0.0.1 ...`), parsed by
 tipcpy.runtime.words so `tipcd --bearer` accepts the same. Output and error statuses
 follow ../shared/reference/cli/tipc-bearer.txt; `-j` is ignored here, as in iproute2.
+A missing word prints iproute2's usage text (exit 255); a wrong property word gives
+click's usage error listing the valid ones (exit 2); values out of range are refused
+by the daemon with the valid range in the message (exit 255, node unchanged).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import click
 
 from cli.common import group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import WordError, die, pairs, parse_media
+from tipcpy.runtime.words import WordError, choose, die, pairs, parse_media, udp_tail
 
 ENABLE_USAGE = """Usage: tipc bearer enable [OPTIONS] media MEDIA ARGS...
 
@@ -62,6 +65,21 @@ MEDIA
  ib\t\t\t- Infiniband
  eth\t\t\t- Ethernet"""
 
+SET_USAGE = """Usage: tipc bearer set OPTION media MEDIA ARGS...
+OPTIONS
+ priority\t\t- Bearer link priority
+ tolerance\t\t- Bearer link tolerance
+ window\t\t- Bearer link window
+ mtu\t\t\t- Bearer link mtu
+
+MEDIA
+ udp\t\t\t- User Datagram Protocol
+ ib\t\t\t- Infiniband
+ eth\t\t\t- Ethernet"""
+
+PROPS = ("priority", "tolerance", "window", "mtu")
+UDP_OPTS = ("localip", "localport", "remoteip", "remoteport")
+
 WORDS = {"nargs": -1, "type": click.UNPROCESSED}
 CTX = {"ignore_unknown_options": True}
 
@@ -83,7 +101,7 @@ def cmd() -> None:
 
 
 @cmd.command("enable", context_settings=CTX)
-@click.argument("words", **WORDS)
+@click.argument("words", metavar="[domain D] [priority P] media MEDIA ARGS...", **WORDS)
 def enable(words: tuple[str, ...]) -> None:
     """Enable a bearer: [domain D] [priority P] media {udp name NAME localip IP
     [localport P] [remoteip IP] [remoteport P] | eth device DEV}."""
@@ -98,7 +116,7 @@ def enable(words: tuple[str, ...]) -> None:
 
 
 @cmd.command("disable", context_settings=CTX)
-@click.argument("words", **WORDS)
+@click.argument("words", metavar="media MEDIA ARGS...", **WORDS)
 def disable(words: tuple[str, ...]) -> None:
     """Disable a bearer: media {udp name NAME | eth device DEV}."""
     if "media" not in words:
@@ -111,7 +129,7 @@ def disable(words: tuple[str, ...]) -> None:
 
 
 @cmd.command("add", context_settings=CTX)
-@click.argument("words", **WORDS)
+@click.argument("words", metavar="media udp name NAME remoteip REMOTEIP [remoteport PORT]", **WORDS)
 def add(words: tuple[str, ...]) -> None:
     """Add a remote peer to a UDP bearer: media udp name NAME remoteip IP [remoteport P]."""
     if "media" not in words:
@@ -129,7 +147,7 @@ def add(words: tuple[str, ...]) -> None:
 
 
 @cmd.command("list", context_settings=CTX)
-@click.argument("words", **WORDS)
+@click.argument("words", metavar="", **WORDS)
 def list_(words: tuple[str, ...]) -> None:
     """List enabled bearers."""
     if words:
@@ -138,25 +156,80 @@ def list_(words: tuple[str, ...]) -> None:
         click.echo(name)
 
 
-@cmd.command("get", context_settings=CTX)
-@click.argument("words", **WORDS)
-def get(words: tuple[str, ...]) -> None:
-    """Get a bearer property: {priority|tolerance|window|mtu} media MEDIA ARGS..."""
-    if not words or words[0] not in ("priority", "tolerance", "window", "mtu") \
-            or "media" not in words:
-        die(GET_USAGE)
-    prop = words[0]
+def _target(words: list[str]) -> dict[str, str]:
+    """`media MEDIA {name NAME | device DEV}` -> {"bearer": "udp:NAME"}."""
+    if not words or words[0] != "media":
+        die("error, missing media")
+    if len(words) < 2:
+        die("error, missing media")
+    media = words[1]
     try:
-        i = words.index("media")
-        if i + 1 >= len(words):
-            die("error, missing media")
-        media = words[i + 1]
-        args = pairs(words[i + 2:], ("name", "device"))
+        args = pairs(words[2:], ("name", "device"))
     except WordError as e:
         die(str(e))
-    if media == "udp" and "name" not in args:
-        die("error, missing bearer name")
-    if media != "udp" and "device" not in args:
-        die("error, missing device")
-    bname = f"udp:{args['name']}" if media == "udp" else f"{media}:{args['device']}"
-    click.echo(str(cli_call("bearer.get", {"bearer": bname})[prop]))
+    if media == "udp":
+        if "name" not in args:
+            die("error, missing bearer name")
+        return {"bearer": f"udp:{args['name']}", "media": media}
+    if media in ("eth", "ib"):
+        if "device" not in args:
+            die("error, missing device")
+        return {"bearer": f"{media}:{args['device']}", "media": media}
+    die(f"error, invalid media type \"{media}\"")
+    raise AssertionError  # unreachable
+
+
+@cmd.command("get", context_settings=CTX)
+@click.argument("words", metavar="[PROPERTY] media MEDIA ARGS... [UDP-OPTION]", **WORDS)
+def get(words: tuple[str, ...]) -> None:
+    """Get a bearer property:
+
+    get [priority|tolerance|window|mtu] media {eth|ib} device DEV
+
+    get [priority|tolerance|window|mtu] media udp name NAME
+    [localip|localport|remoteip|remoteport]
+    """
+    w = list(words)
+    if not w or (w[0] != "media" and "media" not in w):
+        die(GET_USAGE)
+    prop = None
+    if w[0] != "media":
+        prop = choose(w[0], PROPS, "OPTION")
+        w = w[1:]
+    rest, udp_opt = udp_tail(w, UDP_OPTS)
+    target = _target(rest)
+    if udp_opt is not None and target["media"] != "udp":
+        die(GET_USAGE)
+    if prop is None and udp_opt is None:
+        die(GET_USAGE)
+    info = cli_call("bearer.get", {"bearer": target["bearer"]})
+    if prop is not None:
+        click.echo(str(info[prop]))
+    if udp_opt == "remoteip":
+        remotes = info.get("remotes") or []
+        ips = [r.rsplit(":", 1)[0] for r in remotes] if remotes else [info.get("remoteip")]
+        for ip in ips:
+            click.echo(str(ip))
+    elif udp_opt is not None:
+        click.echo(str(info.get(udp_opt)))
+
+
+@cmd.command("set", context_settings=CTX)
+@click.argument("words", metavar="PROPERTY VALUE media MEDIA ARGS...", **WORDS)
+def set_(words: tuple[str, ...]) -> None:
+    """Set a bearer property of its links (existing and future; mtu: future links,
+    udp only):
+
+    set {priority P | tolerance T | window W | mtu M} media {eth|ib} device DEV
+
+    set {priority P | tolerance T | window W | mtu M} media udp name NAME
+    """
+    w = list(words)
+    if not w:
+        die(SET_USAGE)
+    prop = choose(w[0], PROPS, "OPTION")
+    if len(w) < 2 or w[1] == "media":
+        die("error, missing value")
+    value = w[1]
+    target = _target(w[2:])
+    cli_call("bearer.set", {"bearer": target["bearer"], prop: value})

@@ -172,7 +172,12 @@ class TipcGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[
             str | None, click.Command | None, list[str]]:
         # Report the full word, so usage lines and errors say "statistics", not "stat".
-        name, cmd, rest = super().resolve_command(ctx, args)
+        try:
+            name, cmd, rest = super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            if e.message.startswith("No such command"):   # say what would be valid
+                e.message += f" Valid: {', '.join(self.list_commands(ctx))}."
+            raise
         return (cmd.name if cmd is not None else name), cmd, rest
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

@@ -1,7 +1,9 @@
-"""`tipc node` - local node identity/network id and the list of peer nodes.
+"""`tipc node` - local node identity/address/network id, keys, and the peer nodes.
 
 Output is byte-for-byte iproute2's (see ../shared/reference/cli/tipc-node.txt); like
-iproute2, `-j` is ignored by this family.
+iproute2, `-j` is ignored by this family.  `node set key` validates and stores the key
+exactly as iproute2 + the kernel accept it, but tipcpy does not encrypt traffic yet: it
+says so on stderr every time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import click
 from cli.common import group
 from tipcpy.runtime.ctlclient import cli_call
 from tipcpy.runtime.words import die
+
+WORDS = {"nargs": -1, "type": click.UNPROCESSED}
+CTX = {"ignore_unknown_options": True}
 
 ID_HEADER = f"{'Node Identity':<32} Hash"
 LIST_HEADER = f"{'Node Identity':<32} {'Hash':<8} State"
@@ -29,9 +34,53 @@ PROPERTIES
  key PROPERTY          - Set symmetric-key"""
 
 
+KEY_USAGE = """Usage: tipc node set key KEY [algname ALGNAME] [PROPERTIES]
+       tipc node set key rekeying REKEYING
+
+KEY
+  Symmetric KEY & SALT as a composite ASCII or hex string (0x...) in form:
+  [KEY: 16, 24 or 32 octets][SALT: 4 octets]
+
+ALGNAME
+  Cipher algorithm [default: "gcm(aes)"]
+
+PROPERTIES
+  master                - Set KEY as a cluster master key
+  <empty>               - Set KEY as a cluster key
+  nodeid NODEID         - Set KEY as a per-node key for own or peer
+
+REKEYING
+  INTERVAL              - Set rekeying interval (in minutes) [0: disable]
+  now                   - Trigger one (first) rekeying immediately
+
+EXAMPLES
+  tipc node set key this_is_a_master_key master
+  tipc node set key 0x746869735F69735F615F6B657931365F73616C74
+  tipc node set key this_is_a_key16_salt algname "gcm(aes)" nodeid 1001002
+  tipc node set key rekeying 600
+"""
+
+FLUSH_USAGE = """Usage: tipc node flush PROPERTY
+
+PROPERTIES
+ key                   - Flush all symmetric-keys"""
+
+NOT_ENCRYPTED = ("warning: key accepted and stored, but tipcpy does not encrypt yet: "
+                 "traffic is NOT encrypted")
+
+
 @group("node")
 def cmd() -> None:
-    """List remote nodes, get and set local node parameters."""
+    """List remote nodes, get, set and flush local node parameters.
+
+    \b
+    node list
+    node get {address|identity|netid|clusterid}
+    node set {address Z.C.N|identity NODEID|netid N|clusterid N}
+    node set key KEY [algname ALGNAME] [master | nodeid NODEID]
+    node set key rekeying {INTERVAL|now}
+    node flush key
+    """
 
 
 @cmd.command("list")
@@ -106,6 +155,48 @@ def set_identity(value: tuple[str, ...]) -> None:
     cli_call("node.set", {"identity": _one(value, "identity")})
 
 
+@set_.command("address")
+@click.argument("value", nargs=-1)
+def set_address(value: tuple[str, ...]) -> None:
+    """Set the node address (Z.C.N, or a hash in hex) - only while no bearer is up."""
+    if not value:
+        die("Usage: tipc node set address ADDRESS")
+    cli_call("node.set", {"address": _one(value, "address")})
+
+
+@set_.command("key", context_settings=CTX)
+@click.argument("words", metavar="KEY [algname ALGNAME] [master|nodeid NODEID] | rekeying "
+                "{INTERVAL|now}", **WORDS)
+def set_key(words: tuple[str, ...]) -> None:
+    """Set a symmetric key: KEY [algname ALGNAME] [master | nodeid NODEID], or
+    rekeying {INTERVAL|now}.  Stored only: tipcpy does not encrypt yet."""
+    w = list(words)
+    if not w:
+        die(KEY_USAGE)
+    args: dict[str, object] = {}
+    if w[0] == "rekeying":
+        if len(w) != 2:
+            die(KEY_USAGE)
+        args["rekeying"] = w[1]
+    else:
+        args["key"] = w[0]
+        rest = w[1:]
+        while rest:
+            word = rest.pop(0)
+            if word == "master":
+                args["master"] = True
+            elif word in ("algname", "nodeid"):
+                if not rest:
+                    die(f"error, missing value for \"{word}\"")
+                args[word] = rest.pop(0)
+            else:
+                die(f"error, invalid option \"{word}\"\n{KEY_USAGE}")
+        if args.get("master") and "nodeid" in args:
+            die("error, master and nodeid are mutually exclusive")
+    cli_call("node.key.set", args)
+    click.echo(NOT_ENCRYPTED, err=True)
+
+
 @set_.command("netid")
 @click.argument("value", nargs=-1)
 def set_netid(value: tuple[str, ...]) -> None:
@@ -118,3 +209,20 @@ def set_netid(value: tuple[str, ...]) -> None:
 def set_clusterid(value: tuple[str, ...]) -> None:
     """Set the cluster id (same as netid)."""
     cli_call("node.set", {"clusterid": _one(value, "clusterid")})
+
+
+@group("flush", invoke_without_command=True)
+@click.pass_context
+def flush(ctx: click.Context) -> None:
+    """Flush local node parameters: key."""
+    if ctx.invoked_subcommand is None:
+        die(FLUSH_USAGE)
+
+
+cmd.add_command(flush)
+
+
+@flush.command("key")
+def flush_key() -> None:
+    """Flush all symmetric keys."""
+    cli_call("node.key.flush")

@@ -1,0 +1,51 @@
+"""`tipc socket list` - the node's sockets (ports), their connections and bindings.
+
+Layout exactly as iproute2 6.1 (../shared/reference/cli/tipc-socket.txt)::
+
+    socket <portid>
+      connected to <node %x>:<port> [via {type,instance}]
+      bound to {type,lower,upper}
+
+`-j` is ignored, as in iproute2.  The daemon reads its socket layer; before that layer
+exists the list is empty.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import group
+from tipcpy.runtime.ctlclient import cli_call
+from tipcpy.runtime.words import die
+
+
+@group("socket")
+def cmd() -> None:
+    """Show sockets.
+
+    \b
+    socket list
+    """
+
+
+def format_socket(s: dict) -> str:
+    lines = [f"socket {s['port']}"]
+    conn = s.get("connected")
+    if conn:
+        via = s.get("via")
+        lines.append(f"  connected to {conn[0]:x}:{conn[1]}"
+                     + (f" via {{{via[0]},{via[1]}}}" if via else ""))
+    else:
+        for t, lo, up in s.get("bound") or []:
+            lines.append(f"  bound to {{{t},{lo},{up}}}")
+    return "\n".join(lines)
+
+
+@cmd.command("list", context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+def list_(words: tuple[str, ...]) -> None:
+    """List sockets (ports)."""
+    if words:
+        die("Usage: tipc socket list")
+    for s in cli_call("socket.list"):
+        click.echo(format_socket(s))
