@@ -230,7 +230,7 @@ class socket:  # noqa: N801 - the stdlib's name
         return object.__new__(cls)
 
     def __init__(self, family: int = AF_TIPC, type: int = SOCK_RDM, proto: int = -1,
-                 fileno: int | None = None, *, _run_dir: str | None = None,
+                 fileno: int | None = None, *, run_dir: str | None = None,
                  _claim: tuple[Channel, int, int, int, int] | None = None) -> None:
         self._chan: Channel | None = None
         self._closed = True
@@ -252,7 +252,7 @@ class socket:  # noqa: N801 - the stdlib's name
         self._type = base
         self._proto = 0
         self._timeout: float | None = 0.0 if flags & SOCK_NONBLOCK else getdefaulttimeout()
-        self._run_dir = _run_dir
+        self._run_dir = run_dir
         self._node = 0
         self._port = 0
         self._connected = False
@@ -278,7 +278,7 @@ class socket:  # noqa: N801 - the stdlib's name
             self._connected = True
             self._closed = False
             return
-        chan = Channel(connect_daemon(_run_dir))
+        chan = Channel(connect_daemon(run_dir))
         try:
             _k, body = chan.request(P.frame(P.OPEN, P.U8.pack(base)))
         except BaseException:
@@ -488,7 +488,7 @@ class socket:  # noqa: N801 - the stdlib's name
             chan.close()
             raise
         port, node, pport, pnode = P.IIII.unpack(body)
-        new = socket(AF_TIPC, self._type, 0, _run_dir=self._run_dir,
+        new = socket(AF_TIPC, self._type, 0, run_dir=self._run_dir,
                      _claim=(chan, port, node, pport, pnode))
         new._timeout = getdefaulttimeout()
         return new, _sock_addr(pnode, pport)
@@ -925,8 +925,8 @@ class _SocketIO(_io.RawIOBase):
 SocketType = socket
 
 
-def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0
-               ) -> tuple[Any, Any]:
+def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0, *,
+               run_dir: str | None = None) -> tuple[Any, Any]:
     """AF_TIPC: two sockets of ``type`` connected to each other on this node (as the
     kernel's tipc_socketpair); any other family: the stdlib's socketpair."""
     if family != AF_TIPC:
@@ -935,10 +935,10 @@ def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 
         return _std.socketpair(family, type, proto)
     base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
     if base in _CONN_TYPES:
-        lst = socket(AF_TIPC, base)
+        lst = socket(AF_TIPC, base, run_dir=run_dir)
         try:
             lst.listen(1)
-            a = socket(AF_TIPC, base)
+            a = socket(AF_TIPC, base, run_dir=run_dir)
             try:
                 a.connect(lst.getsockname())
                 b, _ = lst.accept()
@@ -948,8 +948,8 @@ def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 
         finally:
             lst.close()
     else:
-        a = socket(AF_TIPC, base)
-        b = socket(AF_TIPC, base)
+        a = socket(AF_TIPC, base, run_dir=run_dir)
+        b = socket(AF_TIPC, base, run_dir=run_dir)
         a.connect(b.getsockname())
         b.connect(a.getsockname())
     if type & SOCK_NONBLOCK:

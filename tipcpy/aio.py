@@ -1,0 +1,236 @@
+"""asyncio TIPC sockets and topology subscriptions.
+
+Why: TIPC's model (services come and go, you react to events) suits asyncio, and a
+Python TIPC without an asyncio API would push everyone into threads. These are thin
+wrappers over :mod:`tipcpy.socket` in non-blocking mode: every call first tries the
+operation, and only when it would block waits for the connection to tipcd to become
+readable/writable (``loop.add_reader``/``add_writer``) -- no threads, no polling::
+
+    s = tipcpy.aio.socket(SOCK_RDM)
+    s.bind((TIPC_ADDR_NAMESEQ, 18888, 0, 99))
+    data, addr = await s.recvfrom(1024)
+
+    async for ev in tipcpy.aio.subscribe(18888, 0, 99):
+        print(ev.event_name, ev.found_lower, ev.found_upper, hex(ev.node))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from tipcpy import socket as tsocket
+
+__all__ = ["AsyncSocket", "TopologyEvent", "socket", "subscribe", "SUBSCR", "EVENT"]
+
+SUBSCR = struct.Struct("=5I8s")     # struct tipc_subscr, host byte order (28 bytes)
+EVENT = struct.Struct("=5I")        # head of struct tipc_event (+ the 28-byte subscr)
+EVENT_SIZE = 48
+_EVENT_NAMES = {tsocket.TIPC_PUBLISHED: "published", tsocket.TIPC_WITHDRAWN: "withdrawn",
+                tsocket.TIPC_SUBSCR_TIMEOUT: "timeout"}
+
+
+class AsyncSocket:
+    """An AF_TIPC socket for asyncio (wraps a non-blocking :class:`tipcpy.socket.socket`)."""
+
+    def __init__(self, type: int = tsocket.SOCK_RDM, *, run_dir: str | None = None,
+                 sock: tsocket.socket | None = None) -> None:
+        self.sock = sock if sock is not None else tsocket.socket(tsocket.AF_TIPC, type,
+                                                                 run_dir=run_dir)
+        self.sock.setblocking(False)
+        self._run_dir = run_dir
+
+    # -- plumbing ----------------------------------------------------------------------
+    async def _wait(self, write: bool) -> None:
+        """Until tipcd's connection is readable (or writable); also flushes our unsent
+        bytes meanwhile so a half-written message never sits still."""
+        loop = asyncio.get_running_loop()
+        fd = self.sock.fileno()
+        if fd < 0:
+            raise OSError(errno.EBADF, "socket is closed")
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        chan = self.sock._chan
+        want_write = write or (chan is not None and chan.has_unsent())
+        if want_write:
+            loop.add_writer(fd, ready)
+        if not write:
+            loop.add_reader(fd, ready)
+        try:
+            await fut
+        finally:
+            if want_write:
+                loop.remove_writer(fd)
+            if not write:
+                loop.remove_reader(fd)
+        if chan is not None and chan.has_unsent():
+            chan.flush_nowait()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    async def __aenter__(self) -> AsyncSocket:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- synchronous bits (answered by the local tipcd at once) -------------------------
+    def bind(self, addr: tuple[int, ...]) -> None:
+        self.sock.bind(addr)
+
+    def listen(self, backlog: int = 128) -> None:
+        self.sock.listen(backlog)
+
+    def getsockname(self) -> tuple[int, ...]:
+        return self.sock.getsockname()
+
+    def getpeername(self) -> tuple[int, ...]:
+        return self.sock.getpeername()
+
+    def setsockopt(self, level: int, opt: int, value: Any) -> None:
+        self.sock.setsockopt(level, opt, value)
+
+    def getsockopt(self, level: int, opt: int) -> Any:
+        return self.sock.getsockopt(level, opt)
+
+    def shutdown(self, how: int = tsocket.SHUT_RDWR) -> None:
+        self.sock.shutdown(how)
+
+    # -- awaitables --------------------------------------------------------------------
+    async def connect(self, addr: tuple[int, ...]) -> None:
+        """RDM/DGRAM: default destination; SEQPACKET/STREAM: until Connected (or the
+        kernel's errors: ECONNREFUSED, ETIMEDOUT after TIPC_CONN_TIMEOUT)."""
+        err = self.sock.connect_ex(addr)
+        while err == errno.EINPROGRESS:
+            await self._wait(False)
+            err = self.sock._wait_connected()
+        if err:
+            raise OSError(err, f"connect: {errno.errorcode.get(err, err)}")
+
+    async def accept(self) -> tuple[AsyncSocket, tuple[int, ...]]:
+        while True:
+            try:
+                s, addr = self.sock.accept()
+                return AsyncSocket(sock=s, run_dir=self._run_dir), addr
+            except BlockingIOError:
+                await self._wait(False)
+
+    async def sendto(self, data: Any, addr: tuple[int, ...]) -> int:
+        while True:
+            try:
+                return self.sock.sendto(data, addr)
+            except BlockingIOError:
+                await self._wait(True)
+
+    async def send(self, data: Any) -> int:
+        while True:
+            try:
+                return self.sock.send(data)
+            except BlockingIOError:
+                await self._wait(True)
+
+    async def sendall(self, data: Any) -> None:
+        mv = memoryview(data).cast("B")
+        if self.sock.type != tsocket.SOCK_STREAM:
+            await self.send(mv)
+            return
+        off = 0
+        while off < len(mv):
+            off += await self.send(mv[off:])
+
+    async def recv(self, bufsize: int = 66000) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(bufsize)
+            except BlockingIOError:
+                await self._wait(False)
+
+    async def recvfrom(self, bufsize: int = 66000) -> tuple[bytes, tuple[int, ...] | None]:
+        while True:
+            try:
+                return self.sock.recvfrom(bufsize)
+            except BlockingIOError:
+                await self._wait(False)
+
+    async def recvmsg(self, bufsize: int = 66000, ancbufsize: int = 2048
+                      ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        while True:
+            try:
+                return self.sock.recvmsg(bufsize, ancbufsize)
+            except BlockingIOError:
+                await self._wait(False)
+
+
+def socket(type: int = tsocket.SOCK_RDM, *, run_dir: str | None = None) -> AsyncSocket:
+    """A new asyncio AF_TIPC socket of ``type`` on the local tipcd."""
+    return AsyncSocket(type, run_dir=run_dir)
+
+
+@dataclass(frozen=True)
+class TopologyEvent:
+    """One ``struct tipc_event`` from the topology server."""
+
+    event: int              # TIPC_PUBLISHED / TIPC_WITHDRAWN / TIPC_SUBSCR_TIMEOUT
+    found_lower: int
+    found_upper: int
+    port: int               # the binding socket's port ({0,0} on timeout)
+    node: int
+    type: int               # the subscription's range
+    lower: int
+    upper: int
+    handle: bytes
+
+    @property
+    def event_name(self) -> str:
+        return _EVENT_NAMES.get(self.event, str(self.event))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> TopologyEvent:
+        if len(raw) != EVENT_SIZE:
+            raise ValueError(f"topology event of {len(raw)} bytes, expected {EVENT_SIZE}")
+        ev, lo, up, port, node = EVENT.unpack_from(raw)
+        styp, slo, sup, _tmo, _flt, handle = SUBSCR.unpack_from(raw, 20)
+        return cls(ev, lo, up, port, node, styp, slo, sup, handle)
+
+
+async def subscribe(type: int, lower: int = 0, upper: int = 0xFFFFFFFF, *,
+                    filter: int = tsocket.TIPC_SUB_PORTS,
+                    timeout_ms: int = tsocket.TIPC_WAIT_FOREVER, handle: bytes = b"",
+                    run_dir: str | None = None) -> AsyncIterator[TopologyEvent]:
+    """Events for bindings of ``{type, lower..upper}`` (existing ones first), from the
+    topology server ``{TIPC_TOP_SRV, TIPC_TOP_SRV}`` over SEQPACKET.
+
+    ``type=0`` (TIPC_NODE_STATE) reports nodes, ``type=2`` (TIPC_LINK_STATE) links. Ends
+    after a TIPC_SUBSCR_TIMEOUT event or when the server closes the connection.
+    """
+    s = AsyncSocket(tsocket.SOCK_SEQPACKET, run_dir=run_dir)
+    try:
+        await s.connect((tsocket.TIPC_ADDR_NAME, tsocket.TIPC_TOP_SRV, tsocket.TIPC_TOP_SRV,
+                         0))
+        await s.send(SUBSCR.pack(type, lower, upper, timeout_ms, filter,
+                                 handle[:8].ljust(8, b"\0")))
+        while True:
+            try:
+                raw = await s.recv(EVENT_SIZE)
+            except ConnectionResetError:
+                return
+            if not raw:
+                return
+            ev = TopologyEvent.decode(raw)
+            yield ev
+            if ev.event == tsocket.TIPC_SUBSCR_TIMEOUT:
+                return
+    finally:
+        s.close()
