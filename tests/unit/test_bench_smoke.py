@@ -1,0 +1,45 @@
+"""The benchmark suite still runs: `python -m bench --quick` on the in-process cases
+writes a JSON file with figures, baselines and ratios. Speed is never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick_writes_figures_baselines_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--cases", "lookup,bulk",
+         "--bindings", "20000", "--bulk", "5000", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ratio" in r.stdout and "lookup" in r.stdout
+    data = json.loads(out.read_text())
+    assert data["machine"]["cores"] >= 1 and data["machine"]["kernel"]
+    assert data["versions"]["python"] and "pyzmq" in data["versions"]
+    rows = data["rows"]
+    cases = {row["case"] for row in rows}
+    assert {"lookup", "bulk"} <= cases
+    for row in rows:
+        assert row["value"] is not None and row["value"] > 0, row
+        assert row["baseline"] and row["baseline_value"] > 0, row
+        assert abs(row["ratio"] - row["value"] / row["baseline_value"]) < 1e-9, row
+    lookup = next(row for row in rows if row["figure"].startswith("anycast lookups/s"))
+    assert lookup["target"] and lookup["met"] in (True, False)
+    assert all(c["error"] is None for c in data["cases"].values())
+
+
+def test_bench_rejects_unknown_case(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "bench", "--cases", "nope",
+                        "--out", str(tmp_path / "x.json")],
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown case" in r.stderr
+    assert not (tmp_path / "x.json").exists()
