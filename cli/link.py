@@ -128,7 +128,7 @@ def get(words: tuple[str, ...]) -> None:
     w = list(words)
     if not w:
         die(GET_USAGE)
-    prop = choose(w[0], LINK_PROPS + ("broadcast",), "PPROPERTY")
+    prop = choose(w[0], LINK_PROPS + ("broadcast",), "PROPERTY")
     if prop == "broadcast":
         if len(w) > 1:
             die(GET_USAGE)
@@ -159,7 +159,7 @@ def set_(words: tuple[str, ...]) -> None:
     w = list(words)
     if not w:
         die(SET_USAGE)
-    prop = choose(w[0], LINK_PROPS + ("broadcast",), "PPROPERTY")
+    prop = choose(w[0], LINK_PROPS + ("broadcast",), "PROPERTY")
     if prop == "broadcast":
         rest = w[1:]
         if not rest:
@@ -364,7 +364,7 @@ def mon_set(words: tuple[str, ...]) -> None:
     w = list(words)
     if not w:
         die(MON_SET_USAGE)
-    choose(w[0], ("threshold",), "PPROPERTY")
+    choose(w[0], ("threshold",), "PROPERTY")
     if len(w) != 2:
         die("error, missing value" if len(w) < 2 else MON_SET_USAGE)
     cli_call("link.monitor.set", {"threshold": w[1]})
@@ -377,7 +377,7 @@ def mon_get(words: tuple[str, ...]) -> None:
     w = list(words)
     if len(w) != 1:
         die(MON_GET_USAGE)
-    choose(w[0], ("threshold",), "PPROPERTY")
+    choose(w[0], ("threshold",), "PROPERTY")
     v = cli_call("link.monitor.get")["threshold"]
     if state().json:
         # iproute2 6.1 prints this (invalid) JSON; scripts may depend on the bytes

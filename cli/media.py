@@ -70,7 +70,7 @@ def get(words: tuple[str, ...]) -> None:
     w = list(words)
     if not w:
         die(GET_USAGE)
-    prop = choose(w[0], PROPS, "PPROPERTY")
+    prop = choose(w[0], PROPS, "PROPERTY")
     media = _media(w[1:], GET_USAGE)
     if prop == "mtu" and media != "udp":
         die("error, not supported for media")
@@ -85,7 +85,7 @@ def set_(words: tuple[str, ...]) -> None:
     w = list(words)
     if not w:
         die(SET_USAGE)
-    prop = choose(w[0], PROPS, "PPROPERTY")
+    prop = choose(w[0], PROPS, "PROPERTY")
     if len(w) < 2 or w[1] == "media":
         die("error, missing value")
     media = _media(w[2:], SET_USAGE)

@@ -91,9 +91,9 @@ def parse_identity(text: Any) -> bytes:
         raise _bad("missing node identity")
     try:
         raw = node_id_from_str(text)
-    except (ValueError, UnicodeError) as e:
-        raise _bad(f"invalid node identity: {e} (up to 16 characters of "
-                   "[0-9A-Za-z.:_-@], or up to 32 hex digits)") from None
+    except (ValueError, UnicodeError):
+        raise _bad(f"invalid node identity '{text}': expected up to 16 characters of "
+                   "[0-9A-Za-z.:_-@], or up to 32 hex digits (0x... for fewer)") from None
     if not any(raw):
         raise _bad("invalid node identity: it must not be all zeros")
     return raw
