@@ -178,7 +178,7 @@ def _topsrv(run_dir: str, typ: int, lower: int, upper: int) -> object:
 
     s = ts.socket(ts.AF_TIPC, ts.SOCK_SEQPACKET, run_dir=run_dir)
     s.connect((ts.TIPC_ADDR_NAME, ts.TIPC_TOP_SRV, ts.TIPC_TOP_SRV, 0))
-    s.send(struct.pack("=5I8s", typ, lower, upper, ts.TIPC_WAIT_FOREVER, ts.TIPC_SUB_PORTS,
+    s.send(struct.pack("=5I8s", typ, lower, upper, 0xFFFFFFFF, ts.TIPC_SUB_PORTS,
                        b"demo"))
     return s
 

@@ -219,7 +219,7 @@ async def subscribe(type: int, lower: int = 0, upper: int = 0xFFFFFFFF, *,
     try:
         await s.connect((tsocket.TIPC_ADDR_NAME, tsocket.TIPC_TOP_SRV, tsocket.TIPC_TOP_SRV,
                          0))
-        await s.send(SUBSCR.pack(type, lower, upper, timeout_ms, filter,
+        await s.send(SUBSCR.pack(type, lower, upper, timeout_ms & 0xFFFFFFFF, filter,
                                  handle[:8].ljust(8, b"\0")))
         while True:
             try:
