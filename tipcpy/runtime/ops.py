@@ -398,8 +398,11 @@ class NodeOps:
                 if not args.get("device"):
                     raise _bad("missing localip (or device)")
                 localip = device_ipv4(str(args["device"]))
-            return UdpBearer(name, localip, args.get("localport") or 6118,
-                             args.get("remoteip"), args.get("remoteport") or 6118,
+            def port(key: str) -> Any:
+                return 6118 if args.get(key) is None else args[key]
+
+            return UdpBearer(name, localip, port("localport"),
+                             args.get("remoteip"), port("remoteport"),
                              netid=self.netid, mtu=args.get("mtu") or mtu, loop=self.loop)
         if media == "eth":
             return EthBearer(args.get("device") or str(args.get("bearer", ""))[4:],
@@ -474,7 +477,8 @@ class NodeOps:
         if not args.get("remoteip"):
             raise _bad("missing remoteip")
         try:
-            bearer.add_remote(args["remoteip"], args.get("remoteport") or 6118)
+            bearer.add_remote(args["remoteip"], 6118 if args.get("remoteport") is None
+                              else args["remoteport"])
         except BearerError as e:
             raise ControlError(e.errno or errno.EINVAL, e.message) from None
         # let discovery reach the new peer now instead of at its next back-off slot
