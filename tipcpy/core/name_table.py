@@ -151,14 +151,15 @@ class _Range:
 
     __slots__ = ("lower", "upper", "publs", "h", "local", "lh", "one")
 
-    def __init__(self, lower: int, upper: int) -> None:
-        self.lower = lower
-        self.upper = upper
-        self.publs: list[Publication] = []  # all_publ, circular, logical head at h
+    def __init__(self, p: Publication) -> None:
+        """A new range holding its first publication ``p`` (every range has one)."""
+        self.lower = p.lower
+        self.upper = p.upper
+        self.publs: list[Publication] = [p]  # all_publ, circular, logical head at h
         self.h = 0
         self.local: list[Publication] | None = None  # local_publ, circular, head at lh
         self.lh = 0
-        self.one: tuple[int, int] | None = None  # (node, port) while exactly one binding
+        self.one: tuple[int, int] | None = (p.node, p.port)  # while exactly one binding
 
     def fix_one(self) -> None:
         publs = self.publs
@@ -178,7 +179,10 @@ class _Service:
     def __init__(self, type: int, seq: int) -> None:
         self.type = type
         self.seq = seq  # creation order: newer services first within a hash bucket
-        self.ranges: dict[int, _Range] = {}  # (lower << 32 | upper) -> range
+        # (lower << 32 | upper) -> range, for ranges with lower < upper only: a point
+        # range {i, i} is found through ``point[i]`` (one dict entry and one big-int key
+        # less per binding; most bindings are points) -- use get()/put()/drop()
+        self.ranges: dict[int, _Range] = {}
         self.lowers: list[int] = []
         self.pmax: list[int] = []
         self.srs: list[_Range] = []
@@ -190,8 +194,33 @@ class _Service:
         self.point: dict[int, _Range] = {}
         self.disjoint = True
 
+    def get(self, lower: int, upper: int) -> _Range | None:
+        """The range bound to exactly ``{lower, upper}``, if any."""
+        if lower == upper:
+            return self.point.get(lower)
+        return self.ranges.get((lower << 32) | upper)
+
     def add_range(self, r: _Range) -> None:
         lowers, pmax = self.lowers, self.pmax
+        lo = r.lower
+        if not lowers or lo > lowers[-1]:
+            # fast path, common when bindings arrive in order (a bulk): append
+            if lowers:
+                m = pmax[-1]
+                if self.disjoint and m >= lo:
+                    self.disjoint = False
+                if r.upper > m:
+                    m = r.upper
+            else:
+                m = r.upper
+            lowers.append(lo)
+            self.srs.append(r)
+            pmax.append(m)
+            if lo == r.upper:
+                self.point[lo] = r
+            else:
+                self.ranges[(lo << 32) | r.upper] = r
+            return
         i = bisect_left(lowers, r.lower)  # before equal lowers: kernel goes left on <=
         lowers.insert(i, r.lower)
         self.srs.insert(i, r)
@@ -204,6 +233,8 @@ class _Service:
             self.disjoint = False
         if r.lower == r.upper:
             self.point[r.lower] = r
+        else:
+            self.ranges[(r.lower << 32) | r.upper] = r
         while j < n and pmax[j] < m:
             pmax[j] = m
             j += 1
@@ -216,6 +247,8 @@ class _Service:
         del lowers[i], srs[i], pmax[i]
         if r.lower == r.upper:
             del self.point[r.lower]
+        else:
+            del self.ranges[(r.lower << 32) | r.upper]
         prev = pmax[i - 1] if i else -1
         n = len(pmax)
         while i < n:
@@ -287,30 +320,38 @@ class NameTable:
         if svc is None:
             self._svc_seq += 1
             svc = self._services[p.type] = _Service(p.type, self._svc_seq)
-        k = (p.lower << 32) | p.upper
-        r = svc.ranges.get(k)
+        lower = p.lower
+        if lower == p.upper:
+            # point range: found through svc.point; share the int object (a decoded
+            # item has two equal ints: 32 bytes a binding)
+            p.upper = lower
+            r = svc.point.get(lower)
+        else:
+            r = svc.ranges.get((lower << 32) | p.upper)
+        node = p.node
         if r is None:
-            r = svc.ranges[k] = _Range(p.lower, p.upper)
+            r = _Range(p)
             svc.add_range(r)
             first = True
         else:
-            key, node = p.key, p.node
-            for q in r.publs:
+            key = p.key
+            publs = r.publs
+            for q in publs:
                 if q.key == key and (not q.node or q.node == node):
                     return False
+            publs.insert(r.h, p)
+            r.one = None  # two or more now
             first = False
-        r.publs.insert(r.h, p)
-        r.fix_one()
-        if p.node == 0 or p.node == self.own_addr:
+        if node == 0 or node == self.own_addr:
             if r.local is None:
                 r.local = [p]
             else:
                 r.local.insert(r.lh, p)
         self._publ_seq += 1
         p.id = self._publ_seq
-        bn = self._by_node.get(p.node)
+        bn = self._by_node.get(node)
         if bn is None:
-            bn = self._by_node[p.node] = {}
+            bn = self._by_node[node] = {}
         bn[p.id] = p
         self._count += 1
         for cb in self._observers:
@@ -330,7 +371,6 @@ class NameTable:
                 r.lh = 0
         last = not r.publs
         if last:
-            del svc.ranges[(r.lower << 32) | r.upper]
             svc.del_range(r)
             if not svc.srs:
                 del self._services[svc.type]
@@ -358,7 +398,7 @@ class NameTable:
         if svc is None:
             return None
         if upper is not None:
-            r = svc.ranges.get((lower << 32) | upper)
+            r = svc.get(lower, upper)
             cands = [r] if r is not None else []
         else:
             i = bisect_left(svc.lowers, lower)
@@ -376,7 +416,9 @@ class NameTable:
         if not self.contains(p):
             return False
         svc = self._services[p.type]
-        self._unlink(svc, svc.ranges[(p.lower << 32) | p.upper], p)
+        r = svc.get(p.lower, p.upper)
+        assert r is not None
+        self._unlink(svc, r, p)
         return True
 
     def contains(self, p: Publication) -> bool:
@@ -393,7 +435,9 @@ class NameTable:
         out = list(bn.values())
         for p in out:
             svc = self._services[p.type]
-            self._unlink(svc, svc.ranges[(p.lower << 32) | p.upper], p)
+            r = svc.get(p.lower, p.upper)
+            assert r is not None
+            self._unlink(svc, r, p)
         return out
 
     def set_own_addr(self, addr: int) -> None:
@@ -409,7 +453,9 @@ class NameTable:
                 moved.update(bn)
         for p in moved.values():
             p.node = addr
-            self._services[p.type].ranges[(p.lower << 32) | p.upper].fix_one()
+            r = self._services[p.type].get(p.lower, p.upper)
+            assert r is not None
+            r.fix_one()
         if moved:
             bn = self._by_node.setdefault(addr, {})
             bn.update(moved)
@@ -553,7 +599,7 @@ class NameTable:
     def find(self, type: int, lower: int, upper: int) -> list[Publication]:
         """Publications bound to exactly ``{type, lower, upper}``, in kernel list order."""
         svc = self._services.get(type)
-        r = svc.ranges.get((lower << 32) | upper) if svc else None
+        r = svc.get(lower, upper) if svc else None
         return r.ordered() if r else []
 
     # ------------------------------------------------------------------ inspection
