@@ -604,3 +604,38 @@ def test_reject_and_secondary_lookup_for_remote_sender(fake) -> None:
     w = words(r)
     assert r.hsize == 32 and w[0] == 0x41000024 and w[1] == 0x04000000
     assert w[3:8] == [own, 6, 5, own, PEER] and r.data == b"abcd"
+
+
+def test_fuzzed_messages_never_raise(fake) -> None:
+    """Random (decodable) data and CONN_MANAGER messages aimed at live ports, in every
+    state: counted and dropped/rejected, never an exception, never a crash."""
+    from tipcpy.wire import DecodeError
+
+    L, own = fake.L, fake.st.own_addr
+    srv = L.open(S.SOCK_SEQPACKET, 0.0)
+    L.bind(srv, (NAMESEQ, 2000, 0, 10), 0.0)
+    L.listen(srv)
+    ports = [srv, L.open(S.SOCK_RDM, 0.0), L.open(S.SOCK_STREAM, 0.0)]
+    L.bind(ports[1], (NAMESEQ, 2000, 0, 10), 0.0)
+    rng = random.Random(11)
+    n = 0
+    for _ in range(20000):
+        hw = rng.choice([6, 7, 8, 10, 11, 15])
+        w = [rng.getrandbits(32) for _ in range(hw)]
+        user = rng.choice([0, 1, 2, 3, 8])
+        w[0] = (2 << 29) | (user << 25) | (hw << 21) | (w[0] & 0x1E0000)
+        w[0] |= hw * 4 + 8
+        if rng.random() < 0.7:
+            w[5] = rng.choice(ports + L.ports())
+        if hw > 7 and rng.random() < 0.5:
+            w[6], w[7] = PEER, own
+        if rng.random() < 0.5:
+            w[3] = PEER
+        try:
+            m = decode(struct.pack(f">{hw}I", *w) + b"12345678")
+        except DecodeError:
+            continue
+        n += 1
+        L._stack_rcv(PEER, m, 1.0)
+        L.take_events()
+    assert n > 5000 and L.counters["errors"] == 0, L.last_error

@@ -284,8 +284,8 @@ def _reverse(msg: Msg, err: int, own: int) -> Msg | None:
     if w[0] & _Y_BIT and err == _OVERLOAD:
         data = b""  # the SYN+ sender keeps a clone
     nw = list(w)
-    if len(nw) == 6:  # never return a SHORT header
-        nw += [0, 0]
+    if len(nw) < 8:  # never return a SHORT header (nor a 28-byte one: no destnode word)
+        nw += [0] * (8 - len(nw))
         nw[0] = (nw[0] & ~(0xF << 21)) | (8 << 21)
     hs = len(nw) * 4
     nw[0] = (nw[0] & ~0x1FFFF & ~(1 << 20)) | (hs + len(data))  # size, non_seq 0
@@ -315,10 +315,12 @@ class SocketLayer:
         self._tseq = 0
         self._conns: dict[int, set[int]] = {}  # peer node -> connected ports
         self._cong: set[int] = set()  # ports waiting for a link to drain
+        self._ua_cache: dict[tuple[Any, ...], tuple[int, int, int, int]] = {}
         self.counters: dict[str, int] = {
             "rx": 0, "tx": 0, "rejected": 0, "dropped": 0, "rerouted": 0,
-            "overload": 0, "no_port": 0, "link_cong": 0, "unreachable": 0,
+            "overload": 0, "no_port": 0, "link_cong": 0, "unreachable": 0, "errors": 0,
         }  # fmt: skip
+        self.last_error: Exception | None = None
         stack.register_user((0, 1, 2, 3, _CONN_MANAGER), self._stack_rcv)
         stack.add_listener(self._stack_event)
         # the topology server core: the Stack's (it ticks it and keeps its address);
@@ -409,13 +411,12 @@ class SocketLayer:
             if not addr:
                 p.default_dest = None
                 return
-            self._check_addr(addr)
-            p.default_dest = tuple(addr)
+            p.default_dest = self._check_addr(addr)
             return
         if not addr:
             raise OSError(errno.EINVAL, "connection sockets need an address")
-        self._check_addr(addr)
-        if addr[0] == TIPC_ADDR_NAMESEQ:
+        ua = self._check_addr(addr)
+        if ua[0] == TIPC_ADDR_NAMESEQ:
             raise OSError(errno.EINVAL, "cannot connect to a service range")
         if p.state == State.CONNECTING:
             raise OSError(errno.EALREADY, "connection already in progress")
@@ -423,7 +424,7 @@ class SocketLayer:
             raise OSError(errno.EISCONN, "already connected")
         if p.state != State.OPEN:
             raise OSError(errno.EINVAL, f"cannot connect in state {p.state}")
-        self._send_syn(p, addr, b"", now)
+        self._send_syn(p, ua, b"", now)
         self._run(now)
 
     def listen(self, port: int, backlog: int = 0) -> None:
@@ -449,12 +450,12 @@ class SocketLayer:
                 if p.txq:
                     p.want_wakeup = True
                     return False
-                self._check_addr(addr)
-                if addr[0] == TIPC_ADDR_NAMESEQ:
+                ua = self._check_addr(addr)
+                if ua[0] == TIPC_ADDR_NAMESEQ:
                     raise OSError(errno.EINVAL, "cannot connect to a service range")
                 if len(data) > TIPC_MAX_USER_MSG_SIZE:
                     raise OSError(errno.EMSGSIZE, f"message > {TIPC_MAX_USER_MSG_SIZE} bytes")
-                self._send_syn(p, addr, data, now)  # implicit connect: SYN + data
+                self._send_syn(p, ua, data, now)  # implicit connect: SYN + data
                 self._run(now)
                 return True
             if st == State.LISTEN:
@@ -477,19 +478,18 @@ class SocketLayer:
         if not addr:
             if p.default_dest is None:
                 raise OSError(errno.EDESTADDRREQ, "destination address required")
-            addr = p.default_dest
+            ua = p.default_dest
         else:
-            self._check_addr(addr)
+            ua = self._check_addr(addr)
         if len(data) > TIPC_MAX_USER_MSG_SIZE:
             raise OSError(errno.EMSGSIZE, f"message > {TIPC_MAX_USER_MSG_SIZE} bytes")
         if p.txq:
             p.want_wakeup = True
             return False
-        atype = addr[0]
-        if atype == TIPC_ADDR_NAMESEQ:
-            self._send_mcast(p, addr, data, now)
+        if ua[0] == TIPC_ADDR_NAMESEQ:
+            self._send_mcast(p, ua, data, now)
         else:
-            dnode, msg = self._build_dgram(p, addr, data, False)
+            dnode, msg = self._build_dgram(p, ua, data, False)
             p.txq.append((dnode, msg, 0))
             self._push(p, now)
         self._run(now)
@@ -708,17 +708,33 @@ class SocketLayer:
                 raise OSError(errno.EINVAL, f"bad TIPC address {addr!r}")
         return a, b, c
 
-    def _check_addr(self, addr: tuple[Any, ...]) -> None:
-        """kernel tipc_sockaddr_is_sane / tipc_uaddr_valid."""
+    def _check_addr(self, addr: tuple[Any, ...]) -> tuple[int, int, int, int]:
+        """kernel tipc_sockaddr_is_sane / tipc_uaddr_valid; returns the address as
+        ``(atype, w1, w2, w3)`` ints (TIPC_ADDR_ID: ``(3, ref, node, 0)``). Validated
+        tuples are cached: applications send to the same few addresses again and again."""
+        cache = self._ua_cache
+        try:
+            ua = cache.get(addr)  # type: ignore[arg-type]
+        except TypeError:  # a list: not hashable, not cached
+            ua = None
+        if ua is not None:
+            return ua
         if not isinstance(addr, tuple | list) or len(addr) < 3:
             raise OSError(errno.EINVAL, f"bad TIPC address {addr!r}")
-        if addr[0] not in (TIPC_ADDR_NAMESEQ, TIPC_ADDR_NAME, TIPC_ADDR_ID):
-            raise OSError(errno.EINVAL, f"bad address type {addr[0]!r}")
-        if addr[0] != TIPC_ADDR_ID and len(addr) < 4:
+        atype = addr[0]
+        if atype not in (TIPC_ADDR_NAMESEQ, TIPC_ADDR_NAME, TIPC_ADDR_ID):
+            raise OSError(errno.EINVAL, f"bad address type {atype!r}")
+        if atype != TIPC_ADDR_ID and len(addr) < 4:
             raise OSError(errno.EINVAL, f"bad TIPC address {addr!r}")
         a, b, c = self._words(addr)
-        if addr[0] == TIPC_ADDR_NAMESEQ and b > c:
+        if atype == TIPC_ADDR_NAMESEQ and b > c:
             raise OSError(errno.EINVAL, f"range lower {b} > upper {c}")
+        ua = (int(atype), a, b, 0 if atype == TIPC_ADDR_ID else c)
+        if isinstance(addr, tuple):
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[addr] = ua
+        return ua
 
     def _own(self) -> int:
         return self.stack.own_addr
@@ -741,33 +757,30 @@ class SocketLayer:
             w[7] = dnode
         return w
 
-    def _resolve(self, addr: tuple[Any, ...]) -> tuple[int, int, int, int, int]:
+    def _resolve(self, ua: tuple[int, int, int, int]) -> tuple[int, int, int, int, int]:
         """(dnode, dport, mtype, type, inst) for an anycast/direct destination."""
-        atype = addr[0]
+        atype, a, b, c = ua
         if atype == TIPC_ADDR_NAME:
-            typ, inst, domain = self._words(addr)
-            r = self.table.lookup_anycast(typ, inst, domain)
+            r = self.table.lookup_anycast(a, b, c)
             if r is None:
-                raise OSError(errno.EHOSTUNREACH, f"no binding for {{{typ},{inst}}}")
-            return r[0], r[1], _NAMED, typ, inst
-        ref, node = int(addr[1]), int(addr[2])
-        if not 0 <= ref <= _U32 or not 0 <= node <= _U32:
-            raise OSError(errno.EINVAL, f"bad TIPC address {addr!r}")
-        return node, ref, _DIRECT, 0, 0
+                raise OSError(errno.EHOSTUNREACH, f"no binding for {{{a},{b}}}")
+            return r[0], r[1], _NAMED, a, b
+        return b, a, _DIRECT, 0, 0
 
     def _reachable(self, dnode: int) -> None:
         if not self._local(dnode) and not self.stack.node_is_up(dnode):
             self.counters["unreachable"] += 1
             raise OSError(errno.EHOSTUNREACH, f"node {dnode:08x} is not reachable")
 
-    def _build_dgram(self, p: _Port, addr: tuple[Any, ...], data: bytes,
+    def _build_dgram(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
                      syn: bool) -> tuple[int, Msg]:
         """NAMED (40 B, lookup scope, resolved port) or DIRECT (32 B) data message."""
-        dnode, dport, mtype, typ, inst = self._resolve(addr)
-        self._reachable(dnode)
+        dnode, dport, mtype, typ, inst = self._resolve(ua)
+        if dnode and dnode != self.stack.own_addr:
+            self._reachable(dnode)
         flags = p.flags | (_Y_BIT if syn else 0)
         if mtype == _NAMED:
-            domain = self._words(addr)[2]
+            domain = ua[3]
             w = self._hdr(p, mtype, 10, dnode, dport, 40 + len(data), flags)
             w[1] |= (TIPC_NODE_SCOPE if domain else TIPC_CLUSTER_SCOPE) << 19
             w[8] = typ
@@ -776,10 +789,11 @@ class SocketLayer:
             w = self._hdr(p, mtype, 8, dnode, dport, 32 + len(data), flags)
         return dnode, DataMsg(w, data)
 
-    def _send_mcast(self, p: _Port, addr: tuple[Any, ...], data: bytes, now: float) -> None:
+    def _send_mcast(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
+                    now: float) -> None:
         """kernel tipc_sendmcast(): MCAST (44 B) to every node with a matching binding;
         our own node's copy is fanned out locally, remote ones by replicast."""
-        typ, lower, upper = self._words(addr)
+        _, typ, lower, upper = ua
         nodes = self.table.lookup_mcast_nodes(typ, lower, upper)
         if not nodes:
             raise OSError(errno.EHOSTUNREACH, f"no binding in {{{typ},{lower},{upper}}}")
@@ -797,14 +811,15 @@ class SocketLayer:
             p.txq.append((n, DataMsg(c, data), 0))
         self._push(p, now)
 
-    def _send_syn(self, p: _Port, addr: tuple[Any, ...], data: bytes, now: float) -> None:
+    def _send_syn(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
+                  now: float) -> None:
         """kernel __tipc_sendmsg() with syn: NAMED/DIRECT message with the SYN bit."""
         if p.publs:
             raise OSError(errno.EOPNOTSUPP, "a socket with bindings cannot connect")
-        dnode, msg = self._build_dgram(p, addr, data, True)
+        dnode, msg = self._build_dgram(p, ua, data, True)
         p.state = State.CONNECTING
         p.peer_node, p.peer_port = msg.w[7], msg.w[5]
-        if addr[0] == TIPC_ADDR_NAME:
+        if ua[0] == TIPC_ADDR_NAME:
             p.conn_name = (msg.w[8], msg.w[9])
         p.syn_clone = (dnode, msg.copy())
         p.block = bool(self._peer_caps(dnode) & Cap.BLOCK_FLOWCTL)
@@ -934,10 +949,17 @@ class SocketLayer:
 
     # ============================================================ receiving
     def _stack_rcv(self, src: int, msg: Msg, now: float) -> None:
-        """Messages from the stack (remote nodes; the stack's own loopback too)."""
+        """Messages from the stack (remote nodes; the stack's own loopback too). Bad
+        input never takes the node down: anything unexpected is counted and dropped."""
         self._now = now
-        self._dispatch(msg, now)
-        self._run(now)
+        try:
+            self._dispatch(msg, now)
+            self._run(now)
+        except Exception as e:  # pragma: no cover - defensive, see counters["errors"]
+            self.counters["errors"] += 1
+            self.last_error = e
+            self._running = False
+            self._lq.clear()
 
     def _stack_event(self, ev: object, now: float) -> None:
         self._now = now
