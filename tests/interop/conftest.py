@@ -68,25 +68,48 @@ class NsNode:
         self._log.close()
 
 
-def _kernel_peer(env: dict[str, str]) -> Iterator[KernelPeer]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"kernel-peer interop: {reason}")
-    kp = KernelPeer(env)
-    try:
+class _Kernels:
+    """One guest at a time (the harness owns one netns): reuse it while tests ask for
+    the same configuration, reboot it when they ask for another, stop it at the end."""
+
+    def __init__(self) -> None:
+        self.current: KernelPeer | None = None
+        self.env: dict[str, str] | None = None
+
+    def get(self, env: dict[str, str]) -> KernelPeer:
+        reason = unavailable_reason()
+        if reason:
+            pytest.skip(f"kernel-peer interop: {reason}")
+        if self.current is not None and self.env == env:
+            return self.current
+        self.stop()
+        kp = KernelPeer(env)
+        self.current, self.env = kp, env
         kp.start()
-        yield kp
+        return kp
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
+            self.current = self.env = None
+
+
+@pytest.fixture(scope="session")
+def _kernels() -> Iterator[_Kernels]:
+    k = _Kernels()
+    try:
+        yield k
     finally:
-        kp.stop()
+        k.stop()
 
 
-@pytest.fixture(scope="module")
-def kernel_unicast() -> Iterator[KernelPeer]:
+@pytest.fixture
+def kernel_unicast(_kernels: _Kernels) -> KernelPeer:
     """The guest with a unicast peer 10.77.0.1 (its default)."""
-    yield from _kernel_peer({"KP_REMOTE": "10.77.0.1"})
+    return _kernels.get({"KP_REMOTE": "10.77.0.1"})
 
 
-@pytest.fixture(scope="module")
-def kernel_multicast() -> Iterator[KernelPeer]:
+@pytest.fixture
+def kernel_multicast(_kernels: _Kernels) -> KernelPeer:
     """The guest with multicast discovery (228.0.18.103)."""
-    yield from _kernel_peer({"KP_REMOTE": "none"})
+    return _kernels.get({"KP_REMOTE": "none"})

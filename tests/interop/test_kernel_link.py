@@ -107,12 +107,3 @@ def test_unicast_link_stays_up_and_names_flow(kernel_unicast: KernelPeer) -> Non
         assert re.search(rf"^{OUR_ID}:b1-kpeer1:b0: up$", ours, re.M), ours
     finally:
         node.stop()
-
-
-def test_multicast_discovery_link(kernel_multicast: KernelPeer) -> None:
-    kp = kernel_multicast
-    node = NsNode(OUR_ID, f"media udp name b1 localip {HOST_IP}")
-    try:
-        _check_link(kp, node)
-    finally:
-        node.stop()
