@@ -44,6 +44,11 @@ class KernelPeer:
     def start(self, timeout: float = 180.0) -> None:
         r = subprocess.run([str(KP_DIR / "run-peer.sh"), "start"], env=self.env,
                            capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0 and shutil.which("apt-get"):
+            # A fresh machine may have no package lists yet for the harness's installs.
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
+            r = subprocess.run([str(KP_DIR / "run-peer.sh"), "start"], env=self.env,
+                               capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             log = KP_BUILD / "g0.console.log"
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
