@@ -333,3 +333,45 @@ def test_threads_share_a_socket(fake: FakeDaemon) -> None:
     cli.sendto(b"to the reader", NAME)
     t.join(5)
     assert got == [b"to the reader"]
+
+
+def test_flood_is_throttled_not_dropped(fake: FakeDaemon,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests whose answers are not read are held (not lost) once 64 KiB of answers
+    wait; when the client reads, every answer arrives."""
+    monkeypatch.setattr(clientsrv, "OUTPUT_HIGH", 64 << 10)
+    g = _raw(fake)
+    g.sendall(P.frame(P.OPEN, b"\x04"))
+    ping = P.frame(P.PING, b"p" * 60)
+    g.setblocking(False)
+    sent = 0
+    end = time.monotonic() + 2
+    out = ping * 100
+    off = 0
+    while time.monotonic() < end:
+        try:
+            n = g.send(out[off:])
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        off += n
+        if off == len(out):
+            sent += 100
+            off = 0
+    if off % len(ping):                     # finish the frame we are in the middle of
+        g.setblocking(True)
+        g.sendall(out[off:off + len(ping) - off % len(ping)])
+        off += len(ping) - off % len(ping)
+    sent += off // len(ping)
+    assert fake.server.stats.throttled > 0
+    assert fake.server.stats.disconnect_slow_reader == 0
+    g.setblocking(True)
+    g.settimeout(10)
+    want = 13 + sent * len(P.frame(P.R_OK, b"p" * 60))    # OPEN answer + every PING answer
+    got = 0
+    while got < want:
+        chunk = g.recv(1 << 20)
+        assert chunk, f"connection closed after {got} of {want} bytes"
+        got += len(chunk)
+    assert got == want
+    g.close()

@@ -20,7 +20,9 @@ handed to the layer (the application saw them accepted) before the port closes.
 Misbehaving clients (garbage, a frame cut by a disconnect, floods of requests whose answers
 they never read) are disconnected or throttled -- the output queued for one client is
 capped at ``MAX_OUTPUT`` -- and counted in :class:`ClientStats`; the daemon and its other
-clients carry on. Access control is the control socket's: mode 0660, group ``tipc`` where it
+clients carry on. A client that floods requests whose answers it does not read is
+throttled (its requests wait while more than ``OUTPUT_HIGH`` of its output is unread).
+Access control is the control socket's: mode 0660, group ``tipc`` where it
 exists, and SO_PEERCRED must be root, tipcd's own user or a member of ``tipc``.
 """
 
@@ -51,6 +53,9 @@ well-behaved client far below this: at most 16 MiB << importance of unread data)
 CLAIM_TIMEOUT = 30.0
 """An accepted connection nobody claims within this many seconds is closed."""
 RETRY_BLOCKED = 0.05
+OUTPUT_HIGH = 4 << 20
+"""A client with this much output unread gets no more *answered* requests processed
+until it reads (a flood of requests whose answers it never reads is throttled)."""
 MAX_PENDING_EVENTS = 8 << 20
 
 
@@ -68,6 +73,7 @@ class ClientStats:
     sends: int = 0
     sends_blocked: int = 0
     wakeups: int = 0
+    throttled: int = 0
     async_errors: int = 0
     accepted: int = 0
     claimed: int = 0
@@ -276,6 +282,15 @@ class ClientServer:
                 if fn is None:
                     self._garbage(c, f"unknown request kind 0x{kind:02x}")
                     return
+                if (kind != P.CONSUMED
+                        and not (kind == P.SEND and length > 1 and not buf[off + 5] & 1)
+                        and c.transport is not None
+                        and c.transport.get_write_buffer_size() > OUTPUT_HIGH):
+                    # it asks but does not read the answers: take nothing more from it
+                    # until it does (a SEND without answer or CONSUMED never waits here)
+                    self.stats.throttled += 1
+                    self._hold(c)
+                    break
                 if c.port is None and kind not in (P.OPEN, P.CLAIM, P.PING):
                     self._garbage(c, f"{P.NAMES.get(kind)} before OPEN/CLAIM")
                     return
@@ -293,10 +308,7 @@ class ClientServer:
                     done = True
                 if not done:
                     # held back (congestion): keep this frame, stop reading the client
-                    c.blocked = True
-                    if c.transport is not None and not c.eof:
-                        c.transport.pause_reading()
-                    c.retry = self.loop.call_later(RETRY_BLOCKED, self._retry, c)
+                    self._hold(c)
                     break
                 if c.closed:
                     return
@@ -312,6 +324,12 @@ class ClientServer:
                 self._pump()
         if not c.blocked and c.eof and not c.closed:
             self._finish_eof(c)
+
+    def _hold(self, c: _Client) -> None:
+        c.blocked = True
+        if c.transport is not None and not c.eof:
+            c.transport.pause_reading()
+        c.retry = self.loop.call_later(RETRY_BLOCKED, self._retry, c)
 
     def _retry(self, c: _Client) -> None:
         c.retry = None
