@@ -25,6 +25,9 @@ def main() -> None:
 
     Words may be abbreviated to any unique prefix (`tipc link stat show`); -h, -j/--json
     and -p/--pretty are accepted anywhere on the line.
+
+    Shell completion (bash; zsh_source / fish_source likewise):
+    eval "$(_TIPC_COMPLETE=bash_source tipc)"
     """
 
 
