@@ -38,13 +38,15 @@ def _cases() -> dict[str, Callable[[Any], list[Row]]]:
     }
 
 
+# default order: the in-process bulk runs before the million-binding lookup table has
+# been built and freed in this process (its heap aftermath slowed the bulk by ~1.5x)
 CASE_HELP = {
     "rdm_inter": "RDM one-way throughput between two tipcd (vs pyzmq tcp, asyncio UDP)",
     "rdm_intra": "RDM one-way throughput through one tipcd (vs pyzmq ipc)",
     "latency": "RDM/SEQPACKET 100 B round trip (vs pyzmq REQ/REP, asyncio UDP echo)",
-    "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",
     "bulk": "name bulk build+encode+decode+apply, and over a sim link",
     "bulk_udp": "name bulk between two real tipcd over UDP",
+    "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",
     "nodedown": "node-down detection time / link tolerance (1500 and 100 ms)",
     "rss": "tipcd resident memory idle and with many bindings",
 }
