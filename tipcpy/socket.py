@@ -550,6 +550,11 @@ class socket:  # noqa: N801 - the stdlib's name
             elif optname == SO_ERROR:
                 self._poll_events()
                 v, self._so_error = self._so_error, 0
+                chan = self._chan
+                if not v and chan is not None and chan.asyncerr is not None:
+                    v = chan.asyncerr[0]
+                    chan.asyncerr = None
+                    self._good_dests.clear()
             elif optname == getattr(_std, "SO_DOMAIN", 39):
                 v = AF_TIPC
             elif optname == getattr(_std, "SO_PROTOCOL", 38):
@@ -608,11 +613,7 @@ class socket:  # noqa: N801 - the stdlib's name
             found = chan.scan_asyncerr()
             if found is not None:
                 chan.asyncerr = found
-        if chan.asyncerr is not None:
-            err, msg = chan.asyncerr
-            chan.asyncerr = None
-            self._good_dests.clear()
-            raise OSError(err, msg + " (an earlier send failed)")
+        self._raise_asyncerr()
         if st == SOCK_STREAM and n > TIPC_MAX_USER_MSG_SIZE and addr is None:
             data, n = data[:TIPC_MAX_USER_MSG_SIZE], TIPC_MAX_USER_MSG_SIZE
         if n > TIPC_MAX_USER_MSG_SIZE:
@@ -621,7 +622,8 @@ class socket:  # noqa: N801 - the stdlib's name
         if st in _CONN_TYPES:
             if self._listening:
                 raise OSError(_errno.EPIPE, "cannot send on a listening socket")
-            self._poll_events()
+            if not self._async_sends & 63:
+                self._poll_events()        # notice a peer's close without a syscall per send
             if self._shut_wr or (self._connected is False and (self._eof or self._conn_err)):
                 raise OSError(_errno.EPIPE, "Broken pipe (the connection is closed)")
             if addr is not None and self._connected:
@@ -748,7 +750,17 @@ class socket:  # noqa: N801 - the stdlib's name
                 if deadline == 0.0:
                     raise BlockingIOError(_errno.EAGAIN, "Resource temporarily unavailable")
                 raise TimeoutError(_errno.ETIMEDOUT, "timed out")
+            self._raise_asyncerr()
         return self._msgs[0]
+
+    def _raise_asyncerr(self) -> None:
+        """A pipelined send failed in tipcd: raise it now (like a pending SO_ERROR)."""
+        chan = self._chan
+        if chan is not None and chan.asyncerr is not None:
+            err, msg = chan.asyncerr
+            chan.asyncerr = None
+            self._good_dests.clear()
+            raise OSError(err, msg + " (an earlier send failed)")
 
     def _recv_impl(self, bufsize: int, flags: int, anc: bool
                    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, tuple[int, ...] | None]:
