@@ -4,6 +4,7 @@ against the real ClientServer over a fake SocketLayer (tests/unit/fake_socklayer
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket as std
 import struct
@@ -375,3 +376,37 @@ def test_flood_is_throttled_not_dropped(fake: FakeDaemon,
         got += len(chunk)
     assert got == want
     g.close()
+
+
+def test_peers_without_permission_are_refused(fake: FakeDaemon,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SO_PEERCRED: neither root, tipcd's user nor group 'tipc' -> EACCES, counted."""
+    monkeypatch.setattr(clientsrv, "peer_allowed", lambda uid, gid: False)
+    with pytest.raises(OSError) as e:
+        sock(fake)
+    assert e.value.errno == errno.EACCES and "group 'tipc'" in str(e.value)
+    assert fake.server.stats.refused_credentials == 1
+    assert (fake.run_dir / "tipc.sock").stat().st_mode & 0o777 == 0o660
+
+
+def test_uvloop_transport_gets_peer_credentials(tmp_path: Path) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    import asyncio
+
+    from .fake_socklayer import FakeRuntime
+
+    async def main() -> tuple[int, str]:
+        rt = FakeRuntime(asyncio.get_running_loop())
+        srv = clientsrv.ClientServer(tmp_path / "tipc.sock", rt)
+        await srv.start()
+        r, w = await asyncio.open_unix_connection(str(tmp_path / "tipc.sock"))
+        w.write(P.frame(P.OPEN, b"\x04"))
+        hdr = await r.readexactly(5)
+        await r.readexactly(P.LEN.unpack(hdr[:4])[0] - 1)
+        names = [c.name for c in srv.clients]
+        w.close()
+        await srv.close()
+        return hdr[4], names[0]
+
+    kind, name = uvloop.run(main())
+    assert kind == P.R_OK and name == f"pid {os.getpid()}"
