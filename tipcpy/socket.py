@@ -415,9 +415,7 @@ class socket:  # noqa: N801 - the stdlib's name
     def connect_ex(self, address: tuple[int, ...]) -> int:
         try:
             return self._connect(address, raise_=False)
-        except OSError as e:
-            if isinstance(e, TypeError):
-                raise
+        except OSError as e:             # a bad tuple still raises TypeError, as CPython
             return e.errno or _errno.EIO
 
     def _connect(self, address: tuple[int, ...], raise_: bool) -> int:

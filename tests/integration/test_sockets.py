@@ -534,3 +534,26 @@ def test_socketpair(pair: tuple[Daemon, Daemon]) -> None:
             y.send(b"back")
             x.settimeout(5)
             assert x.recv(10) == b"back"
+
+
+@pytest.mark.parametrize("sotype", [ts.SOCK_SEQPACKET, ts.SOCK_STREAM])
+def test_implicit_connect_by_sendto(pair: tuple[Daemon, Daemon], sotype: int) -> None:
+    """sendto() with an address on an unconnected SEQPACKET/STREAM socket: SYN with data."""
+    a, b = pair
+    typ = svc()
+    srv = S(b, sotype)
+    srv.bind((ts.TIPC_ADDR_NAMESEQ, typ, 0, 0))
+    srv.listen()
+    wait_bound(a, typ, 0)
+    cli = S(a, sotype)
+    cli.sendto(b"syn+data", (ts.TIPC_ADDR_NAME, typ, 0, 0))
+    conn, addr = srv.accept()
+    assert conn.recv(100) == b"syn+data" and addr == cli.getsockname()
+    conn.send(b"ack+data")
+    assert cli.recv(100) == b"ack+data"
+    assert cli.getpeername() == conn.getsockname()
+    with pytest.raises(OSError) as e:
+        cli.sendto(b"again", (ts.TIPC_ADDR_NAME, typ, 0, 0))
+    assert e.value.errno == errno.EISCONN
+    for s in (cli, conn, srv):
+        s.close()
