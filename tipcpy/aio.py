@@ -4,7 +4,9 @@ Why: TIPC's model (services come and go, you react to events) suits asyncio, and
 Python TIPC without an asyncio API would push everyone into threads. These are thin
 wrappers over :mod:`tipcpy.socket` in non-blocking mode: every call first tries the
 operation, and only when it would block waits for the connection to tipcd to become
-readable/writable (``loop.add_reader``/``add_writer``) -- no threads, no polling::
+readable/writable (``loop.add_reader``/``add_writer``) -- no threads, no polling. Calls
+the local tipcd answers at once (bind, listen, options, the first send to a new
+destination) wait for that answer in place, like a fast syscall (~0.1 ms)::
 
     s = tipcpy.aio.socket(SOCK_RDM)
     s.bind((TIPC_ADDR_NAMESEQ, 18888, 0, 99))
