@@ -324,6 +324,8 @@ class ClientServer:
                 self._pump()
         if not c.blocked and c.eof and not c.closed:
             self._finish_eof(c)
+        if self._dirty:
+            self._flush()          # one write per client for everything this read caused
 
     def _hold(self, c: _Client) -> None:
         c.blocked = True
@@ -492,6 +494,8 @@ class ClientServer:
             except Exception:
                 self.stats.internal_errors += 1
                 log.exception("socket event %r", ev)
+        if self._dirty:
+            self._flush()          # one write per client per batch of events
 
     def _to_port(self, port: int, frame: bytes, by_port: dict[int, _Client]) -> None:
         c = by_port.get(port)
