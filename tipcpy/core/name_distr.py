@@ -151,7 +151,10 @@ class NameDistributor:
         for a duplicate (same key and node in the same range), as the kernel fails the
         bind."""
         if not self.table.contains(publ):
-            if self.table.local_count >= TIPC_MAX_PUBL:
+            # The limit is for applications: the node's own reserved publications
+            # (node state {0}, topology server {1}, link state {2}) must never fail,
+            # or a node full of user bindings could not report a link coming up.
+            if publ.type >= 64 and self.table.local_count >= TIPC_MAX_PUBL:
                 raise OSError(
                     errno.EINVAL,
                     f"publish: node already has {TIPC_MAX_PUBL} publications (TIPC_MAX_PUBL)",

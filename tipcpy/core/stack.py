@@ -171,6 +171,7 @@ class Stack:
         self._random32 = self.rng.getrandbits(32)
         self.counters: dict[str, int] = {
             "rx_unhandled_user": 0, "duplicate_addr": 0, "tx_no_route": 0, "loopback": 0,
+            "listener_errors": 0,
         }
         # deadline heap: key = ("p", addr) | ("d", bearer_id); lazy invalidation
         self._dl: dict[tuple[str, int], float | None] = {}
@@ -597,7 +598,12 @@ class Stack:
     def _emit(self, ev: object, now: float) -> None:
         self._events.append(ev)
         for fn in list(self._listeners):
-            fn(ev, now)
+            try:
+                fn(ev, now)
+            except OSError:
+                # A layer above refused to act on the event (e.g. a resource limit):
+                # count it; the event itself must still reach everyone else.
+                self.counters["listener_errors"] += 1
 
     def _pump_disc(self, b: _Bearer, now: float) -> None:
         for dest, data in b.disc.take_outgoing():
