@@ -63,6 +63,12 @@ PROPERTIES
                      destination nodes vs cluster size
 """
 
+# Every free word the link commands accept (the man-page test reads this): iproute2's
+# usage texts above leave out some of them (the broadcast modes, `device`, `name`).
+KEYWORDS = ("link", "all", "priority", "tolerance", "window", "broadcast", "BROADCAST",
+            "REPLICAST", "AUTOSELECT", "ratio", "threshold", "media", "eth", "ib", "udp",
+            "device", "name", "get", "set", "list", "show", "reset", "stat", "monitor")
+
 MON_SET_USAGE = """Usage: tipc monitor set PPROPERTY
 
 PROPERTIES
@@ -297,8 +303,10 @@ def format_extended(s: dict[str, Any]) -> str:
 
 
 @statistics.command("show", context_settings=CTX)
+@click.option("-s", "--extended", "extended", is_flag=True,
+              help="Add probe round-trip min/avg/max, up/down counts, last change.")
 @click.argument("words", metavar="[link LINK|SUBSTRING|all] [-s]", **WORDS)
-def stat_show(words: tuple[str, ...]) -> None:
+def stat_show(words: tuple[str, ...], extended: bool = False) -> None:
     """Show link statistics: [ link { LINK | SUBSTRING | all } ] [-s|--extended].
 
     -s/--extended (tipcpy) adds the probe round-trip time min/avg/max, how often each
@@ -306,7 +314,7 @@ def stat_show(words: tuple[str, ...]) -> None:
     """
     args: dict[str, Any] = {}
     w = list(words)
-    ext = False
+    ext = extended
     for flag in ("-s", "--extended"):
         while flag in w:
             w.remove(flag)

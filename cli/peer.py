@@ -14,6 +14,9 @@ from cli.common import group
 from tipcpy.runtime.ctlclient import cli_call
 from tipcpy.runtime.words import choose, die
 
+# Every free word `tipc peer` accepts (iproute2's usage text shows only `identity`).
+KEYWORDS = ("remove", "address", "identity")
+
 REMOVE_USAGE = """Usage: tipc peer remove PROPERTY
 
 PROPERTIES

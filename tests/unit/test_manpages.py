@@ -44,7 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MAN_DIR = REPO_ROOT / "man"
 
 #: Switch on when the CLI implements everything the pages describe.
-REVERSE_CHECK_ENABLED = False
+REVERSE_CHECK_ENABLED = True
 
 EXPECTED_PAGES = (
     "tipc.8", "tipc-bearer.8", "tipc-link.8", "tipc-media.8", "tipc-nametable.8",
