@@ -46,6 +46,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from enum import Enum, IntEnum, auto
 
+from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
 from tipcpy.wire import DecodeError, Msg
 from tipcpy.wire.bundle import unbundle as _unbundle
@@ -206,33 +207,40 @@ _BLOCKED_STATES = frozenset({LinkState.RESETTING, LinkState.PEER_RESET, LinkStat
 
 
 # ---------------------------------------------------------------- events
-@dataclass(frozen=True, slots=True)
-class LinkUp:
+class LinkUp(SlotEvent):
     """The link reached ESTABLISHED: the node may route traffic over it."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class LinkDown:
+
+class LinkDown(SlotEvent):
     """The link left ESTABLISHED; everything queued on it was discarded."""
 
-    reason: str
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
+class Delivered(SlotEvent):
     """A message received in link order, bundles already split and fragments joined.
     Emitted exactly once per message sent by the peer within one link session."""
 
-    msg: Msg
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Msg) -> None:
+        self.msg = msg
 
 
-@dataclass(frozen=True, slots=True)
-class LinkWakeup:
+class LinkWakeup(SlotEvent):
     """The backlog of ``importance`` has room again after :meth:`Link.send` refused a
     message of that importance (the kernel's SOCK_WAKEUP); also sent when a reset
     empties the queues, so that no sender waits forever."""
 
-    importance: int
+    __slots__ = ("importance",)
+
+    def __init__(self, importance: int) -> None:
+        self.importance = importance
 
 
 LinkEventType = LinkUp | LinkDown | Delivered | LinkWakeup

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from tipcpy.core._event import SlotEvent
+from tipcpy.core.link import Delivered as _Delivered
 from tipcpy.wire.consts import LinkProtoType, User
 
 __all__ = [
@@ -177,13 +179,17 @@ class LinkStateChanged:
         return (self.peer_bearer_id << 16) | self.bearer_id
 
 
-@dataclass(frozen=True)
-class NodeReceived:
-    """A message for the layers above, from peer ``addr`` (unicast link or broadcast)."""
+class NodeReceived(SlotEvent):
+    """A message for the layers above, from peer ``addr`` (unicast link or broadcast);
+    ``bearer_id`` None = arrived on the peer's broadcast link.  A plain slots class,
+    not a frozen dataclass: one is made per received message (see core/_event.py)."""
 
-    addr: int
-    msg: Any
-    bearer_id: int | None = None  # None = arrived on the peer's broadcast link
+    __slots__ = ("addr", "msg", "bearer_id")
+
+    def __init__(self, addr: int, msg: Any, bearer_id: int | None = None) -> None:
+        self.addr = addr
+        self.msg = msg
+        self.bearer_id = bearer_id
 
 
 # ---------------------------------------------------------------- parts
@@ -219,6 +225,8 @@ BCAST_RCV_WINDOW = 8191
 def _less(a: int, b: int) -> bool:
     return a != b and ((b - a) & 0xFFFF) < 0x8000
 
+
+_BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
 
 LinkFactory = Callable[[int], Any]  # bearer_id -> new Link
 
@@ -491,9 +499,20 @@ class PeerNode:
         evs = link.take_events()
         if not evs:
             return
-        from tipcpy.core import link as linkmod
-
+        events = self._events
+        addr = self.addr
+        bid = le.bearer_id
+        linkmod: Any = None
         for ev in evs:
+            if ev.__class__ is _Delivered:  # the per-message case, without the import
+                m = ev.msg
+                if (m.w[0] >> 25) & 0xF == _BCAST_PROTOCOL:
+                    self._bc_init(m)
+                else:
+                    events.append(NodeReceived(addr, m, bid))
+                continue
+            if linkmod is None:
+                from tipcpy.core import link as linkmod
             if isinstance(ev, linkmod.Delivered):
                 m = ev.msg
                 if m.user == User.BCAST_PROTOCOL:

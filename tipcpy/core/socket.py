@@ -43,9 +43,9 @@ from __future__ import annotations
 import errno
 import heapq
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tipcpy.core._event import SlotEvent
 from tipcpy.core.link import LinkWakeup
 from tipcpy.core.name_table import Publication, check_bind
 from tipcpy.core.node import NodeDown
@@ -162,8 +162,9 @@ class State:
 
 
 # ---------------------------------------------------------------- events
-@dataclass(frozen=True, slots=True)
-class Deliver:
+# Plain slots classes rather than frozen dataclasses: one Deliver per received message
+# (see core/_event.py); same names, fields, defaults, equality and repr.
+class Deliver(SlotEvent):
     """A message for the application on ``port``.
 
     ``src`` = ``(port, node)`` of the sender (for a returned message: the port it was
@@ -174,48 +175,68 @@ class Deliver:
     TIPC_RETDATA (``data``, at most 1024 bytes). ``syn`` marks the data that came with
     a connection's SYN (first message of an accepted connection)."""
 
+    __slots__ = ("port", "data", "src", "dest", "errcode", "returned", "syn")
     port: int
     data: bytes
     src: tuple[int, int]
-    dest: tuple[int, int, int] | None = None
-    errcode: int = 0
-    returned: bool = False
-    syn: bool = False
+    dest: tuple[int, int, int] | None
+    errcode: int
+    returned: bool
+    syn: bool
+
+    def __init__(self, port: int, data: bytes, src: tuple[int, int],
+                 dest: tuple[int, int, int] | None = None, errcode: int = 0,
+                 returned: bool = False, syn: bool = False) -> None:
+        self.port = port
+        self.data = data
+        self.src = src
+        self.dest = dest
+        self.errcode = errcode
+        self.returned = returned
+        self.syn = syn
 
 
-@dataclass(frozen=True, slots=True)
-class Connected:
+class Connected(SlotEvent):
     """connect() (or an implicit connect by sendto) completed: ``peer`` = (port, node)."""
 
-    port: int
-    peer: tuple[int, int]
+    __slots__ = ("port", "peer")
+
+    def __init__(self, port: int, peer: tuple[int, int]) -> None:
+        self.port = port
+        self.peer = peer
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(SlotEvent):
     """A SYN reached listening port ``listen_port``; ``new_port`` is the connected port
     the application gets from accept()."""
 
-    listen_port: int
-    new_port: int
-    peer: tuple[int, int]
+    __slots__ = ("listen_port", "new_port", "peer")
+
+    def __init__(self, listen_port: int, new_port: int, peer: tuple[int, int]) -> None:
+        self.listen_port = listen_port
+        self.new_port = new_port
+        self.peer = peer
 
 
-@dataclass(frozen=True, slots=True)
-class ConnError:
+class ConnError(SlotEvent):
     """The connection on ``port`` ended: ECONNREFUSED (SYN rejected), ECONNRESET (peer
     closed, peer node lost, message rejected), ETIMEDOUT (connect timeout), or 0 = EOF
     (peer did shutdown(SHUT_RDWR))."""
 
-    port: int
-    errno: int
+    __slots__ = ("port", "errno")
+
+    def __init__(self, port: int, errno: int) -> None:
+        self.port = port
+        self.errno = errno
 
 
-@dataclass(frozen=True, slots=True)
-class Wakeup:
+class Wakeup(SlotEvent):
     """``port`` can send again after sendto() returned False."""
 
-    port: int
+    __slots__ = ("port",)
+
+    def __init__(self, port: int) -> None:
+        self.port = port
 
 
 SockEvent = Deliver | Connected | Accepted | ConnError | Wakeup
