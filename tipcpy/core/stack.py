@@ -176,6 +176,10 @@ class Stack:
         # deadline heap: key = ("p", addr) | ("d", bearer_id); lazy invalidation
         self._dl: dict[tuple[str, int], float | None] = {}
         self._heap: list[tuple[float, tuple[str, int]]] = []
+        # peers whose deadline may have moved since it was last put in the heap: asking
+        # every peer (and its links) after every message cost ~6% of the send path, so
+        # _pump_peer only marks the peer and next_deadline()/tick() refresh once
+        self._dl_dirty: set[int] = set()
         # the name layer (binding table + its replication); sockets/topsrv plug in on top
         self.name_table = NameTable(0)
         self.name_distr = NameDistributor(0, self.name_table)
@@ -530,7 +534,20 @@ class Stack:
             if d is not None:
                 heapq.heappush(self._heap, (d, key))
 
+    def _refresh_deadlines(self) -> None:
+        dirty = self._dl_dirty
+        if not dirty:
+            return
+        self._dl_dirty = set()
+        peers = self.peers
+        for addr in dirty:
+            peer = peers.get(addr)
+            if peer is not None:
+                self._set_deadline(("p", addr), peer.next_deadline())
+
     def next_deadline(self) -> float | None:
+        if self._dl_dirty:
+            self._refresh_deadlines()
         heap = self._heap
         best = None
         while heap:
@@ -546,6 +563,8 @@ class Stack:
         return best
 
     def tick(self, now: float) -> None:
+        if self._dl_dirty:
+            self._refresh_deadlines()
         heap = self._heap
         due: list[tuple[str, int]] = []
         while heap and heap[0][0] <= now:
@@ -704,7 +723,7 @@ class Stack:
                     self._emit(ev, now)
                 else:
                     self._emit(ev, now)
-        self._set_deadline(("p", peer.addr), peer.next_deadline())
+        self._dl_dirty.add(peer.addr)
 
     def _deliver(self, from_addr: int, msg: Msg, now: float) -> None:
         fns = self._handlers.get(msg.user)
