@@ -350,9 +350,12 @@ def test_iproute2_json_edge_cases() -> None:
 # ----------------------------------------------------------------------- demo
 
 
-def test_demo_runs(tmp_path: Path) -> None:
+def test_demo_dump_runs(tmp_path: Path) -> None:
+    """`python -m cli.demo --dump`: the capture walk-through (the live demo is tested in
+    tests/integration/test_demo.py)."""
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-m", "cli.demo"], cwd=repo, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "cli.demo", "--dump"], cwd=repo,
+                          capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     if PAIR.is_file():
