@@ -120,6 +120,8 @@ _GAP_BLK = struct.Struct(">HH")
 _EMPTY_GAP_ACK = b"\x00\x04\x00\x00"
 _W0_BUNDLE = (2 << 29) | (_USER_BUNDLER << 25) | ((INT_H_SIZE // 4) << 21)
 _PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
+_HDRS = [struct.Struct(f">{n}I") if n else None for n in range(16)]
+_W0_KEEP = 0xFE1E0000  # w0 without hsize (24:21) and size (16:0), as in Msg.encode()
 
 
 def _align4(n: int) -> int:
@@ -331,7 +333,19 @@ class _Pending:
         self.bsz = bsz  # size of the bundle this would make (40 + inner sizes); 0 = never
 
 
-# transmit queue entry indexes: [seqno, packet, next_retransmit_time, retr_cnt, retr_stamp]
+def _profile_slot(size: int) -> int:
+    """Index in LinkStats.msg_length_profile (<=64, 256, 1K, 4K, 16K, 32K, more)."""
+    if size <= 256:
+        return 0 if size <= 64 else 1
+    if size <= 4096:
+        return 2 if size <= 1024 else 3
+    if size <= 16384:
+        return 4
+    return 5 if size <= 32768 else 6
+
+
+# transmit queue entry indexes: [seqno, packet (bytes, acks as last sent: retransmission
+# re-stamps a copy), next_retransmit_time, retr_cnt, retr_stamp]
 _SEQ, _BUF, _NXT, _CNT, _STAMP = range(5)
 
 
@@ -640,6 +654,36 @@ class Link:
             self._pre_up.append((imp, msg))
             self._bl_len[imp] += 1
             return True
+        tq = self._transmq
+        if not self._backlog and len(tq) < self.window:
+            # the common case - window open, nothing queued, fits one packet: encode
+            # once with seqno and acks in place (what _enqueue + _xmit_new would do)
+            data = msg.data
+            n = len(w)
+            size = (n << 2) + len(data)
+            if size <= self.mtu - INT_H_SIZE - CRYPTO_OVERHEAD:
+                s = self.stats
+                s.msg_length_counts += 1
+                s.msg_lengths_total += size
+                s.msg_length_profile[_profile_slot(size)] += 1
+                seq = self._snd_nxt
+                w[0] = (w[0] & _W0_KEEP) | (n << 21) | size  # as Msg.encode() does
+                w1 = w[1]
+                w2 = w[2]
+                w[1] = (w1 & 0xFFFF0000) | (self.bcast_ack & 0xFFFF)
+                w[2] = ((self._rcv_nxt - 1) & 0xFFFF) << 16 | seq
+                raw = _HDRS[n].pack(*w) + data
+                w[1] = w1
+                w[2] = w2
+                tq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
+                self._out.append(raw)
+                self._snd_nxt = (seq + 1) & 0xFFFF
+                self._rcv_unacked = 0
+                s.sent_pkts += 1
+                q = len(tq)
+                if q > s.max_queue_sz:
+                    s.max_queue_sz = q
+                return True
         self._enqueue(msg, imp, user, now)
         return True
 
@@ -649,21 +693,7 @@ class Link:
         # message length profile (kernel samples it per tick; we count every message)
         s.msg_length_counts += 1
         s.msg_lengths_total += size
-        prof = s.msg_length_profile
-        if size <= 64:
-            prof[0] += 1
-        elif size <= 256:
-            prof[1] += 1
-        elif size <= 1024:
-            prof[2] += 1
-        elif size <= 4096:
-            prof[3] += 1
-        elif size <= 16384:
-            prof[4] += 1
-        elif size <= 32768:
-            prof[5] += 1
-        else:
-            prof[6] += 1
+        s.msg_length_profile[_profile_slot(size)] += 1
         mss = self.mtu - INT_H_SIZE - CRYPTO_OVERHEAD
         tq = self._transmq
         bl = self._backlog
@@ -712,8 +742,9 @@ class Link:
         buf = bytearray(raw)
         seq = self._snd_nxt
         _PACK_ACKS(buf, 6, self.bcast_ack & 0xFFFF, (self._rcv_nxt - 1) & 0xFFFF, seq)
-        self._transmq.append([seq, buf, now + RETR_INTERVAL, 0, 0.0])
-        self._out.append(bytes(buf))
+        raw = bytes(buf)
+        self._transmq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
+        self._out.append(raw)
         self._snd_nxt = (seq + 1) & 0xFFFF
         self._rcv_unacked = 0
         self.stats.sent_pkts += 1
@@ -805,7 +836,7 @@ class Link:
                         return -1
                     if now >= e[_NXT]:
                         e[_NXT] = now + RETR_INTERVAL
-                        buf = e[_BUF]
+                        buf = bytearray(e[_BUF])
                         _PACK_ACKS(buf, 6, bc_ack, ack, seq)
                         self._out.append(bytes(buf))
                         self.stats.retransmitted += 1
