@@ -692,23 +692,32 @@ class Stack:
 
     def _pump_peer(self, peer: PeerNode, now: float) -> None:
         """Move a peer's packets out and dispatch its events (repeat: handlers may send)."""
+        tx = self._tx
         for _ in range(100):
-            out = peer.take_outgoing()
-            for bid, maddr, data in out:
-                b = self._bearers[bid]
-                if b is not None:
-                    b.stats.tx_packets += 1
-                # a LINK_PROTOCOL STATE with the probe bit: time it (see LinkRtt)
-                if len(data) >= 24 and (data[0] >> 1) & 0xF == User.LINK_PROTOCOL \
-                        and data[4] >> 5 == 0 and data[23] & 1:
-                    self._probe_at[(peer.addr, bid)] = (
-                        self.rtt_clock() if self.rtt_clock is not None else now)
-                self._tx.append((bid, maddr, data))
-            evs = peer.take_events()
-            if not evs and not out:
+            # (PeerNode.take_outgoing/take_events, read in place: this runs per message)
+            out = peer._out
+            evs = peer._events
+            if not out and not evs:
                 break
+            if out:
+                peer._out = []
+                bearers = self._bearers
+                for item in out:
+                    bid, maddr, data = item
+                    b = bearers[bid]
+                    if b is not None:
+                        b.stats.tx_packets += 1
+                    # a LINK_PROTOCOL STATE with the probe bit: time it (see LinkRtt)
+                    if len(data) >= 24 and (data[0] >> 1) & 0xF == User.LINK_PROTOCOL \
+                            and data[4] >> 5 == 0 and data[23] & 1:
+                        self._probe_at[(peer.addr, bid)] = (
+                            self.rtt_clock() if self.rtt_clock is not None else now)
+                    tx.append(item)
+            if not evs:
+                continue
+            peer._events = []
             for ev in evs:
-                if isinstance(ev, NodeReceived):
+                if ev.__class__ is NodeReceived:
                     self._deliver(ev.addr, ev.msg, now)
                 elif isinstance(ev, LinkStateChanged):
                     b = self._bearers[ev.bearer_id]
@@ -718,8 +727,6 @@ class Stack:
                         else:
                             b.disc.remove_dest(ev.peer, now)
                             self._set_deadline(("d", b.id), b.disc.next_deadline())
-                    self._emit(ev, now)
-                elif isinstance(ev, NodeUp | NodeDown):
                     self._emit(ev, now)
                 else:
                     self._emit(ev, now)
