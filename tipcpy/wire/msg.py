@@ -404,7 +404,7 @@ class DataMsg(Msg):
     grp_bc_ack_req = _bits(10, 0, 0x1, "Group broadcast ack request.")
 
     def _validate(self, base: int) -> None:
-        need = _DATA_MIN_HSIZE.get(self.mtype)
+        need = _DATA_MIN_HSIZE.get(self.w[1] >> 29)
         if need and len(self.w) * 4 < need:
             raise DecodeError(
                 "hsize",
@@ -1020,6 +1020,9 @@ def decode(buf: bytes | bytearray | memoryview, base: int = 0) -> Msg:
     cls = _CLASSES[(w0 >> 25) & 0xF]
     if cls is None:
         raise DecodeError("user", base, "not valid on the wire", (w0 >> 25) & 0xF)
-    m = cls(list(_HDR[hsize >> 2].unpack_from(buf, 0)), bytes(buf[hsize:size]))
+    data = buf[hsize:size]
+    if data.__class__ is not bytes:  # (a slice of bytes is bytes already: no 2nd copy)
+        data = bytes(data)
+    m = cls(list(_HDR[hsize >> 2].unpack_from(buf, 0)), data)
     m._validate(base)
     return m
