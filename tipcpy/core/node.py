@@ -227,6 +227,7 @@ def _less(a: int, b: int) -> bool:
 
 
 _BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
+_UP_UP = NodeState.SELF_UP_PEER_UP
 
 LinkFactory = Callable[[int], Any]  # bearer_id -> new Link
 
@@ -322,7 +323,11 @@ class PeerNode:
     def _check_state(self, le: LinkEntry, msg: Any) -> bool:
         """Kernel tipc_node_check_state (contact part): accept this packet?"""
         st = self.state
-        proto_reset = msg.user == User.LINK_PROTOCOL and msg.mtype != LinkProtoType.STATE
+        if st == _UP_UP:
+            return True  # (the usual case: nothing to check)
+        w = msg.w
+        proto_reset = (w[0] >> 25) & 0xF == User.LINK_PROTOCOL \
+            and w[1] >> 29 != LinkProtoType.STATE
         if st == NodeState.SELF_UP_PEER_COMING:
             if le.link.is_up and not proto_reset:
                 self.fsm_evt(NodeEvt.PEER_ESTABL_CONTACT_EVT)

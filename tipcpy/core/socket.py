@@ -1152,6 +1152,9 @@ class SocketLayer:
         self._deliver(p, msg, False)
 
     def _deliver(self, p: _Port, msg: Msg, returned: bool) -> None:
+        if p.role == "topsrv-conn":
+            self._topsrv_rcv(p, msg, now=self._now)
+            return
         w = msg.w
         data = msg.data
         mtype = w[1] >> 29
@@ -1163,16 +1166,15 @@ class SocketLayer:
             dest = (p.conn_name[0], p.conn_name[1], p.conn_name[1])
         else:
             dest = None
-        src = (w[4], w[6] if len(w) > 6 else w[3])
+        nw = len(w)
+        src = (w[4], w[6] if nw > 6 else w[3])
         err = (w[1] >> 25) & 0xF
-        syn = bool(w[0] & _Y_BIT)
-        if p.role == "topsrv-conn":
-            self._topsrv_rcv(p, msg, now=self._now)
-            return
-        hs = len(w) * 4
-        p.rcvq.append([len(data), p.blocks(hs + len(data))])
-        p.rcv_used += len(data)
-        self._events.append(Deliver(p.port, data, src, dest, err, returned or bool(err), syn))
+        n = len(data)
+        # p.blocks(hsize + n), inline
+        p.rcvq.append([n, (4 * nw + n) // FLOWCTL_BLK_SZ + 1 if p.block else 1])
+        p.rcv_used += n
+        self._events.append(Deliver(p.port, data, src, dest, err, returned or bool(err),
+                                    bool(w[0] & _Y_BIT)))
 
     # ---- connections
     def _filter_connect(self, p: _Port, msg: Msg, now: float) -> bool | None:

@@ -147,6 +147,9 @@ ListenerFn = Callable[[object, float], None]
 """Listener for NodeUp / NodeDown / LinkStateChanged / AddressCommitted: (event, now)."""
 
 DATA_USERS = (0, 1, 2, 3)
+_LINK_CONFIG = int(User.LINK_CONFIG)
+_LINK_PROTOCOL = int(User.LINK_PROTOCOL)
+_NON_SEQ = 1 << 20
 
 
 class Stack:
@@ -480,19 +483,23 @@ class Stack:
         except DecodeError:
             st.rx_decode_errors += 1
             return
-        user = msg.user
-        if user == User.LINK_CONFIG:
+        # header fields read straight from the words (the properties cost a call each)
+        w = msg.w
+        w0 = w[0]
+        user = (w0 >> 25) & 0xF
+        if user == _LINK_CONFIG:
             b.disc.receive(msg, now)
             self._pump_disc(b, now)
             return
         if not self.own_addr:
             st.rx_no_addr += 1
             return
-        src = msg.prevnode
+        src = w[3]  # prevnode
         peer = self.peers.get(src)
-        if msg.non_seq:
+        nw = len(w)
+        if w0 & _NON_SEQ:
             # the peer's broadcast link: w5 carries the net id
-            if msg.hsize > 24 and msg.w[5] != self.net_id:
+            if nw > 6 and w[5] != self.net_id:
                 st.rx_wrong_netid += 1
                 return
             if peer is None:
@@ -504,7 +511,7 @@ class Stack:
                 st.rx_decode_errors += 1
             self._pump_peer(peer, now)
             return
-        if msg.hsize > 24 and msg.destnode != self.own_addr:
+        if nw > 6 and (w[7] if nw > 7 else 0) != self.own_addr:  # destnode
             st.rx_wrong_dest += 1
             return
         if peer is None:
@@ -513,8 +520,8 @@ class Stack:
         if bearer_id not in peer.links:
             st.rx_no_link += 1
             return
-        if user == User.LINK_PROTOCOL and len(msg.w) > 5 and msg.w[1] >> 29 == 0 \
-                and (msg.w[0] >> 19) & 1 and not msg.w[5] & 1:
+        if user == _LINK_PROTOCOL and nw > 5 and w[1] >> 29 == 0 \
+                and (w0 >> 19) & 1 and not w[5] & 1:
             # a STATE with the keepalive bit and no probe bit answers our last probe
             t0 = self._probe_at.pop((src, bearer_id), None)
             if t0 is not None:
@@ -733,7 +740,7 @@ class Stack:
         self._dl_dirty.add(peer.addr)
 
     def _deliver(self, from_addr: int, msg: Msg, now: float) -> None:
-        fns = self._handlers.get(msg.user)
+        fns = self._handlers.get((msg.w[0] >> 25) & 0xF)  # msg.user
         if not fns:
             self.counters["rx_unhandled_user"] += 1
             return
