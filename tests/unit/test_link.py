@@ -728,3 +728,40 @@ def test_seqno_wrap_under_loss_duplication_and_reordering():
     assert a.snd_nxt < 1000 and b.rcv_nxt == a.snd_nxt  # wrapped
     assert a.stats.retransmitted > 0 and b.stats.sent_nacks > 0
     assert not p.events("a", LinkDown) and not p.events("b", LinkDown)
+
+
+def test_link_bundle_split_matches_wire_unbundle_on_good_and_damaged_bundles():
+    """The link splits bundles itself (decoding in place); it must accept and refuse
+    exactly what tipcpy.wire.bundle.unbundle does, with the same messages/errors."""
+    from tipcpy.core.link import _split_bundle
+    from tipcpy.wire import DecodeError
+
+    rng = random.Random(7)
+    inner = [Msg.build(0, 3, data=bytes(rng.randrange(0, 60)), destnode=B_ADDR,
+                       prevnode=A_ADDR, orignode=A_ADDR, origport=i, destport=9)
+             for i in range(6)]
+    good = wire_bundle(inner, 1400)[0]
+    raw = good.encode()
+    cases = [raw]
+    for _ in range(300):
+        b = bytearray(raw)
+        for _ in range(rng.randrange(1, 4)):
+            b[rng.randrange(40, len(b))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            b = b[: rng.randrange(40, len(b))]
+            b[1:4] = (len(b) | (b[1] & 0xFE) << 16).to_bytes(3, "big")
+        cases.append(bytes(b))
+    for c in cases:
+        try:
+            m = decode(c)
+        except DecodeError:
+            continue
+        try:
+            want = [x.encode() for x in unbundle(m)]
+        except DecodeError as e:
+            want = ("err", str(e))
+        try:
+            got = [x.encode() for x in _split_bundle(m)]
+        except DecodeError as e:
+            got = ("err", str(e))
+        assert got == want

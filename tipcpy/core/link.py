@@ -49,9 +49,9 @@ from enum import Enum, IntEnum, auto
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
 from tipcpy.wire import DecodeError, Msg
-from tipcpy.wire.bundle import unbundle as _unbundle
 from tipcpy.wire.consts import (
     INT_H_SIZE,
+    MIN_H_SIZE,
     TIPC_MAX_IF_NAME,
     TIPC_MAX_LINK_PRI,
     TIPC_MAX_LINK_TOL_MS,
@@ -63,6 +63,7 @@ from tipcpy.wire.consts import (
 )
 from tipcpy.wire.fragment import Reassembler
 from tipcpy.wire.fragment import fragment as _fragment
+from tipcpy.wire.msg import decode_at as _decode_at
 
 __all__ = [
     "OWN_CAPS",
@@ -331,6 +332,31 @@ class _Pending:
         self.raw = raw
         self.raws: list[bytes] | None = None  # set once a second message joined
         self.bsz = bsz  # size of the bundle this would make (40 + inner sizes); 0 = never
+
+
+def _split_bundle(m: Msg) -> list[Msg]:
+    """tipcpy.wire.bundle.unbundle() - same checks, same DecodeErrors - decoding each
+    inner message in place in the bundle's payload instead of from a memoryview
+    slice of it (this runs for every message of a loaded link)."""
+    data = m.data
+    n = len(data)
+    base = len(m.w) << 2
+    out: list[Msg] = []
+    pos = 0
+    end = 0
+    while pos <= n - MIN_H_SIZE:
+        inner = _decode_at(data, pos, base + pos)
+        out.append(inner)
+        end = pos + (len(inner.w) << 2) + len(inner.data)
+        pos = (end + 3) & ~3
+    if end != n:
+        raise DecodeError(
+            "bundle", base + end, f"{n - end} bytes after the last inner message", n - end
+        )
+    msgcnt = m.w[9] >> 16 if len(m.w) > 9 else 0
+    if len(out) != msgcnt:
+        raise DecodeError("msgcnt", base - 4, f"bundle holds {len(out)} messages", msgcnt)
+    return out
 
 
 def _profile_slot(size: int) -> int:
@@ -710,18 +736,22 @@ class Link:
                     bl.append(_Pending(imp, raw, 0))
                     self._bl_len[imp] += 1
         else:
-            raw = msg.encode()
+            # msg.encode(), inline (size <= mss: the 17-bit size field holds it)
+            w = msg.w
+            n = len(w)
+            w[0] = (w[0] & _W0_KEEP) | (n << 21) | size
+            raw = _HDRS[n].pack(*w) + msg.data
             if not bl and len(tq) < self.window:
                 self._xmit_new(raw, now)
             elif user not in _NOT_BUNDLED and mss > INT_H_SIZE + size:
                 t = self._target[imp]
-                if t is not None and _align4(t.bsz) + size <= mss:
+                if t is not None and ((t.bsz + 3) & ~3) + size <= mss:
                     if t.raws is None:
                         t.raws = [t.raw]
                         s.sent_bundles += 1
                         s.sent_bundled += 1
                     t.raws.append(raw)
-                    t.bsz = _align4(t.bsz) + size
+                    t.bsz = ((t.bsz + 3) & ~3) + size
                     s.sent_bundled += 1
                 else:
                     t = _Pending(imp, raw, INT_H_SIZE + size)
@@ -935,7 +965,7 @@ class Link:
         s = self.stats
         if user == _USER_BUNDLER:
             try:
-                inner = _unbundle(msg)  # type: ignore[arg-type]
+                inner = _split_bundle(msg)
             except DecodeError:
                 s.rx_bad_inner += 1
                 return True
