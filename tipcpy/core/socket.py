@@ -521,12 +521,11 @@ class SocketLayer:
 
     def _send_dgram(self, p: _Port, dnode: int, msg: Msg, now: float) -> None:
         """_push() of a one-message queue with nothing pending on the port: the RDM/DGRAM
-        per-message path without the queue round trip (same counters and outcome)."""
+        per-message path without the queue round trip (same counters and outcome).
+        Called right after _build_dgram(), which refused an unreachable node."""
         stack = self.stack
         if dnode == 0 or dnode == stack.own_addr:
             self._lq.append(msg)
-        elif not stack.node_is_up(dnode):
-            self.counters["unreachable"] += 1
         elif not stack.send_to_node(dnode, msg, p.port, now):
             self.counters["link_cong"] += 1
             p.link_cong = True
