@@ -59,6 +59,7 @@ E_DATA, E_CONNECTED, E_ACCEPTED, E_CONNERR, E_ASYNCERR = 0x90, 0x91, 0x92, 0x93,
 DATA_RETURNED, DATA_HAS_DEST, DATA_SYN = 0x01, 0x02, 0x04
 
 DATA_HDR = struct.Struct("<IIIIIIB")
+DATA_FRAME = struct.Struct("<IBIIIIIIB")    # HDR + DATA_HDR: an E_DATA frame's head in one pack
 U8 = struct.Struct("<B")
 I32 = struct.Struct("<i")
 U32 = struct.Struct("<I")

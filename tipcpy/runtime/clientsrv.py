@@ -58,6 +58,18 @@ OUTPUT_HIGH = 4 << 20
 until it reads (a flood of requests whose answers it never reads is throttled)."""
 MAX_PENDING_EVENTS = 8 << 20
 
+HDR_SIZE = P.HDR_SIZE
+HDR_UNPACK = P.HDR.unpack_from
+ADDR_UNPACK = P.ADDR.unpack_from
+MAX_FRAME = P.MAX_FRAME
+SEND = P.SEND
+SEND_SYNC = P.SEND_SYNC
+SEND_MIN = 2 + P.ADDR_SIZE          # kind + flags + address (the data may be empty)
+DATA_FRAME_PACK = P.DATA_FRAME.pack
+DATA_BODY = 1 + P.DATA_HDR.size     # kind + E_DATA header: the length field's fixed part
+E_DATA = P.E_DATA
+DATA_RETURNED, DATA_SYN, DATA_HAS_DEST = P.DATA_RETURNED, P.DATA_SYN, P.DATA_HAS_DEST
+
 
 @dataclass
 class ClientStats:
@@ -260,48 +272,125 @@ class ClientServer:
 
     # ------------------------------------------------------------------ input path
     def process(self, c: _Client) -> None:
-        """Parse and execute every complete frame in ``c.inbuf`` (unless blocked)."""
+        """Parse and execute every complete frame in ``c.inbuf`` (unless blocked).
+
+        One ``now`` and one Stack pump per read, one write per client at the end. SEND
+        frames -- the data path -- are handled inline (no handler dispatch, no per-frame
+        clock read); every other kind goes through its ``_op_*`` handler.
+        """
         if c.blocked or c.closed:
             return
         buf = c.inbuf
         n = len(buf)
         off = 0
-        handlers = self._handlers
         touched = False
-        mv = memoryview(buf)
+        if n >= HDR_SIZE:
+            mv = memoryview(buf)
+            try:
+                off, touched = self._frames(c, buf, mv, n)
+            finally:
+                mv.release()
+                if off > 0 and not c.closed:
+                    del buf[:off]
+                if touched:
+                    self._pump()
+            if off < 0:
+                return                 # dropped (garbage)
+        if not c.blocked and c.eof and not c.closed:
+            self._finish_eof(c)
+        if self._dirty:
+            self._flush()          # one write per client for everything this read caused
+
+    def _frames(self, c: _Client, buf: bytearray, mv: memoryview, n: int) -> tuple[int, bool]:
+        """The loop of :meth:`process`: (bytes consumed, or -1 if ``c`` was dropped;
+        whether any frame reached the layer)."""
+        off = 0
+        touched = False
+        handlers = self._handlers
+        stats = self.stats
+        hdr_unpack = HDR_UNPACK
+        addr_unpack = ADDR_UNPACK
+        layer: Any = None
+        now = 0.0
+        port = c.port
+        nsend = 0
         try:
-            while n - off >= P.HDR_SIZE:
-                length, kind = P.HDR.unpack_from(buf, off)
-                if length == 0 or length > P.MAX_FRAME:
+            while n - off >= HDR_SIZE:
+                length, kind = hdr_unpack(buf, off)
+                if length == 0 or length > MAX_FRAME:
                     self._garbage(c, f"frame length {length}")
-                    return
+                    return -1, touched
                 end = off + 4 + length
                 if end > n:
                     break
+                if kind == SEND and port is not None:
+                    # ---- the data path, inline (see _op_send for the slow twin)
+                    if length < SEND_MIN:
+                        raise _Garbage(f"SEND of {length - 1} bytes")
+                    sflags = buf[off + 5]
+                    if (sflags & SEND_SYNC and c.transport is not None
+                            and c.transport.get_write_buffer_size() > OUTPUT_HIGH):
+                        stats.throttled += 1
+                        self._hold(c)
+                        break
+                    nsend += 1
+                    if layer is None:
+                        layer = self.layer
+                        now = self.runtime.now()
+                    if buf[off + 6]:
+                        atype, scope, a, b, cc = addr_unpack(buf, off + 6)
+                        addr: Any = ((3, a, b, 0, scope) if atype == 3
+                                     else (atype, a, b, cc, scope))
+                    else:
+                        addr = None
+                    touched = True
+                    try:
+                        ok = layer.sendto(port, addr, bytes(mv[off + 20:end]), now)
+                    except OSError as e:
+                        msg = str(e.strerror or e) if e.strerror else str(e)
+                        self._send_error(c, sflags, e.errno or errno.EIO, msg)
+                        ok = True
+                    except Exception as e:
+                        stats.internal_errors += 1
+                        log.exception("sendto failed for client %s", c.name)
+                        self._send_error(c, sflags, errno.EIO,
+                                         f"internal error in tipcd: {e!r}")
+                        ok = True
+                    else:
+                        if not ok:
+                            stats.sends_blocked += 1
+                            self._hold(c)
+                            break
+                        if sflags & SEND_SYNC:
+                            self._reply(c)
+                    if c.closed:
+                        return -1, touched
+                    off = end
+                    continue
                 fn = handlers.get(kind)
                 if fn is None:
                     self._garbage(c, f"unknown request kind 0x{kind:02x}")
-                    return
+                    return -1, touched
                 if (kind != P.CONSUMED
-                        and not (kind == P.SEND and length > 1 and not buf[off + 5] & 1)
+                        and not (kind == SEND and length > 1 and not buf[off + 5] & 1)
                         and c.transport is not None
                         and c.transport.get_write_buffer_size() > OUTPUT_HIGH):
                     # it asks but does not read the answers: take nothing more from it
                     # until it does (a SEND without answer or CONSUMED never waits here)
-                    self.stats.throttled += 1
+                    stats.throttled += 1
                     self._hold(c)
                     break
                 if c.port is None and kind not in (P.OPEN, P.CLAIM, P.PING):
                     self._garbage(c, f"{P.NAMES.get(kind)} before OPEN/CLAIM")
-                    return
-                self.stats.frames_in += 1
+                    return -1, touched
+                stats.frames_in += 1
                 touched = True
                 try:
-                    done = fn(c, mv[off + P.HDR_SIZE:end])
+                    done = fn(c, mv[off + HDR_SIZE:end])
                 except _Garbage:
                     raise
                 except Exception:
-                    self.stats.internal_errors += 1
+                    stats.internal_errors += 1
                     log.exception("request %s of client %s", P.NAMES.get(kind), c.name)
                     self._error(c, errno.EIO, f"internal error in tipcd handling "
                                 f"{P.NAMES.get(kind)}")
@@ -311,21 +400,17 @@ class ClientServer:
                     self._hold(c)
                     break
                 if c.closed:
-                    return
+                    return -1, touched
+                port = c.port
                 off = end
         except _Garbage as e:
             self._garbage(c, str(e))
-            return
+            return -1, touched
         finally:
-            mv.release()
-            if off and not c.closed:
-                del buf[:off]
-            if touched:
-                self._pump()
-        if not c.blocked and c.eof and not c.closed:
-            self._finish_eof(c)
-        if self._dirty:
-            self._flush()          # one write per client for everything this read caused
+            if nsend:
+                stats.frames_in += nsend
+                stats.sends += nsend
+        return off, touched
 
     def _hold(self, c: _Client) -> None:
         c.blocked = True
@@ -459,7 +544,7 @@ class ClientServer:
         if not events:
             return
         by_port = self.by_port
-        pack = P.DATA_HDR.pack
+        pack = DATA_FRAME_PACK
         for ev in events:
             kind = type(ev).__name__
             try:
@@ -467,16 +552,26 @@ class ClientServer:
                     data = ev.data
                     src = ev.src or (0, 0)
                     dest = ev.dest
-                    flags = ((P.DATA_RETURNED if ev.returned else 0)
-                             | (P.DATA_SYN if getattr(ev, "syn", False) else 0))
+                    flags = ((DATA_RETURNED if ev.returned else 0)
+                             | (DATA_SYN if getattr(ev, "syn", False) else 0))
                     if dest is not None:
-                        flags |= P.DATA_HAS_DEST
-                        dt, dl, du = dest[0], dest[1], dest[2]
+                        frame = pack(len(data) + DATA_BODY, E_DATA, src[0], src[1],
+                                     ev.errcode or 0, dest[0], dest[1], dest[2],
+                                     flags | DATA_HAS_DEST) + data
                     else:
-                        dt = dl = du = 0
-                    body = pack(src[0], src[1], ev.errcode or 0, dt, dl, du, flags)
-                    frame = P.HDR.pack(len(body) + len(data) + 1, P.E_DATA) + body + data
-                    self._to_port(ev.port, frame, by_port)
+                        frame = pack(len(data) + DATA_BODY, E_DATA, src[0], src[1],
+                                     ev.errcode or 0, 0, 0, 0, flags) + data
+                    c = by_port.get(ev.port)
+                    if c is not None and not c.closed:
+                        out = c.out
+                        if not out:
+                            # flushed below, no loop turn in between (self._dirty, not a
+                            # local: a nested pump may have swapped the list)
+                            self._dirty.append(c)
+                        out.append(frame)
+                        c.outlen += len(frame)
+                    else:
+                        self._to_port(ev.port, frame, by_port)
                 elif kind == "Connected":
                     self._to_port(ev.port, P.frame(P.E_CONNECTED, P.II.pack(*ev.peer[:2])),
                                   by_port)
