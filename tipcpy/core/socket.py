@@ -43,6 +43,7 @@ from __future__ import annotations
 import errno
 import heapq
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tipcpy.core._event import SlotEvent
@@ -495,13 +496,48 @@ class SocketLayer:
             self._send_conn(p, data, now)
             self._run(now)
             return True
-        # ---- connectionless
+        return self._send_connless(p, self._connless_dest(p, addr), data, now)
+
+    def sendto_many(self, port: int, addr: tuple[Any, ...] | None,
+                    datas: Iterable[bytes], now: float) -> tuple[int, OSError | None]:
+        """``sendto(port, addr, d, now)`` for each ``d`` of ``datas`` in order, stopping at
+        the first that is not accepted.  Returns ``(accepted, error)``: ``error`` is the
+        OSError that sendto() would have raised for message number ``accepted`` (None if
+        it stopped because of congestion - retry the rest after Wakeup(port) - or sent
+        them all).  Same outcome, events and bytes as the loop of sendto() calls; for
+        RDM/DGRAM the port and address are checked once for the batch (so a bad port or
+        address gives ``(0, error)`` even for an empty ``datas``)."""
+        sent = 0
+        try:
+            p = self._port(port)
+            if p.conn:
+                for data in datas:
+                    if not self.sendto(port, addr, data, now):
+                        break
+                    sent += 1
+                return sent, None
+            self._now = now
+            ua = self._connless_dest(p, addr)
+            send = self._send_connless
+            for data in datas:
+                if not send(p, ua, bytes(data), now):
+                    break
+                sent += 1
+        except OSError as e:
+            return sent, e
+        return sent, None
+
+    def _connless_dest(self, p: _Port, addr: tuple[Any, ...] | None
+                       ) -> tuple[int, int, int, int]:
         if not addr:
             if p.default_dest is None:
                 raise OSError(errno.EDESTADDRREQ, "destination address required")
-            ua = p.default_dest
-        else:
-            ua = self._check_addr(addr)
+            return p.default_dest
+        return self._check_addr(addr)
+
+    def _send_connless(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
+                       now: float) -> bool:
+        """The RDM/DGRAM part of sendto() once the destination is checked."""
         if len(data) > TIPC_MAX_USER_MSG_SIZE:
             raise OSError(errno.EMSGSIZE, f"message > {TIPC_MAX_USER_MSG_SIZE} bytes")
         if p.txq:
