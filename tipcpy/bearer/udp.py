@@ -33,6 +33,7 @@ from tipcpy.wire.consts import User
 from .base import Bearer, BearerError, einval
 
 _LINK_CONFIG = int(User.LINK_CONFIG)
+_AF_INET = socket.AF_INET
 
 UDP_PORT_DEFAULT = 6118
 MTU_IPV4 = 14000
@@ -244,37 +245,70 @@ class UdpBearer(Bearer):
         if sock is None:
             return
         batch: list[tuple[bytes, Any]] = []
-        own = (str(self.localip), self.localport)
+        append = batch.append
+        recvfrom = sock.recvfrom
+        multicast = self.multicast
+        v4 = self.family == socket.AF_INET
+        own = (str(self.localip), self.localport) if multicast else None
+        remotes = self.remotes
+        nbytes = 0
         for _ in range(_READ_BATCH):
             try:
-                data, src = sock.recvfrom(65535)
+                data, src = recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 # ICMP errors surface here as ECONNREFUSED etc.; they say nothing useful
                 self.counters.rx_errors += 1
                 continue
-            peer = (src[0].split("%", 1)[0], src[1])
-            if self.multicast and peer == own:
-                continue            # our own multicast looped back
-            if not self.multicast and peer not in self.remotes and _looks_like_link_config(data):
-                self.remotes.append(peer)
+            # IPv4 sources already are (ip, port); IPv6 ones carry flowinfo/scope
+            peer = src if v4 else (src[0].split("%", 1)[0], src[1])
+            if multicast:
+                if peer == own:
+                    continue        # our own multicast looped back
+            elif peer not in remotes and _looks_like_link_config(data):
+                remotes.append(peer)
                 self.counters.learned_peers += 1
-            batch.append((data, peer))
-        self._deliver(batch)
+            nbytes += len(data)
+            append((data, peer))
+        if batch:
+            # Bearer._deliver, without a second pass over the batch for the counters
+            self.counters.rx_packets += len(batch)
+            self.counters.rx_bytes += nbytes
+            if self.on_batch is not None:
+                self.on_batch(self, batch)
 
     def send(self, dest: tuple[str, int] | None, data: bytes) -> None:
         """Send one packet to ``dest`` (ip, port), or "broadcast" it if ``dest`` is None."""
-        if self._sock is None:
+        sock = self._sock
+        if sock is None:
             return
-        if dest is None:
-            if self.multicast:
-                self._sendto(data, self._sockaddr(self.remoteip, self.remoteport))
-            else:
-                for ip, port in self.remotes:
-                    self._sendto(data, self._sockaddr(ip, port))
+        if dest is not None:
+            if self._sendq:
+                self._queue(data, self._sockaddr(dest[0], dest[1]))
+                return
+            # the common case: straight to the socket (IPv4 sockaddr = the (ip, port) tuple)
+            try:
+                sock.sendto(data, dest if self.family == _AF_INET
+                            else self._sockaddr(dest[0], dest[1]))
+            except (BlockingIOError, InterruptedError):
+                self._queue(data, self._sockaddr(dest[0], dest[1]))
+                return
+            except OSError:
+                self.counters.tx_errors += 1
+                return
+            except TypeError:      # not a plain (str, int): let _sockaddr normalise it
+                self._sendto(data, self._sockaddr(dest[0], dest[1]))
+                return
+            c = self.counters
+            c.tx_packets += 1
+            c.tx_bytes += len(data)
+            return
+        if self.multicast:
+            self._sendto(data, self._sockaddr(self.remoteip, self.remoteport))
         else:
-            self._sendto(data, self._sockaddr(dest[0], dest[1]))
+            for ip, port in self.remotes:
+                self._sendto(data, self._sockaddr(ip, port))
 
     def _sendto(self, data: bytes, addr: tuple) -> None:
         if self._sendq:

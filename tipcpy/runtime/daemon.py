@@ -71,6 +71,7 @@ class Runtime:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._listeners: list[Callable[[Any], None]] = []
+        self._native: dict[int, tuple[Any, Any]] = {}    # id(media addr) -> (it, native)
         self._closed = False
         # called at the end of every pump(): the client server drains SocketLayer events
         self.after_pump: list[Callable[[], None]] = []
@@ -136,18 +137,20 @@ class Runtime:
         if bid not in self.bearers:
             self.counters.rx_dropped_no_bearer += len(batch)
             return
-        self.counters.rx_batches += 1
-        now = self.now()
+        counters = self.counters
+        counters.rx_batches += 1
+        counters.rx_packets += len(batch)
+        now = self.now()                 # one clock read per batch
+        receive = self.stack.receive
         for data, _src in batch:
-            self.counters.rx_packets += 1
             try:
-                self.stack.receive(bid, data, now)
+                receive(bid, data, now)
             except Exception:
                 # The codec raises DecodeError and the Stack should count it itself; this
                 # is the last line of defence so a bug on the receive path drops one
                 # packet instead of the daemon.
-                self.counters.rx_errors += 1
-                if self.counters.rx_errors <= 10:
+                counters.rx_errors += 1
+                if counters.rx_errors <= 10:
                     log.exception("stack.receive failed on %d bytes from bearer %d",
                                   len(data), bid)
         self.pump()
@@ -166,15 +169,34 @@ class Runtime:
 
     def pump(self) -> None:
         """Flush transmits, dispatch events, re-arm the timer. Call after touching the Stack."""
-        for bid, maddr, data in self.stack.take_transmits():
-            bearer = self.bearers.get(bid)
-            if bearer is None:
-                self.counters.tx_no_bearer += 1
-                continue
-            self.counters.tx_packets += 1
-            bearer.send(from_media_addr(maddr), data)
-        for ev in self.stack.take_events():
-            self._on_event(ev)
+        stack = self.stack
+        tx = stack.take_transmits()
+        if tx:
+            bearers = self.bearers
+            native = self._native
+            sent = 0
+            for bid, maddr, data in tx:
+                bearer = bearers.get(bid)
+                if bearer is None:
+                    self.counters.tx_no_bearer += 1
+                    continue
+                sent += 1
+                if maddr is None:
+                    bearer.send(None, data)
+                    continue
+                # the Stack hands the same media address object for a peer again and
+                # again: convert it once (kept alive by the cache, so its id is stable)
+                ent = native.get(id(maddr))
+                if ent is None or ent[0] is not maddr:
+                    if len(native) > 256:
+                        native.clear()
+                    ent = native[id(maddr)] = (maddr, from_media_addr(maddr))
+                bearer.send(ent[1], data)
+            self.counters.tx_packets += sent
+        events = stack.take_events()
+        if events:
+            for ev in events:
+                self._on_event(ev)
         for fn in self.after_pump:
             fn()
         self._rearm()
@@ -183,7 +205,12 @@ class Runtime:
         if self._closed:
             return
         deadline = self.stack.next_deadline()
-        if deadline == self._timer_at and self._timer is not None:
+        at = self._timer_at
+        if self._timer is not None and at is not None and (
+                deadline == at or (deadline is not None and at <= deadline)):
+            # an armed timer at or before the new deadline: keep it (re-arming on every
+            # pump costs a TimerHandle each time the deadline moves later, which it does
+            # with every packet); firing early just ticks and re-arms at the real deadline
             return
         if self._timer is not None:
             self._timer.cancel()
