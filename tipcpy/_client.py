@@ -39,6 +39,7 @@ DEFAULT_RUN_DIR = "/run/tipcpy"
 PEEK_SIZE = 256 * 1024
 CREDIT_BYTES = 16 * 1024
 CREDIT_MSGS = 32
+SMALL_WRITE = 4096
 REPLY_KINDS = (P.R_OK, P.R_ERR)
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
@@ -117,6 +118,7 @@ class Channel:
         self._credit_m = 0
         self._poll = select.poll()
         self._poll_mask = 0
+        self._pollmu = threading.Lock()
         self.on_event: Any = None      # set by the socket: called for E_* frames
 
     def close(self) -> None:
@@ -142,7 +144,11 @@ class Channel:
                     raise BlockingIOError(errno.EAGAIN, "tipcd is not reading (congestion)")
             total = len(head) + len(data)
             try:
-                n = self.sock.sendmsg([head, data]) if data else self.sock.send(head)
+                if total <= SMALL_WRITE:
+                    # one copy of a small message is cheaper than sendmsg's iovec list
+                    n = self.sock.send(head + data if data else head)
+                else:
+                    n = self.sock.sendmsg([head, data])
             except BlockingIOError:
                 n = 0
             except (BrokenPipeError, ConnectionResetError):
@@ -214,21 +220,37 @@ class Channel:
 
     # ------------------------------------------------------------------ waiting
     def _wait(self, mask: int, deadline: float | None) -> bool:
-        """poll() our fd; True if ready before the deadline."""
-        if self._poll_mask != mask:
-            if self._poll_mask:
-                self._poll.modify(self.fd, mask)
-            else:
-                self._poll.register(self.fd, mask)
-            self._poll_mask = mask
+        """poll() our fd; True if ready before the deadline.
+
+        One poll object is reused (no register per wait); a select.poll object refuses
+        concurrent poll() calls, so a thread that finds it busy (another thread blocked in
+        a receive while this one sends) polls with a poll object of its own.
+        """
         rem = _remaining(deadline)
         ms = -1 if rem is None else int(rem * 1000 + 0.999)
-        while True:
-            try:
-                ev = self._poll.poll(ms)
-            except InterruptedError:
-                continue
-            return bool(ev)
+        if not self._pollmu.acquire(False):
+            p = select.poll()
+            p.register(self.fd, mask)
+            while True:
+                try:
+                    return bool(p.poll(ms))
+                except InterruptedError:
+                    continue
+        try:
+            if self._poll_mask != mask:
+                if self._poll_mask:
+                    self._poll.modify(self.fd, mask)
+                else:
+                    self._poll.register(self.fd, mask)
+                self._poll_mask = mask
+            while True:
+                try:
+                    ev = self._poll.poll(ms)
+                except InterruptedError:
+                    continue
+                return bool(ev)
+        finally:
+            self._pollmu.release()
 
     # ------------------------------------------------------------------ reading
     def _discard(self) -> None:
@@ -362,8 +384,11 @@ class Channel:
 
     def readable_now(self) -> bool:
         """A frame is in our queue or in the kernel buffer."""
-        if self.events or self._partial is not None or self._complete_at(self._ppos):
+        if self.events or self._partial is not None:
             return True
+        with self._cv:         # the peek window belongs to the reader while one reads
+            if not self._reading and self._complete_at(self._ppos):
+                return True
         return bool(self._poll_once())
 
     def _poll_once(self) -> bool:
@@ -413,7 +438,15 @@ class Channel:
 
     def request(self, frame: bytes, deadline: float | None = None) -> tuple[int, bytes]:
         """Send a request and wait for its answer (R_OK/R_ERR); errors raised as OSError."""
-        self.write(frame)
+        try:
+            self.write(frame)
+        except DaemonGone as gone:
+            # tipcd may have said why before closing (a refused peer gets EACCES): that
+            # answer is in our receive buffer, and it is the better error
+            try:
+                return self.wait_reply(0.0)
+            except (DaemonGone, TimeoutError):
+                raise gone from None
         return self.wait_reply(deadline)
 
     def wait_reply(self, deadline: float | None = None) -> tuple[int, bytes]:

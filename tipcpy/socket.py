@@ -143,6 +143,19 @@ _SOL_TIPC_OPTS = {TIPC_IMPORTANCE, TIPC_SRC_DROPPABLE, TIPC_DEST_DROPPABLE, TIPC
                   TIPC_MCAST_REPLICAST, TIPC_GROUP_JOIN, TIPC_GROUP_LEAVE,
                   TIPC_SOCK_RECVQ_USED, TIPC_NODELAY}
 _SEND_HEAD = _struct.Struct("<IBB14s")
+_SEND_HEAD_PACK = _SEND_HEAD.pack
+_ADDR_PACK = P.ADDR.pack
+_P_SEND = P.SEND
+_P_SEND_SYNC = P.SEND_SYNC
+_NO_ADDR = P.NO_ADDR
+# MSG_* are IntFlag members: ``flags & MSG_PEEK`` runs enum.Flag.__and__ in Python on
+# every call. The hot paths test plain ints.
+_F_DONTWAIT = int(MSG_DONTWAIT)
+_F_PEEK = int(MSG_PEEK)
+_F_WAITALL = int(MSG_WAITALL)
+_I_STREAM = int(SOCK_STREAM)
+_I_SEQPACKET = int(SOCK_SEQPACKET)
+_MAX_MSG = 66000
 
 
 def _oserror(err: int, message: str) -> OSError:
@@ -157,6 +170,32 @@ def parse_addr(addr: Any, caller: str = "bind") -> tuple[int, int, int, int, int
     Same checks and exception types as CPython's getsockaddrarg: not a tuple -> TypeError;
     not 4 or 5 unsigned ints -> TypeError; unknown addrtype -> TypeError.
     """
+    if type(addr) is tuple:
+        # fast path: items of exactly type int (bool, int subclasses etc. take the full
+        # path, which gives the same result or the same TypeError)
+        n = len(addr)
+        if n == 4:
+            atype, v1, v2, v3 = addr
+            scope = TIPC_CLUSTER_SCOPE
+            ok = type(v3) is int
+        elif n == 5:
+            atype, v1, v2, v3, scope = addr
+            ok = type(v3) is int and type(scope) is int
+            if ok:
+                scope &= 0xFF
+                if scope > 127:
+                    scope -= 256
+        else:
+            ok = False
+        if ok and type(atype) is int and type(v1) is int and type(v2) is int \
+                and 0 < atype < 4:
+            if atype == TIPC_ADDR_ID:
+                return atype, scope, v2 & 0xFFFFFFFF, v1 & 0xFFFFFFFF, 0
+            return atype, scope, v1 & 0xFFFFFFFF, v2 & 0xFFFFFFFF, v3 & 0xFFFFFFFF
+    return _parse_addr_full(addr, caller)
+
+
+def _parse_addr_full(addr: Any, caller: str) -> tuple[int, int, int, int, int]:
     if not isinstance(addr, tuple):
         raise TypeError(f"{caller}(): AF_TIPC address must be tuple, not "
                         f"{type(addr).__name__}")
@@ -270,6 +309,9 @@ class socket:  # noqa: N801 - the stdlib's name
         self._has_default = False     # RDM/DGRAM connect(): a default destination
         self._async_sends = 0
         self._local_opts: dict[tuple[int, int], int] = {}
+        self._last_dest: Any = None   # sendto's last address object, parsed and packed
+        self._last_parsed: Any = None
+        self._last_raw = b""
         if _claim is not None:
             chan, port, node, pport, pnode = _claim
             self._chan = chan
@@ -357,7 +399,7 @@ class socket:  # noqa: N801 - the stdlib's name
         return self._chan
 
     def _deadline(self, flags: int = 0) -> float | None:
-        if flags & MSG_DONTWAIT or self._timeout == 0.0:
+        if flags & _F_DONTWAIT or self._timeout == 0.0:
             return 0.0
         if self._timeout is None:
             return None
@@ -581,7 +623,13 @@ class socket:  # noqa: N801 - the stdlib's name
             flags, address = 0, flags_or_addr
         else:
             flags = flags_or_addr
-        return self._send(data, parse_addr(address, "sendto"), flags)
+        if address is self._last_dest:
+            # the same tuple object as last time (tuples are immutable; we hold it)
+            return self._send(data, self._last_parsed, flags, self._last_raw)
+        a = parse_addr(address, "sendto")
+        raw = _ADDR_PACK(*a)
+        self._last_dest, self._last_parsed, self._last_raw = address, a, raw
+        return self._send(data, a, flags, raw)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         mv = memoryview(data).cast("B")
@@ -600,24 +648,30 @@ class socket:  # noqa: N801 - the stdlib's name
         a = parse_addr(address, "sendmsg") if address is not None else None
         return self._send(data, a, flags)
 
-    def _send(self, data: Any, addr: tuple[int, int, int, int, int] | None, flags: int) -> int:
-        chan = self._chk()
+    def _send(self, data: Any, addr: tuple[int, int, int, int, int] | None, flags: int,
+              raw: bytes | None = None) -> int:
+        chan = self._chan
+        if self._closed or chan is None:
+            raise OSError(_errno.EBADF, "Bad file descriptor (the socket is closed)")
         if not isinstance(data, bytes):
             data = memoryview(data).cast("B")
         n = len(data)
         st = self._type
-        if self._chan is not None and chan.asyncerr is None and self._async_sends >= 256:
+        if chan.asyncerr is None and self._async_sends >= 256:
             self._async_sends = 0
             found = chan.scan_asyncerr()
             if found is not None:
                 chan.asyncerr = found
-        self._raise_asyncerr()
-        if st == SOCK_STREAM and n > TIPC_MAX_USER_MSG_SIZE and addr is None:
-            data, n = data[:TIPC_MAX_USER_MSG_SIZE], TIPC_MAX_USER_MSG_SIZE
-        if n > TIPC_MAX_USER_MSG_SIZE:
-            raise OSError(_errno.EMSGSIZE, f"message of {n} bytes; TIPC carries at most "
-                          f"{TIPC_MAX_USER_MSG_SIZE}")
-        if st in _CONN_TYPES:
+        if chan.asyncerr is not None:
+            self._raise_asyncerr()
+        if n > _MAX_MSG:
+            if st == _I_STREAM and addr is None:
+                data, n = data[:_MAX_MSG], _MAX_MSG
+            else:
+                raise OSError(_errno.EMSGSIZE, f"message of {n} bytes; TIPC carries at most "
+                              f"{TIPC_MAX_USER_MSG_SIZE}")
+        conn = st == _I_STREAM or st == _I_SEQPACKET
+        if conn:
             if self._listening:
                 raise OSError(_errno.EPIPE, "cannot send on a listening socket")
             if not self._async_sends & 63:
@@ -636,14 +690,23 @@ class socket:  # noqa: N801 - the stdlib's name
         elif addr is None and not self._has_default:
             raise OSError(_errno.EDESTADDRREQ, "no destination: use sendto() or connect() "
                           "first")
-        raw = P.ADDR.pack(*addr) if addr is not None else P.NO_ADDR
-        sync = addr is not None and raw not in self._good_dests
-        implicit = addr is not None and st in _CONN_TYPES
-        head = _SEND_HEAD.pack(n + 16, P.SEND, P.SEND_SYNC if sync else 0, raw)
-        deadline = self._deadline(flags)
+        if addr is not None:
+            if raw is None:
+                raw = _ADDR_PACK(*addr)
+            sync = raw not in self._good_dests
+            implicit = conn
+        else:
+            raw = _NO_ADDR
+            sync = implicit = False
+        head = _SEND_HEAD_PACK(n + 16, _P_SEND, _P_SEND_SYNC if sync else 0, raw)
+        timeout = self._timeout
         try:
-            chan.write(head, data, deadline if deadline != 0.0 else None,
-                       nonblocking=deadline == 0.0)
+            if flags & _F_DONTWAIT or timeout == 0.0:
+                chan.write(head, data, None, True)
+            elif timeout is None:
+                chan.write(head, data, None, False)
+            else:
+                chan.write(head, data, _time.monotonic() + timeout, False)
         except DaemonGone:
             raise OSError(_errno.ECONNRESET, "tipcd went away (daemon stopped?)") from None
         if sync:
@@ -768,7 +831,7 @@ class socket:  # noqa: N801 - the stdlib's name
         if m is None:
             return b"", [], 0, None
         addr = _sock_addr(m.src[1], m.src[0])
-        peek = bool(flags & MSG_PEEK)
+        peek = bool(flags & _F_PEEK)
         msg_flags = 0
         ancdata: list[tuple[int, int, bytes]] = []
         if m.errcode:
@@ -821,11 +884,11 @@ class socket:  # noqa: N801 - the stdlib's name
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         data = self._recv_impl(bufsize, flags, False)[0]
-        if flags & MSG_WAITALL and self._type == SOCK_STREAM:
+        if flags & _F_WAITALL and self._type == SOCK_STREAM:
             parts = [data]
             got = len(data)
             while got < bufsize and data:
-                data = self._recv_impl(bufsize - got, flags & ~MSG_PEEK, False)[0]
+                data = self._recv_impl(bufsize - got, flags & ~_F_PEEK, False)[0]
                 parts.append(data)
                 got += len(data)
             data = b"".join(parts)
