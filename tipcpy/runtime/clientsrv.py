@@ -311,6 +311,7 @@ class ClientServer:
         hdr_unpack = HDR_UNPACK
         addr_unpack = ADDR_UNPACK
         layer: Any = None
+        many: Any = None
         now = 0.0
         port = c.port
         nsend = 0
@@ -337,6 +338,7 @@ class ClientServer:
                     if layer is None:
                         layer = self.layer
                         now = self.runtime.now()
+                        many = getattr(layer, "sendto_many", None)
                     if buf[off + 6]:
                         atype, scope, a, b, cc = addr_unpack(buf, off + 6)
                         addr: Any = ((3, a, b, 0, scope) if atype == 3
@@ -344,6 +346,17 @@ class ClientServer:
                     else:
                         addr = None
                     touched = True
+                    if (not sflags & SEND_SYNC and many is not None and n - end > HDR_SIZE
+                            and buf[end + 4] == SEND):
+                        # unanswered SENDs back to back (same address): one layer call
+                        off, stop = self._send_run(c, many, buf, mv, n, off, end, sflags,
+                                                   port, addr, now)
+                        nsend += stop[0]
+                        if stop[1]:
+                            break
+                        if c.closed:
+                            return -1, touched
+                        continue
                     try:
                         ok = layer.sendto(port, addr, bytes(mv[off + 20:end]), now)
                     except OSError as e:
@@ -411,6 +424,45 @@ class ClientServer:
                 stats.frames_in += nsend
                 stats.sends += nsend
         return off, touched
+
+    def _send_run(self, c: _Client, many: Any, buf: bytearray, mv: memoryview, n: int,
+                  off: int, end: int, sflags: int, port: int, addr: Any, now: float
+                  ) -> tuple[int, tuple[int, bool]]:
+        """The SEND at ``off`` and the SENDs right behind it with the same flags and
+        address, through ``SocketLayer.sendto_many``. Returns (new offset, (extra frames
+        counted, stop parsing)); outcome per message as with one sendto each."""
+        key = buf[off + 5:off + 20]              # flags + address
+        datas = [bytes(mv[off + 20:end])]
+        ends = [end]
+        j = end
+        hdr_unpack = HDR_UNPACK
+        while n - j >= HDR_SIZE:
+            l2, k2 = hdr_unpack(buf, j)
+            e2 = j + 4 + l2
+            if (k2 != SEND or l2 < SEND_MIN or l2 > MAX_FRAME or e2 > n
+                    or buf[j + 5:j + 20] != key):
+                break
+            datas.append(bytes(mv[j + 20:e2]))
+            ends.append(e2)
+            j = e2
+        stats = self.stats
+        try:
+            sent, err = many(port, addr, datas, now)
+        except Exception as e:
+            stats.internal_errors += 1
+            log.exception("sendto_many failed for client %s", c.name)
+            self._send_error(c, sflags, errno.EIO, f"internal error in tipcd: {e!r}")
+            return ends[-1], (len(datas) - 1, False)
+        if sent >= len(datas):
+            return ends[-1], (len(datas) - 1, False)
+        if err is not None:
+            msg = str(err.strerror or err) if err.strerror else str(err)
+            self._send_error(c, sflags, err.errno or errno.EIO, msg)
+            return ends[sent], (sent, False)
+        # congested at message number `sent`: keep it and the rest, wait for Wakeup
+        stats.sends_blocked += 1
+        self._hold(c)
+        return (ends[sent - 1] if sent else off), (sent, True)
 
     def _hold(self, c: _Client) -> None:
         c.blocked = True
