@@ -765,3 +765,21 @@ def test_link_bundle_split_matches_wire_unbundle_on_good_and_damaged_bundles():
         except DecodeError as e:
             got = ("err", str(e))
         assert got == want
+
+
+@pytest.mark.parametrize("last_rx", [0.1, 1.1, 2.3, 7.7, 1234.567, 0.30000000000000004])
+def test_tick_at_the_deadline_always_makes_progress(last_rx):
+    """Ticking at next_deadline() must move the deadline or take the link down: the
+    failure deadline last_rx + tolerance is compared with the same float arithmetic in
+    tick(), or a rounding miss leaves the deadline at 'now' and the driver spins."""
+    p = Pair().up()
+    link = p.a
+    link._last_rx = last_rx  # the peer was last heard at this (awkward float) time,
+    link._next_tick = last_rx + 0.1  # and the link timer is running from there
+    for _ in range(50):
+        t = link.next_deadline()
+        if not link.is_up:
+            break
+        link.tick(t)
+        assert not link.is_up or link.next_deadline() > t, (t, link.next_deadline())
+    assert not link.is_up

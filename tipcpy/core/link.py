@@ -568,7 +568,7 @@ class Link:
         if nt is None:
             return
         st = self.state
-        if st in _UP_STATES and now - self._last_rx >= self.tolerance / 1000.0:
+        if st in _UP_STATES and now >= self._last_rx + self.tolerance / 1000.0:
             self._failure(now, "link timeout: peer silent for the tolerance")
             return
         if now < nt:
