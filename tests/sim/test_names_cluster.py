@@ -40,13 +40,10 @@ def run_bounded(c: SimCluster, until: object, timeout: float) -> bool:
         if c.now == last:
             same += 1
             if same >= 3000:
-                # Known Stack/PeerNode bug (not the name layer): after two peers crash,
-                # their 'p' deadlines stay at the current time when ticked, so virtual
-                # time stops. Reported; remove this once fixed so it fails loudly.
-                pytest.xfail(
-                    f"simulator livelock at virtual {c.now:.4f}s: a peer deadline does not "
-                    "advance when ticked (PeerNode/Stack bug after peer crashes)"
-                )
+                # a Stack keeps a deadline at the current virtual time: a livelock
+                # (once seen after two peer crashes; fixed in the link's deadline)
+                pytest.fail(f"simulator livelock at virtual {c.now:.4f}s: a deadline "
+                            "does not advance when ticked")
         else:
             last, same = c.now, 0
     return True
@@ -251,7 +248,7 @@ class ClusterNames(RuleBasedStateMachine):
 
 
 ClusterNames.TestCase.settings = settings(
-    max_examples=15,
+    max_examples=40,
     stateful_step_count=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
