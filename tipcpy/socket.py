@@ -583,6 +583,11 @@ class socket:  # noqa: N801 - the stdlib's name
         if level == SOL_TIPC:
             if optname not in _SOL_TIPC_OPTS:
                 raise OSError(_errno.ENOPROTOOPT, f"unknown SOL_TIPC option {optname}")
+            if optname in (TIPC_SOCK_RECVQ_DEPTH, TIPC_SOCK_RECVQ_USED) and self._chan:
+                # tipcd counts what it delivered and we have not yet said we consumed:
+                # return the batched credit first so messages already handed to the
+                # application are not counted as queued.
+                self._chan.send_credit()
             v = P.Q64.unpack(self._request(P.GETOPT, P.U32.pack(optname)))[0]
         elif level == SOL_SOCKET:
             if optname == SO_TYPE:

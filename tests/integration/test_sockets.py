@@ -558,3 +558,22 @@ def test_implicit_connect_by_sendto(pair: tuple[Daemon, Daemon], sotype: int) ->
     assert e.value.errno == errno.EISCONN
     for s in (cli, conn, srv):
         s.close()
+
+
+def test_recvq_depth_counts_only_unread_messages(pair: tuple[Daemon, Daemon]) -> None:
+    """Messages the application has read are not in the receive queue any more, even
+    though the client returns receive credit to tipcd in batches."""
+    a, _b = pair
+    typ = svc()
+    s = S(a)
+    s.bind((ts.TIPC_ADDR_NAMESEQ, typ, 0, 0))
+    c = S(a)
+    for i in range(5):
+        c.sendto(b"m%d" % i, (ts.TIPC_ADDR_NAME, typ, 0, 0))
+    for i in range(3):
+        assert s.recv(10) == b"m%d" % i
+    wait_for(lambda: s.getsockopt(ts.SOL_TIPC, ts.TIPC_SOCK_RECVQ_DEPTH) == 2, 5.0)
+    assert s.recv(10) == b"m3" and s.recv(10) == b"m4"
+    assert s.getsockopt(ts.SOL_TIPC, ts.TIPC_SOCK_RECVQ_DEPTH) == 0
+    s.close()
+    c.close()
