@@ -693,3 +693,79 @@ def test_sendto_many_is_the_loop_of_sendto(cong_after) -> None:
     assert results[0][0] == ([(3, m)] * 3 if cong_after > 3 else [(3, m), (0, None), (0, None)])
     n, err = _fake_env(100)[0].sockets.sendto_many(12345, (NAMED, 5000, 10, 0), [], 0.0)
     assert (n, err.errno) == (0, errno.EBADF)
+
+
+def _local_mix(fast: bool):
+    """Connectionless sends to ports of our own node, through every branch the node-local
+    fast path must agree with: round-robin anycast over local and remote bindings, direct
+    to node 0 / own node, a missing port (dropped, or returned when not dest_droppable,
+    with the secondary lookup), a connection port, rcvbuf OVERLOAD at two importances,
+    empty messages, DGRAM, sendto_many, congestion queueing and consumed()."""
+    st, t, sent = _fake_env(1000)
+    L = st.sockets
+    L.fast_local = fast
+    own = st.own_addr
+    r1, r2 = L.open(S.SOCK_RDM, t), L.open(S.SOCK_DGRAM, t)
+    conn = L.open(S.SOCK_SEQPACKET, t)
+    gone = L.open(S.SOCK_RDM, t)
+    L.close(gone, t)
+    for p in (r1, r2, conn):
+        L.bind(p, (NAMESEQ, 6000, 0, 9), t)
+    L.bind(r1, (NAMESEQ, 6001, 5, 5), t)
+    st.name_table.insert(Publication(6000, 0, 9, 2, PEER, 77, 78))
+    L.setsockopt(r1, S.SO_RCVBUF, 1)  # 512 KiB
+    s = L.open(S.SOCK_RDM, t)
+    d = L.open(S.SOCK_DGRAM, t)
+    log = []
+
+    def step(fn, *a):
+        try:
+            log.append(fn(*a))
+        except OSError as e:
+            log.append(("err", e.errno))
+        log.append([repr(e) for e in L.take_events()])
+        log.append({p: (q.rcv_used, [list(e) for e in q.rcvq], q.drops)
+                    for p, q in L._ports.items()})
+
+    chunk = b"z" * 60000
+    for imp, droppable in ((0, 1), (0, 0), (2, 0)):
+        L.setsockopt(s, S.TIPC_IMPORTANCE, imp)
+        L.setsockopt(s, S.TIPC_DEST_DROPPABLE, droppable)
+        for _ in range(5):
+            step(L.sendto, s, (NAMED, 6000, 3, 0), b"rr", t)
+        step(L.sendto, s, (NAMED, 6000, 3, own), b"local rr", t)
+        step(L.sendto, s, (NAMED, 6001, 5, 0), b"", t)
+        step(L.sendto, s, (ID, r1, 0), b"to node 0", t)
+        step(L.sendto, s, (ID, r2, own), b"to own node", t)
+        step(L.sendto, s, (ID, r1, own), b"x" * 990, t)  # 1 block with 32 B header, 2 with 40
+        step(L.sendto, s, (NAMED, 6001, 5, 0), b"x" * 990, t)
+        step(L.sendto, s, (ID, gone, own), b"no port", t)
+        step(L.sendto, s, (ID, conn, own), b"conn port", t)
+        step(L.sendto, d, (ID, r1, 0), b"dgram", t)
+        step(L.sendto_many, s, (ID, r1, 0), [chunk] * 12 + [b""], t)
+        step(L.getsockopt, r1, S.TIPC_SOCK_RECVQ_DEPTH)
+        step(L.getsockopt, r1, S.TIPC_SOCK_RECVQ_USED)
+        step(L.consumed, r1, 5 * 60000 + 7, t)
+        step(L.getsockopt, r1, S.TIPC_SOCK_RECVQ_USED)
+        step(L.sendto_many, s, (NAMED, 6000, 4, 0), [b"m%d" % i for i in range(9)], t)
+        step(L.consumed, r1, 1 << 30, t)
+        step(L.sendto_many, s, (ID, r1, 0), [b"y" * 65536] * 8, t)  # the 8th: == limit
+        step(L.consumed, r1, 1 << 30, t)
+        step(L.consumed, r2, 1 << 30, t)
+    # the remote binding congests: the port's queue then holds the local ones too
+    sent.extend([b"(congested from here)"] * 1000)
+    step(L.sendto_many, s, (NAMED, 6000, 1, 0), [b"q%d" % i for i in range(9)], t)
+    step(L.sendto, s, (ID, r1, 0), b"after congestion", t)
+    return log, sent, dict(L.counters)
+
+
+def test_local_fast_path_is_the_message_path() -> None:
+    """The node-local RDM/DGRAM fast path (no message built) gives exactly what the
+    message path gives: same results and errors, events, bytes to the peer, counters
+    and receive-queue accounting."""
+    fast, slow = _local_mix(True), _local_mix(False)
+    assert fast == slow
+    assert any("OVERLOAD" in repr(x) or "errcode=" in repr(x) for x in fast[0])
+    c = fast[2]
+    assert c["overload"] >= 8 and c["no_port"] and c["rejected"] and c["dropped"]
+    assert c["link_cong"] == 1 and False in fast[0]

@@ -324,6 +324,11 @@ class SocketLayer:
     """All ports of one node. Created by the Stack (``stack.sockets``); registered for
     data users 0-3 and CONN_MANAGER, and as a listener for NodeDown / LinkWakeup."""
 
+    fast_local = True
+    """RDM/DGRAM to a port of this node skip building the TIPC message when nothing
+    observable depends on it (see _send_connless); False = always the message path
+    (tests compare the two)."""
+
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.rng = stack.rng
@@ -543,15 +548,63 @@ class SocketLayer:
         if p.txq:
             p.want_wakeup = True
             return False
-        if ua[0] == TIPC_ADDR_NAMESEQ:
+        atype, a, b, c = ua
+        if atype == TIPC_ADDR_NAMESEQ:
             self._send_mcast(p, ua, data, now)
+            self._run(now)
+            return True
+        if atype == TIPC_ADDR_NAME:
+            r = self.table.lookup_anycast(a, b, c)
+            if r is None:
+                raise OSError(errno.EHOSTUNREACH, f"no binding for {{{a},{b}}}")
+            dnode, dport = r
         else:
-            dnode, msg = self._build_dgram(p, ua, data, False)
-            if p.link_cong or p.want_wakeup or p.fin_err >= 0:
-                p.txq.append((dnode, msg, 0))
-                self._push(p, now)
-            else:
-                self._send_dgram(p, dnode, msg, now)
+            dnode, dport = b, a
+        own = self.stack.own_addr
+        if dnode and dnode != own:
+            self._reachable(dnode)
+        elif self.fast_local and not (p.link_cong or p.want_wakeup or p.fin_err >= 0
+                                      or self._lq or self._running):
+            # node-local fast path: what _send_dgram -> _run -> _dispatch -> _filter_rcv
+            # -> _deliver does with the message, without building it. Only for the plain
+            # case (an existing connectionless port, data that fits its rcvbuf); anything
+            # else (no such port, OVERLOAD, a connection port) goes the slow way below.
+            dp = self._ports.get(dport)
+            if dp is not None and not dp.conn and not dp.role:
+                n = len(data)
+                counters = self.counters
+                if not n or dp.rcv_used + n < dp.rcvbuf << p.imp:
+                    counters["tx"] += 1
+                    counters["rx"] += 1
+                    if atype == TIPC_ADDR_NAME:
+                        dest: tuple[int, int, int] | None = (a, b, b)
+                        hs = 40
+                    else:
+                        dest = None
+                        hs = 32
+                    dp.rcvq.append([n, (hs + n) // FLOWCTL_BLK_SZ + 1 if dp.block else 1])
+                    dp.rcv_used += n
+                    self._events.append(Deliver(dport, data, (p.port, own), dest, 0,
+                                                False, False))
+                    if not getattr(self.topsrv, "_out", True):
+                        return True
+                    self._run(now)
+                    return True
+                if p.flags & _D_BIT:
+                    # OVERLOAD of an unreturnable message: _reject() would just drop it
+                    counters["tx"] += 1
+                    counters["rx"] += 1
+                    counters["overload"] += 1
+                    counters["dropped"] += 1
+                    dp.drops += 1
+                    self._run(now)
+                    return True
+        msg = self._dgram_msg(p, atype, a, b, c, dnode, dport, data, 0)
+        if p.link_cong or p.want_wakeup or p.fin_err >= 0:
+            p.txq.append((dnode, msg, 0))
+            self._push(p, now)
+        else:
+            self._send_dgram(p, dnode, msg, now)
         self._run(now)
         return True
 
@@ -858,12 +911,18 @@ class SocketLayer:
             dnode, dport = r
         else:
             dnode, dport = b, a
-        stack = self.stack
-        own = stack.own_addr
+        own = self.stack.own_addr
         if dnode and dnode != own:
             self._reachable(dnode)
+        return dnode, self._dgram_msg(p, atype, a, b, c, dnode, dport, data,
+                                      _Y_BIT if syn else 0)
+
+    def _dgram_msg(self, p: _Port, atype: int, a: int, b: int, c: int, dnode: int,
+                   dport: int, data: bytes, syn: int) -> Msg:
+        """The message of _build_dgram() once the destination is resolved and checked."""
+        own = self.stack.own_addr
         # the header words of _hdr() + the NAMED/DIRECT fields, in one list display
-        w0 = _VER | (p.imp << 25) | p.flags | (_Y_BIT if syn else 0)
+        w0 = _VER | (p.imp << 25) | p.flags | syn
         if atype == TIPC_ADDR_NAME:
             w = [w0 | (10 << 21) | ((40 + len(data)) & 0x1FFFF),
                  _NAMED << 29 | (TIPC_NODE_SCOPE if c else TIPC_CLUSTER_SCOPE) << 19,
@@ -871,7 +930,7 @@ class SocketLayer:
         else:
             w = [w0 | (8 << 21) | ((32 + len(data)) & 0x1FFFF), _DIRECT << 29,
                  0, own, p.port, dport, own, dnode]
-        return dnode, DataMsg(w, data)
+        return DataMsg(w, data)
 
     def _send_mcast(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
                     now: float) -> None:
