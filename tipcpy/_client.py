@@ -43,6 +43,12 @@ SMALL_WRITE = 4096
 REPLY_KINDS = (P.R_OK, P.R_ERR)
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
+_E_DATA = P.E_DATA
+_DATA_FRAME_UNPACK = P.DATA_FRAME.unpack_from
+_DATA_HEAD = P.DATA_FRAME.size             # length + kind + E_DATA header
+_DATA_BODY = 1 + P.DATA_HDR.size           # the smallest E_DATA length field
+_DATA_MIN = _DATA_HEAD                     # bytes needed to read an E_DATA head
+_MAX_FRAME = P.MAX_FRAME
 
 
 def run_dir() -> Path:
@@ -112,7 +118,8 @@ class Channel:
         self.closed_by_daemon = False
         self._wbuf = bytearray()
         self._wmu = threading.Lock()
-        self._cv = threading.Condition(threading.Lock())
+        self._mu = threading.Lock()
+        self._cv = threading.Condition(self._mu)
         self._reading = False
         self._credit_b = 0
         self._credit_m = 0
@@ -395,6 +402,39 @@ class Channel:
         return self._wait(_POLLIN, 0.0)
 
     # -- the reader role --------------------------------------------------------------
+    def take_data(self) -> tuple[bytes, int, int, int, int, int, int] | None:
+        """The next frame if it is an E_DATA frame complete in the peek window and no
+        other thread reads: ``(data, src_port, src_node, dest_type, dest_lower,
+        dest_upper, flags)``, errcode 0 only; else None and nothing taken (the caller
+        goes through :meth:`next_event`). Same window/kernel-buffer bookkeeping as
+        ``_take`` (the batch leaves the kernel once its last frame is handed out), one
+        plain lock instead of the condition variable's enter/notify round trips."""
+        mu = self._mu
+        mu.acquire()
+        try:
+            if self._reading or self.events or self._partial is not None:
+                return None
+            p = self._ppos
+            n = self._plen
+            if not n:
+                # the window is empty (a batch leaves the kernel as its last frame is
+                # handed out): look at the kernel buffer, never waiting
+                n = self._peek_more() or 0
+            if n - p < _DATA_MIN:
+                return None
+            peek = self._peek
+            length, kind, sp, sn, err, dt, dl, du, fl = _DATA_FRAME_UNPACK(peek, p)
+            end = p + 4 + length
+            if kind != _E_DATA or err or end > n or length < _DATA_BODY or length > _MAX_FRAME:
+                return None
+            data = bytes(self._pmv[p + _DATA_HEAD:end])
+            self._ppos = end
+            if not self._complete_at(end):
+                self._discard()
+            return data, sp, sn, dt, dl, du, fl
+        finally:
+            mu.release()
+
     def next_event(self, deadline: float | None) -> tuple[int, bytes] | None:
         """Next non-answer frame (data or event) in order; None on timeout.
 

@@ -887,7 +887,27 @@ class socket:  # noqa: N801 - the stdlib's name
             self._chan.credit(len(m.data))
         return data, ancdata, msg_flags, addr
 
+    def _recv_fast(self, bufsize: int) -> tuple[bytes, int, int] | None:
+        """recv/recvfrom without flags on RDM/DGRAM when the next frame is a plain data
+        message already in the channel's peek window: ``(data, src_node, src_port)``,
+        exactly what _recv_impl would return for it; None = take the general path
+        (nothing is consumed then). Skips _Msg, the pending list and the frame dispatch."""
+        chan = self._chan
+        if (chan is None or self._closed or self._msgs or chan.asyncerr is not None
+                or bufsize < 0 or self._type in _CONN_TYPES):
+            return None
+        fr = chan.take_data()
+        if fr is None:
+            return None
+        data = fr[0]
+        chan.credit(len(data))
+        return data[:bufsize], fr[2], fr[1]
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if not flags:
+            fast = self._recv_fast(bufsize)
+            if fast is not None:
+                return fast[0]
         data = self._recv_impl(bufsize, flags, False)[0]
         if flags & _F_WAITALL and self._type == SOCK_STREAM:
             parts = [data]
@@ -900,6 +920,10 @@ class socket:  # noqa: N801 - the stdlib's name
         return data
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, tuple[int, ...] | None]:
+        if not flags:
+            fast = self._recv_fast(bufsize)
+            if fast is not None:
+                return fast[0], (TIPC_ADDR_ID, fast[1], fast[2], 0, 0)
         data, _a, _f, addr = self._recv_impl(bufsize, flags, False)
         return data, addr
 
