@@ -999,34 +999,7 @@ def decode(buf: bytes | bytearray | memoryview, base: int = 0) -> Msg:
     message of a bundle).  ``base`` is added to error offsets when ``buf`` is part
     of a bigger message.  Raises DecodeError and nothing else for bad input.
     """
-    n = len(buf)
-    if n < MIN_H_SIZE:
-        raise DecodeError("length", base, f"shorter than the {MIN_H_SIZE}-byte minimum header", n)
-    w0 = _U32.unpack_from(buf, 0)[0]
-    ver = w0 >> 29
-    if ver != TIPC_VERSION:
-        if ver == 7:
-            raise DecodeError("version", base, "encrypted (v7 header): no key", ver)
-        raise DecodeError("version", base, "must be 2", ver)
-    hsize = (w0 >> 19) & 0x3C
-    if hsize < MIN_H_SIZE:
-        raise DecodeError("hsize", base, "must be 24..60", hsize)
-    size = w0 & _SIZE_MASK
-    if size < hsize:
-        raise DecodeError("size", base, f"smaller than hsize {hsize}", size)
-    if size > n:
-        raise DecodeError("size", base, f"exceeds the {n} bytes available", size)
-    if size - hsize > TIPC_MAX_USER_MSG_SIZE:
-        raise DecodeError("size", base, f"data exceeds {TIPC_MAX_USER_MSG_SIZE} bytes", size)
-    cls = _CLASSES[(w0 >> 25) & 0xF]
-    if cls is None:
-        raise DecodeError("user", base, "not valid on the wire", (w0 >> 25) & 0xF)
-    data = buf[hsize:size]
-    if data.__class__ is not bytes:  # (a slice of bytes is bytes already: no 2nd copy)
-        data = bytes(data)
-    m = cls(list(_HDR[hsize >> 2].unpack_from(buf, 0)), data)
-    m._validate(base)
-    return m
+    return decode_at(buf, 0, base)
 
 
 def decode_at(buf: bytes | bytearray | memoryview, off: int, base: int = 0) -> Msg:
