@@ -369,3 +369,20 @@ NAGLE_START_INIT = 4
 NAGLE_START_MAX = 1024
 TIPC_METHOD_EXPIRE_MS = 5000
 TIPC_MCAST_AUTOSELECT_RATIO = 10
+
+
+# ---------------------------------------------------------------- socket options (uapi)
+# SOL_TIPC socket option numbers from include/uapi/linux/tipc.h: one definition for the
+# daemon's socket layer and the application-facing tipcpy.socket.
+TIPC_IMPORTANCE = 127
+TIPC_SRC_DROPPABLE = 128
+TIPC_DEST_DROPPABLE = 129
+TIPC_CONN_TIMEOUT = 130
+TIPC_NODE_RECVQ_DEPTH = 131
+TIPC_SOCK_RECVQ_DEPTH = 132
+TIPC_MCAST_BROADCAST = 133
+TIPC_MCAST_REPLICAST = 134
+TIPC_GROUP_JOIN = 135
+TIPC_GROUP_LEAVE = 136
+TIPC_SOCK_RECVQ_USED = 137
+TIPC_NODELAY = 138
