@@ -65,7 +65,9 @@ _TOKENS = [
     (re.escape(LINK_REF), r"\S+:\S+-\S+:\S+"),
     (r"kpeer-[ab]", r"\S+"),
     (r"\d+\.\d+\.\d+", r"\d+\.\d+\.\d+"),
-    (r"[0-9a-f]{8}", r"[0-9a-f]{8}"),
+    # a whole 8-digit hex word (a node hash); values vary in length (a port printed as
+    # 8 decimal digits in the reference may have 10 here), so any hex run matches it
+    (r"(?<![0-9a-f])[0-9a-f]{8}(?![0-9a-f])", r"[0-9a-f]+"),
     (r"\d+", r"\d+"),
 ]
 
