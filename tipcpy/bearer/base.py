@@ -13,6 +13,7 @@ for Ethernet). The conversion to/from the wire's media address objects (``UdpMed
 
 from __future__ import annotations
 
+import collections
 import errno as _errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,3 +105,87 @@ class Bearer:
         """Description for ``bearer.get`` / ``bearer.list``."""
         return {"name": self.name, "media": self.media, "mtu": self.mtu,
                 "counters": self.counters.as_dict()}
+
+
+#: frames waiting for a writable socket before we drop (the link layer retransmits)
+SENDQ_MAX = 1024
+
+
+class QueuedSender:
+    """Non-blocking ``sendto`` with a short queue, shared by the udp and eth bearers.
+
+    A send that would block is queued and the loop's writer callback drains the queue;
+    past ``SENDQ_MAX`` frames are dropped and counted (TIPC links retransmit). The host
+    class provides ``_sock``, ``_loop`` and ``counters`` and calls ``_init_sendq()``.
+    """
+
+    _sock: Any
+    _loop: Any
+    counters: BearerCounters
+
+    def _init_sendq(self) -> None:
+        self._sendq: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._writer_armed = False
+
+    def _sendto(self, data: bytes, addr: Any) -> None:
+        """Send now, or queue behind what is already waiting."""
+        if self._sendq:
+            self._queue(data, addr)
+            return
+        try:
+            self._sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, addr)
+            return
+        except OSError:
+            # unreachable, refused by a previous ICMP, message too long...: the link layer
+            # supervises and retransmits; we count and carry on.
+            self.counters.tx_errors += 1
+            return
+        self.counters.tx_packets += 1
+        self.counters.tx_bytes += len(data)
+
+    def _queue(self, data: bytes, addr: Any) -> None:
+        if len(self._sendq) >= SENDQ_MAX:
+            self.counters.tx_dropped += 1
+            return
+        self._sendq.append((data, addr))
+        if not self._writer_armed and self._loop is not None and self._sock is not None:
+            self._loop.add_writer(self._sock.fileno(), self._on_writable)
+            self._writer_armed = True
+
+    def _on_writable(self) -> None:
+        sock = self._sock
+        while self._sendq and sock is not None:
+            data, addr = self._sendq[0]
+            try:
+                sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.counters.tx_errors += 1
+            else:
+                self.counters.tx_packets += 1
+                self.counters.tx_bytes += len(data)
+            self._sendq.popleft()
+        if self._writer_armed and self._loop is not None and sock is not None:
+            self._loop.remove_writer(sock.fileno())
+        self._writer_armed = False
+
+    def _close_socket(self) -> None:
+        """Unregister, push out what is queued (the RESETs of a polite disable), close."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(sock.fileno())
+            if self._writer_armed:
+                self._loop.remove_writer(sock.fileno())
+                self._writer_armed = False
+        while self._sendq:
+            data, addr = self._sendq.popleft()
+            try:
+                sock.sendto(data, addr)
+            except OSError:
+                break
+        sock.close()

@@ -14,13 +14,12 @@ Needs CAP_NET_RAW (root): without it the error says so instead of a bare EPERM.
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import os
 import socket
 from typing import Any
 
-from .base import Bearer, BearerError, einval
+from .base import Bearer, BearerError, QueuedSender, einval
 
 ETH_P_TIPC = 0x88CA
 BROADCAST_MAC = b"\xff" * 6
@@ -28,7 +27,6 @@ _PACKET_OUTGOING = 4
 _ARPHRD_LOOPBACK = 772
 _IFF_LOOPBACK = 0x8
 _READ_BATCH = 512
-_SENDQ_MAX = 1024
 
 
 def mac_to_str(mac: bytes) -> str:
@@ -43,7 +41,7 @@ def _sysfs(dev: str, attr: str) -> str | None:
         return None
 
 
-class EthBearer(Bearer):
+class EthBearer(QueuedSender, Bearer):
     """A TIPC bearer on one Ethernet device."""
 
     def __init__(self, device: str, mtu: int | None = None,
@@ -59,8 +57,7 @@ class EthBearer(Bearer):
         self._loop = loop
         self._sock: socket.socket | None = None
         self._ifindex = 0
-        self._sendq: collections.deque[tuple[bytes, bytes]] = collections.deque()
-        self._writer_armed = False
+        self._init_sendq()
 
     def open(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Validate the device, open and bind the packet socket, register the reader."""
@@ -120,63 +117,10 @@ class EthBearer(Bearer):
         if self._sock is None:
             return
         mac = BROADCAST_MAC if dest is None else bytes(dest)
-        if self._sendq:
-            self._queue(data, mac)
-            return
-        try:
-            self._sock.sendto(data, (self.device, ETH_P_TIPC, 0, 0, mac))
-        except (BlockingIOError, InterruptedError):
-            self._queue(data, mac)
-            return
-        except OSError:
-            self.counters.tx_errors += 1
-            return
-        self.counters.tx_packets += 1
-        self.counters.tx_bytes += len(data)
-
-    def _queue(self, data: bytes, mac: bytes) -> None:
-        if len(self._sendq) >= _SENDQ_MAX:
-            self.counters.tx_dropped += 1
-            return
-        self._sendq.append((data, mac))
-        if not self._writer_armed and self._loop is not None and self._sock is not None:
-            self._loop.add_writer(self._sock.fileno(), self._on_writable)
-            self._writer_armed = True
-
-    def _on_writable(self) -> None:
-        sock = self._sock
-        while self._sendq and sock is not None:
-            data, mac = self._sendq[0]
-            try:
-                sock.sendto(data, (self.device, ETH_P_TIPC, 0, 0, mac))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.counters.tx_errors += 1
-            else:
-                self.counters.tx_packets += 1
-                self.counters.tx_bytes += len(data)
-            self._sendq.popleft()
-        if self._writer_armed and self._loop is not None and sock is not None:
-            self._loop.remove_writer(sock.fileno())
-        self._writer_armed = False
+        self._sendto(data, (self.device, ETH_P_TIPC, 0, 0, mac))
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        if self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-            if self._writer_armed:
-                self._loop.remove_writer(sock.fileno())
-                self._writer_armed = False
-        while self._sendq:
-            data, mac = self._sendq.popleft()
-            try:
-                sock.sendto(data, (self.device, ETH_P_TIPC, 0, 0, mac))
-            except OSError:
-                break
-        sock.close()
+        self._close_socket()
 
     def info(self) -> dict[str, Any]:
         d = super().info()

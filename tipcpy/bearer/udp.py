@@ -21,7 +21,6 @@ is dropped and counted (the TIPC link retransmits).
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import ipaddress
 import socket
@@ -30,7 +29,7 @@ from typing import Any
 
 from tipcpy.wire.consts import User
 
-from .base import Bearer, BearerError, einval
+from .base import Bearer, BearerError, QueuedSender, einval
 
 _LINK_CONFIG = int(User.LINK_CONFIG)
 _AF_INET = socket.AF_INET
@@ -39,7 +38,6 @@ UDP_PORT_DEFAULT = 6118
 MTU_IPV4 = 14000
 MTU_IPV6 = 1280
 _READ_BATCH = 512          # datagrams drained per wakeup before yielding to the loop
-_SENDQ_MAX = 1024          # packets waiting for a writable socket before we drop
 _SOCKBUF = 4 * 1024 * 1024
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -96,7 +94,7 @@ def _looks_like_link_config(data: bytes) -> bool:
     return (w0 >> 29) & 0x7 == 2 and (w0 >> 25) & 0xF == _LINK_CONFIG
 
 
-class UdpBearer(Bearer):
+class UdpBearer(QueuedSender, Bearer):
     """A TIPC bearer on one UDP socket (see the module docstring for the two modes)."""
 
     def __init__(self, name: str, localip: str, localport: Any = UDP_PORT_DEFAULT,
@@ -128,8 +126,7 @@ class UdpBearer(Bearer):
             self.remotes.append((str(self.remoteip), self.remoteport))
         self._loop = loop
         self._sock: socket.socket | None = None
-        self._sendq: collections.deque[tuple[bytes, Any]] = collections.deque()
-        self._writer_armed = False
+        self._init_sendq()
         self._ifindex = 0
 
     # -- setup --------------------------------------------------------------------------
@@ -310,67 +307,8 @@ class UdpBearer(Bearer):
             for ip, port in self.remotes:
                 self._sendto(data, self._sockaddr(ip, port))
 
-    def _sendto(self, data: bytes, addr: tuple) -> None:
-        if self._sendq:
-            self._queue(data, addr)
-            return
-        try:
-            self._sock.sendto(data, addr)  # type: ignore[union-attr]
-        except (BlockingIOError, InterruptedError):
-            self._queue(data, addr)
-            return
-        except OSError:
-            # unreachable, refused by a previous ICMP, message too long...: the link layer
-            # supervises and retransmits; we count and carry on.
-            self.counters.tx_errors += 1
-            return
-        self.counters.tx_packets += 1
-        self.counters.tx_bytes += len(data)
-
-    def _queue(self, data: bytes, addr: tuple) -> None:
-        if len(self._sendq) >= _SENDQ_MAX:
-            self.counters.tx_dropped += 1
-            return
-        self._sendq.append((data, addr))
-        if not self._writer_armed and self._loop is not None and self._sock is not None:
-            self._loop.add_writer(self._sock.fileno(), self._on_writable)
-            self._writer_armed = True
-
-    def _on_writable(self) -> None:
-        sock = self._sock
-        while self._sendq and sock is not None:
-            data, addr = self._sendq[0]
-            try:
-                sock.sendto(data, addr)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.counters.tx_errors += 1
-            else:
-                self.counters.tx_packets += 1
-                self.counters.tx_bytes += len(data)
-            self._sendq.popleft()
-        if self._writer_armed and self._loop is not None and sock is not None:
-            self._loop.remove_writer(sock.fileno())
-        self._writer_armed = False
-
     def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        if self._loop is not None:
-            self._loop.remove_reader(sock.fileno())
-            if self._writer_armed:
-                self._loop.remove_writer(sock.fileno())
-                self._writer_armed = False
-        # best effort: push out what is queued (the RESETs of a polite disable)
-        while self._sendq:
-            data, addr = self._sendq.popleft()
-            try:
-                sock.sendto(data, addr)
-            except OSError:
-                break
-        sock.close()
+        self._close_socket()
 
     @property
     def bound_port(self) -> int:
