@@ -554,18 +554,10 @@ class SocketLayer:
             self._send_mcast(p, ua, data, now)
             self._run(now)
             return True
-        if atype == TIPC_ADDR_NAME:
-            r = self.table.lookup_anycast(a, b, c)
-            if r is None:
-                raise OSError(errno.EHOSTUNREACH, f"no binding for {{{a},{b}}}")
-            dnode, dport = r
-        else:
-            dnode, dport = b, a
+        dnode, dport = self._resolve_dgram(atype, a, b, c)
         own = self.stack.own_addr
-        if dnode and dnode != own:
-            self._reachable(dnode)
-        elif self.fast_local and not (p.link_cong or p.want_wakeup or p.fin_err >= 0
-                                      or self._lq or self._running):
+        if (not dnode or dnode == own) and self.fast_local and not (
+                p.link_cong or p.want_wakeup or p.fin_err >= 0 or self._lq or self._running):
             # node-local fast path: what _send_dgram -> _run -> _dispatch -> _filter_rcv
             # -> _deliver does with the message, without building it. Only for the plain
             # case (an existing connectionless port, data that fits its rcvbuf); anything
@@ -901,10 +893,9 @@ class SocketLayer:
             self.counters["unreachable"] += 1
             raise OSError(errno.EHOSTUNREACH, f"node {dnode:08x} is not reachable")
 
-    def _build_dgram(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
-                     syn: bool) -> tuple[int, Msg]:
-        """NAMED (40 B, lookup scope, resolved port) or DIRECT (32 B) data message."""
-        atype, a, b, c = ua
+    def _resolve_dgram(self, atype: int, a: int, b: int, c: int) -> tuple[int, int]:
+        """(node, port) of a service address (anycast lookup, kernel policy) or a socket
+        address; EHOSTUNREACH when nothing matches or the node is not reachable."""
         if atype == TIPC_ADDR_NAME:
             r = self.table.lookup_anycast(a, b, c)
             if r is None:
@@ -912,9 +903,15 @@ class SocketLayer:
             dnode, dport = r
         else:
             dnode, dport = b, a
-        own = self.stack.own_addr
-        if dnode and dnode != own:
+        if dnode and dnode != self.stack.own_addr:
             self._reachable(dnode)
+        return dnode, dport
+
+    def _build_dgram(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
+                     syn: bool) -> tuple[int, Msg]:
+        """NAMED (40 B, lookup scope, resolved port) or DIRECT (32 B) data message."""
+        atype, a, b, c = ua
+        dnode, dport = self._resolve_dgram(atype, a, b, c)
         return dnode, self._dgram_msg(p, atype, a, b, c, dnode, dport, data,
                                       _Y_BIT if syn else 0)
 
