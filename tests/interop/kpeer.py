@@ -7,6 +7,7 @@ bounded in time and tears down what it started (by the harness's recorded pids).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ KP_BUILD = Path(os.environ.get("KP_BUILD", "/tmp/kernel-peer-build"))
 NETNS = "kpeer"
 HOST_IP = "10.77.0.1"
 GUEST_IP = "10.77.0.2"
+LOCK_PATH = "/tmp/tipcpy-kernel-peer.lock"
 GUEST_HASH = 0x19416565  # hash of the default identity "kpeer1"
 
 
@@ -40,8 +42,34 @@ class KernelPeer:
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.env = {**os.environ, **(env or {})}
+        self._lock: int | None = None
+
+    def _acquire(self, timeout: float = 1800.0) -> None:
+        """The harness has one guest at a time (fixed netns and taps): several test
+        runs on one machine (engineers' worktrees) queue here instead of tearing
+        down each other's guest. CI runs alone and never waits."""
+        if self._lock is not None:
+            return
+        fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise RuntimeError(f"kernel-peer lock {LOCK_PATH} held for {timeout:.0f} s") from None
+                time.sleep(1.0)
+        self._lock = fd
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the flock
+            self._lock = None
 
     def start(self, timeout: float = 180.0) -> None:
+        self._acquire()
         r = subprocess.run([str(KP_DIR / "run-peer.sh"), "start"], env=self.env,
                            capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0 and shutil.which("apt-get"):
@@ -55,8 +83,11 @@ class KernelPeer:
             raise RuntimeError(f"run-peer.sh start failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n{tail}")
 
     def stop(self) -> None:
-        subprocess.run([str(KP_DIR / "run-peer.sh"), "stop"], env=self.env,
-                       capture_output=True, text=True, timeout=60)
+        try:
+            subprocess.run([str(KP_DIR / "run-peer.sh"), "stop"], env=self.env,
+                           capture_output=True, text=True, timeout=60)
+        finally:
+            self._release()
 
     def exec(self, cmd: str, timeout: float = 20.0) -> tuple[int, str]:
         """Run a shell command in the guest; (exit status, merged output)."""
