@@ -109,7 +109,7 @@ class EthBearer(QueuedSender, Bearer):
                 continue
             if addr[2] == _PACKET_OUTGOING:
                 continue
-            batch.append((data, bytes(addr[4][:6])))
+            batch.append((data, bytes(addr[4][:6])))   # foreign media: _deliver drops
         self._deliver(batch)
 
     def send(self, dest: bytes | None, data: bytes) -> None:

@@ -27,9 +27,18 @@ import socket
 import struct
 from typing import Any
 
-from tipcpy.wire.consts import User
+from tipcpy.wire.consts import TIPC_MEDIA_TYPE_UDP, User
+from tipcpy.wire.msg import USER_MASK, USER_SHIFT, VERSION_MASK, VERSION_SHIFT
 
-from .base import Bearer, BearerError, QueuedSender, einval
+from .base import (
+    LINK_CONFIG_BYTE0,
+    MEDIA_TYPE_OFFSET,
+    USER_BYTE0_MASK,
+    Bearer,
+    BearerError,
+    QueuedSender,
+    einval,
+)
 
 _LINK_CONFIG = int(User.LINK_CONFIG)
 _AF_INET = socket.AF_INET
@@ -91,11 +100,14 @@ def _looks_like_link_config(data: bytes) -> bool:
     if len(data) < 40:
         return False
     w0 = struct.unpack_from("!I", data)[0]
-    return (w0 >> 29) & 0x7 == 2 and (w0 >> 25) & 0xF == _LINK_CONFIG
+    return ((w0 >> VERSION_SHIFT) & VERSION_MASK == 2
+            and (w0 >> USER_SHIFT) & USER_MASK == _LINK_CONFIG)
 
 
 class UdpBearer(QueuedSender, Bearer):
     """A TIPC bearer on one UDP socket (see the module docstring for the two modes)."""
+
+    MEDIA_TYPE = TIPC_MEDIA_TYPE_UDP
 
     def __init__(self, name: str, localip: str, localport: Any = UDP_PORT_DEFAULT,
                  remoteip: str | None = None, remoteport: Any = UDP_PORT_DEFAULT,
@@ -258,6 +270,12 @@ class UdpBearer(QueuedSender, Bearer):
                 # ICMP errors surface here as ECONNREFUSED etc.; they say nothing useful
                 self.counters.rx_errors += 1
                 continue
+            if (len(data) > MEDIA_TYPE_OFFSET and data[0] & USER_BYTE0_MASK == LINK_CONFIG_BYTE0
+                    and data[MEDIA_TYPE_OFFSET] != TIPC_MEDIA_TYPE_UDP):
+                # discovery advertising an eth/ib/unknown address: unusable here (the
+                # kernel's tipc_udp_msg2addr refuses it too); base.foreign_media inlined
+                self.counters.rx_bad_media += 1
+                continue
             # IPv4 sources already are (ip, port); IPv6 ones carry flowinfo/scope
             peer = src if v4 else (src[0].split("%", 1)[0], src[1])
             if multicast:
@@ -272,8 +290,7 @@ class UdpBearer(QueuedSender, Bearer):
             # Bearer._deliver, without a second pass over the batch for the counters
             self.counters.rx_packets += len(batch)
             self.counters.rx_bytes += nbytes
-            if self.on_batch is not None:
-                self.on_batch(self, batch)
+            self._hand_over(batch)
 
     def send(self, dest: tuple[str, int] | None, data: bytes) -> None:
         """Send one packet to ``dest`` (ip, port), or "broadcast" it if ``dest`` is None."""

@@ -49,6 +49,14 @@ class DecodeError(ValueError):
         super().__init__(msg)
 
 
+
+class MediaAddrError(DecodeError):
+    """A media address a bearer cannot use (another medium's type, InfiniBand, junk).
+
+    A DecodeError, so every path that counts and drops malformed input drops it too:
+    a peer's discovery message must never be able to raise anything else.
+    """
+
 # ---------------------------------------------------------------- distr items
 _ITEM = struct.Struct(">5I")
 

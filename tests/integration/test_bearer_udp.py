@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import struct
 
 import pytest
 
 from tipcpy.bearer.base import BearerError
 from tipcpy.bearer.udp import UdpBearer, multicast_group
+from tipcpy.wire.items import EthMediaAddr, RawMediaAddr, UdpMediaAddr
+from tipcpy.wire.msg import Msg
 
 
 def free_port() -> int:
@@ -21,10 +22,11 @@ def free_port() -> int:
     return port
 
 
-def link_config_packet() -> bytes:
-    # w0: version 2, user 13 (LINK_CONFIG), hsize 15 words, size 76
-    w0 = (2 << 29) | (13 << 25) | (15 << 21) | 76
-    return struct.pack("!I", w0) + bytes(72)
+def link_config_packet(maddr: object = None) -> bytes:
+    """A real discovery REQ advertising ``maddr`` (default: a UDP address)."""
+    m = Msg.build(13, 0, net_id=4711, prevnode=0x1001001,
+                  media_addr=maddr or UdpMediaAddr(ip="127.0.0.1", port=6118))
+    return m.encode()
 
 
 async def _collect(bearer: UdpBearer, n: int, timeout: float = 2.0) -> list:
@@ -188,5 +190,74 @@ def test_ipv6_loopback_pair() -> None:
         finally:
             a.close()
             b.close()
+
+    asyncio.run(main())
+
+
+def _ib_link_config() -> bytes:
+    """Issue 12 defect 1: a LINK_CONFIG advertising an InfiniBand address."""
+    return link_config_packet(RawMediaAddr(2, bytes(range(1, 21))))
+
+
+def _unknown_media_link_config() -> bytes:
+    raw = bytearray(link_config_packet())
+    raw[23] = 9                      # a media type byte nobody defines
+    return bytes(raw)
+
+
+def test_foreign_media_link_config_is_counted_and_dropped() -> None:
+    """Real datagrams to a real bearer: ib / eth / unknown media addresses never reach
+    the runtime (which could not send to them) and never raise; a good one still does."""
+    async def main() -> None:
+        pa, pb = free_port(), free_port()
+        a = UdpBearer("b0", "127.0.0.1", pa, "127.0.0.1", free_port())
+        a.open(asyncio.get_running_loop())
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.1", pb))
+        try:
+            fut = asyncio.ensure_future(_collect(a, 1))
+            await asyncio.sleep(0)
+            for bad in (_ib_link_config(), _unknown_media_link_config(),
+                        link_config_packet(EthMediaAddr(mac=b"\x02\0\0\0\0\x01"))):
+                stranger.sendto(bad, ("127.0.0.1", pa))
+            good = link_config_packet()
+            stranger.sendto(good, ("127.0.0.1", pa))
+            got = await fut
+            assert got == [(good, ("127.0.0.1", pb))]
+            assert a.counters.rx_bad_media == 3
+            assert a.counters.rx_packets == 1
+            assert a.counters.learned_peers == 1   # learned from the good one only
+        finally:
+            a.close()
+            stranger.close()
+
+    asyncio.run(main())
+
+
+def test_media_addr_error_from_the_runtime_is_counted_not_raised() -> None:
+    """If the consumer of a batch still meets an unusable media address (the runtime
+    converting a transmit's destination), the read callback counts it and returns."""
+    from tipcpy.bearer.addr import from_media_addr
+
+    async def main() -> None:
+        pa = free_port()
+        a = UdpBearer("b0", "127.0.0.1", pa, "127.0.0.1", free_port())
+        a.open(asyncio.get_running_loop())
+        seen = asyncio.Event()
+
+        def on_batch(_b: object, _batch: object) -> None:
+            seen.set()
+            from_media_addr(RawMediaAddr(2, bytes(20)))     # raises MediaAddrError
+
+        a.on_batch = on_batch
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.sendto(b"\0" * 40, ("127.0.0.1", pa))
+            await asyncio.wait_for(seen.wait(), 2)
+            await asyncio.sleep(0)
+            assert a.counters.rx_bad_media == 1
+        finally:
+            a.close()
+            s.close()
 
     asyncio.run(main())
