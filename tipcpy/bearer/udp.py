@@ -99,7 +99,7 @@ def _looks_like_link_config(data: bytes) -> bool:
     """
     if len(data) < 40:
         return False
-    w0 = struct.unpack_from("!I", data)[0]
+    w0: int = struct.unpack_from("!I", data)[0]
     return ((w0 >> VERSION_SHIFT) & VERSION_MASK == 2
             and (w0 >> USER_SHIFT) & USER_MASK == _LINK_CONFIG)
 
@@ -167,12 +167,12 @@ class UdpBearer(QueuedSender, Bearer):
         self._sock = sock
         self._loop.add_reader(sock.fileno(), self._on_readable)
 
-    def _sockaddr(self, ip: IPAddress | str, port: int) -> tuple:
+    def _sockaddr(self, ip: IPAddress | str, port: int) -> tuple[Any, ...]:
         if self.family == socket.AF_INET6:
             return (str(ip), port, 0, self._ifindex)
         return (str(ip), port)
 
-    def _bind(self, sock: socket.socket, addr: tuple) -> None:
+    def _bind(self, sock: socket.socket, addr: tuple[Any, ...]) -> None:
         try:
             sock.bind(addr)
         except OSError as e:

@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 _U32 = struct.Struct(">I")
-_HDR = [struct.Struct(f">{n}I") if n else None for n in range(16)]
+_HDR: list[struct.Struct] = [struct.Struct(f">{n}I") for n in range(16)]
 """Precompiled header structs indexed by word count (6..15 used)."""
 
 # ---------------------------------------------------------------- header bits, named once
@@ -973,7 +973,8 @@ class CryptoMsg(Msg):
     def keylen(self) -> int:
         if len(self.data) < AEAD_KEY_HDR_SIZE:
             return 0
-        return _U32.unpack_from(self.data, TIPC_AEAD_ALG_NAME)[0]
+        n: int = _U32.unpack_from(self.data, TIPC_AEAD_ALG_NAME)[0]
+        return n
 
     @property
     def key(self) -> bytes:
@@ -1076,6 +1077,6 @@ def decode_at(buf: bytes | bytearray | memoryview, off: int, base: int = 0) -> M
     data = buf[off + hsize:off + size]
     if data.__class__ is not bytes:
         data = bytes(data)
-    m = cls(list(_HDR[hsize >> 2].unpack_from(buf, off)), data)
+    m: Msg = cls(list(_HDR[hsize >> 2].unpack_from(buf, off)), data)
     m._validate(base)
     return m
