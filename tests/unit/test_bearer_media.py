@@ -44,7 +44,9 @@ def test_registry_matches_the_bearers_and_the_kernel_defaults() -> None:
     assert media.get("udp").bearer_name("b0") == "udp:b0"
     for m in media.MEDIA.values():
         assert media.MEDIA_BY_TYPE[m.media_type] is m
-        assert m.bearer_class is None or m.bearer_class.MEDIA_TYPE == m.media_type
+        if m.bearer_class is not None:
+            assert m.bearer_class.MEDIA_TYPE == m.media_type
+            assert m.bearer_class.MEDIA_NAME == m.name
     with pytest.raises(KeyError):
         media.get("tcp")
 

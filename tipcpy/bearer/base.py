@@ -90,7 +90,7 @@ class Bearer:
     """Base class: name/media/mtu plus the callback plumbing shared by all media."""
 
     name: str                      # full TIPC bearer name, e.g. "udp:b0", "eth:veth0"
-    media: str                     # "udp" | "eth" | "mem"
+    media: str                     # a MEDIA_NAME: "udp" | "eth" (mem poses as eth)
     mtu: int = 1500
     counters: BearerCounters = field(default_factory=BearerCounters)
     on_batch: BatchCallback | None = None
@@ -98,7 +98,9 @@ class Bearer:
     tolerance: int | None = None
     window: int | None = None
 
-    #: media type byte of the addresses this bearer advertises and can send to
+    #: media name (bearer name prefix) and the media type byte of the addresses this
+    #: bearer advertises and can send to; tipcpy.bearer.media keys its table on them
+    MEDIA_NAME: ClassVar[str] = "eth"
     MEDIA_TYPE: ClassVar[int] = TIPC_MEDIA_TYPE_ETH
 
     @property

@@ -19,9 +19,7 @@ from typing import Any
 
 from tipcpy.wire.consts import (
     ETH_P_TIPC,
-    TIPC_MEDIA_TYPE_ETH,
     TIPC_MEDIA_TYPE_IB,
-    TIPC_MEDIA_TYPE_UDP,
 )
 from tipcpy.wire.items import EthMediaAddr, MediaAddrError, RawMediaAddr, UdpMediaAddr
 
@@ -113,10 +111,10 @@ class Media:
 MEDIA: dict[str, Media] = {
     m.name: m
     for m in (
-        Media("udp", TIPC_MEDIA_TYPE_UDP, UdpBearer, UdpMediaAddr, "name",
+        Media(UdpBearer.MEDIA_NAME, UdpBearer.MEDIA_TYPE, UdpBearer, UdpMediaAddr, "name",
               ("name", "localip", "localport", "remoteip", "remoteport", "device"),
               _udp_to_wire, _udp_from_wire, mtu=MTU_IPV4, default_port=UDP_PORT_DEFAULT),
-        Media("eth", TIPC_MEDIA_TYPE_ETH, EthBearer, EthMediaAddr, "device", ("device",),
+        Media(EthBearer.MEDIA_NAME, EthBearer.MEDIA_TYPE, EthBearer, EthMediaAddr, "device", ("device",),
               _eth_to_wire, _eth_from_wire, ethertype=ETH_P_TIPC),
         Media("ib", TIPC_MEDIA_TYPE_IB, None, RawMediaAddr, "device", ("device",),
               _unsupported, _unsupported),

@@ -107,14 +107,16 @@ def _looks_like_link_config(data: bytes) -> bool:
 class UdpBearer(QueuedSender, Bearer):
     """A TIPC bearer on one UDP socket (see the module docstring for the two modes)."""
 
+    MEDIA_NAME = "udp"
     MEDIA_TYPE = TIPC_MEDIA_TYPE_UDP
 
     def __init__(self, name: str, localip: str, localport: Any = UDP_PORT_DEFAULT,
                  remoteip: str | None = None, remoteport: Any = UDP_PORT_DEFAULT,
                  netid: int = 4711, mtu: int | None = None,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
-        bname = name if name.startswith("udp:") else f"udp:{name}"
-        if not bname[4:]:
+        prefix = f"{self.MEDIA_NAME}:"
+        bname = name if name.startswith(prefix) else prefix + name
+        if not bname[len(prefix):]:
             raise einval("missing bearer name")
         self.localip = parse_ip(localip, "localip")
         self.localport = parse_port(localport, "localport")
@@ -131,7 +133,7 @@ class UdpBearer(QueuedSender, Bearer):
         if self.localip.is_multicast or self.localip.is_unspecified:
             raise einval(f"localip {self.localip} must be a unicast address of this host")
         v6 = self.localip.version == 6
-        super().__init__(name=bname, media="udp", mtu=mtu or (MTU_IPV6 if v6 else MTU_IPV4))
+        super().__init__(name=bname, media=self.MEDIA_NAME, mtu=mtu or (MTU_IPV6 if v6 else MTU_IPV4))
         self.family = socket.AF_INET6 if v6 else socket.AF_INET
         self.remotes: list[tuple[str, int]] = []
         if not self.multicast:
