@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import time
 
 import pytest
 
@@ -261,3 +262,36 @@ def test_media_addr_error_from_the_runtime_is_counted_not_raised() -> None:
             s.close()
 
     asyncio.run(main())
+
+
+def test_tipcd_survives_an_infiniband_link_config(tipcd) -> None:
+    """Issue 12 defect 1 end to end: one datagram to a real tipcd without peer traffic
+    used to raise out of the read callback and stop its timers for good."""
+    from tipcpy.core.discover import ADDR_TRIAL
+    from tipcpy.runtime import ctlclient
+
+    from .conftest import free_udp_port
+
+    a = tipcd("a")
+    a.tipc("node", "set", "identity", "n1")
+    a.tipc("bearer", "enable", "media", "udp", "name", "b0", "localip", "127.0.0.1",
+           "localport", str(a.port), "remoteip", "127.0.0.1",
+           "remoteport", str(free_udp_port()))
+    path = a.run_dir / "ctl.sock"
+    time.sleep(ADDR_TRIAL + 0.5)     # discovery ignores LINK_CONFIG during the address trial
+
+    def fires() -> int:
+        return int(ctlclient.call("daemon.stats", path=path)["runtime"]["timer_fires"])
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", free_udp_port()))
+        for bad in (_ib_link_config(), _unknown_media_link_config()):
+            s.sendto(bad, ("127.0.0.1", a.port))
+    finally:
+        s.close()
+    time.sleep(0.5)
+    before = fires()
+    a.wait_for(lambda: fires() >= before + 3, what="timer still firing after the datagram")
+    assert a.proc.poll() is None
+    assert "Traceback" not in a.log() and "unsupported media address" not in a.log()
