@@ -14,13 +14,7 @@ from tipcpy.bearer.udp import UdpBearer, multicast_group
 from tipcpy.wire.items import EthMediaAddr, RawMediaAddr, UdpMediaAddr
 from tipcpy.wire.msg import Msg
 
-
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from .conftest import free_udp_port as free_port
 
 
 def link_config_packet(maddr: object = None) -> bytes:
@@ -270,13 +264,11 @@ def test_tipcd_survives_an_infiniband_link_config(tipcd) -> None:
     from tipcpy.core.discover import ADDR_TRIAL
     from tipcpy.runtime import ctlclient
 
-    from .conftest import free_udp_port
-
     a = tipcd("a")
     a.tipc("node", "set", "identity", "n1")
     a.tipc("bearer", "enable", "media", "udp", "name", "b0", "localip", "127.0.0.1",
            "localport", str(a.port), "remoteip", "127.0.0.1",
-           "remoteport", str(free_udp_port()))
+           "remoteport", str(free_port()))
     path = a.run_dir / "ctl.sock"
     time.sleep(ADDR_TRIAL + 0.5)     # discovery ignores LINK_CONFIG during the address trial
 
@@ -285,7 +277,7 @@ def test_tipcd_survives_an_infiniband_link_config(tipcd) -> None:
 
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        s.bind(("127.0.0.1", free_udp_port()))
+        s.bind(("127.0.0.1", free_port()))
         for bad in (_ib_link_config(), _unknown_media_link_config()):
             s.sendto(bad, ("127.0.0.1", a.port))
     finally:
