@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint typecheck bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check tipcpy cli tests bench
+	$(MAKE) typecheck
 	$(BIN)/python -m pytest -q -ra
+
+# files and per-package strictness: [tool.mypy] in pyproject.toml
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check tipcpy cli tests bench

@@ -1,17 +1,16 @@
 """`tipc dump` end to end, and the root CLI behaviour it relies on (cli/common.py).
 
-Runs the real command (click's CliRunner, and once the installed `tipc` script in a
-subprocess) on the reference captures, on damaged copies of them, and on files that are
-not captures at all.  Also checks cli/common's iproute2 JSON writer byte for byte
-against the kernel tool's output recorded in ../shared/reference/cli.
+Runs the real command in process (click's CliRunner; the subprocess runs are in
+tests/integration/test_dump_cli_subprocess.py) on the reference captures, on damaged
+copies of them, and on files that are not captures at all.  Also checks cli/common's
+iproute2 JSON writer byte for byte against the kernel tool's output recorded in
+../shared/reference/cli.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -75,18 +74,6 @@ def test_check_counts_inner_messages_too() -> None:
     text = run("dump", str(PAIR)).stdout
     assert n == len(text.splitlines())
     assert text.count("\\_ reassembled:") >= 4  # 30000 and 40000 bytes, both directions
-
-
-@needs_captures
-def test_installed_tipc_script_in_a_subprocess() -> None:
-    exe = Path(sys.executable).parent / "tipc"
-    if not exe.exists():
-        pytest.skip(f"{exe} not installed (pip install -e .)")
-    proc = subprocess.run([str(exe), "dump", "--check", str(PAIR)], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert SUMMARY.match(last_line(proc.stdout)).group(2) == "0"
-    assert proc.stderr == ""
 
 
 @needs_captures
@@ -345,23 +332,6 @@ def test_iproute2_json_edge_cases() -> None:
     assert format_iproute2_json([{}], False) == "[{}]"
     assert format_iproute2_json({"a": [1, 2], "b": True, "c": None}, False) == \
         '{"a":[1,2],"b":true,"c":null}'
-
-
-# ----------------------------------------------------------------------- demo
-
-
-def test_demo_dump_runs(tmp_path: Path) -> None:
-    """`python -m cli.demo --dump`: the capture walk-through (the live demo is tested in
-    tests/integration/test_demo.py)."""
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-m", "cli.demo", "--dump"], cwd=repo,
-                          capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    if PAIR.is_file():
-        assert "tipc dump" in proc.stdout and last_line(proc.stdout).endswith(" 0 errors")
-    else:
-        assert "not present" in proc.stdout
 
 
 # ------------------------------------------------------------ root module loading

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -494,16 +492,6 @@ def test_expected_page_exists(name: str) -> None:
 def test_no_stray_files_in_man() -> None:
     stray = [p.name for p in MAN_DIR.iterdir() if not re.fullmatch(r"[\w.-]+\.[1-9]", p.name)]
     assert not stray, f"man/ should hold only man pages (installed by setup.cfg): {stray}"
-
-
-@pytest.mark.parametrize("name", all_pages())
-def test_page_renders_without_warnings(name: str) -> None:
-    groff = shutil.which("groff")
-    if groff is None:
-        pytest.skip(GROFF_HINT)
-    r = subprocess.run([groff, "-man", "-ww", "-z", str(MAN_DIR / name)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and r.stderr == "", f"groff on {name}: rc={r.returncode}\n{r.stderr}"
 
 
 @pytest.mark.parametrize("name", EXPECTED_PAGES)

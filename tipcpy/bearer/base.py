@@ -13,11 +13,16 @@ for Ethernet). The conversion to/from the wire's media address objects (``UdpMed
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import errno as _errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from tipcpy.wire.consts import TIPC_MEDIA_TYPE_ETH, TIPC_VERSION, User
+from tipcpy.wire.items import MediaAddrError
+from tipcpy.wire.msg import USER_MASK, USER_SHIFT, VERSION_MASK, VERSION_SHIFT
 
 #: Called with the bearer and the frames read in one wakeup (each: payload, native source).
 BatchCallback = Callable[["Bearer", list[tuple[bytes, Any]]], None]
@@ -55,9 +60,29 @@ class BearerCounters:
     tx_errors: int = 0
     rx_errors: int = 0
     learned_peers: int = 0   # UDP replicast peers learned from LINK_CONFIG
+    rx_bad_media: int = 0    # LINK_CONFIG advertising a media address we cannot use
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+#: version 2 + user LINK_CONFIG as they sit in the first byte of a packet (w0 bits 31..25)
+LINK_CONFIG_BYTE0 = ((TIPC_VERSION << (VERSION_SHIFT - 24))
+                     | (int(User.LINK_CONFIG) & USER_MASK) << (USER_SHIFT - 24))
+USER_BYTE0_MASK = (VERSION_MASK << (VERSION_SHIFT - 24)) | (USER_MASK << (USER_SHIFT - 24))
+#: byte offset of the media type in a LINK_CONFIG (media info at w5, type at its byte 3)
+MEDIA_TYPE_OFFSET = 23
+
+
+def foreign_media(data: bytes, media_type: int) -> bool:
+    """True for a LINK_CONFIG whose media address is not of ``media_type``.
+
+    The kernel's msg2addr refuses such a discovery message per bearer; here the bearer's
+    read path drops it, so no InfiniBand (or unknown, or other-medium) address can reach
+    the Stack and come back as a destination this bearer cannot send to.
+    """
+    return (len(data) > MEDIA_TYPE_OFFSET and data[0] & USER_BYTE0_MASK == LINK_CONFIG_BYTE0
+            and data[MEDIA_TYPE_OFFSET] != media_type)
 
 
 @dataclass
@@ -65,13 +90,18 @@ class Bearer:
     """Base class: name/media/mtu plus the callback plumbing shared by all media."""
 
     name: str                      # full TIPC bearer name, e.g. "udp:b0", "eth:veth0"
-    media: str                     # "udp" | "eth" | "mem"
+    media: str                     # a MEDIA_NAME: "udp" | "eth" (mem poses as eth)
     mtu: int = 1500
     counters: BearerCounters = field(default_factory=BearerCounters)
     on_batch: BatchCallback | None = None
     priority: int | None = None
     tolerance: int | None = None
     window: int | None = None
+
+    #: media name (bearer name prefix) and the media type byte of the addresses this
+    #: bearer advertises and can send to; tipcpy.bearer.media keys its table on them
+    MEDIA_NAME: ClassVar[str] = "eth"
+    MEDIA_TYPE: ClassVar[int] = TIPC_MEDIA_TYPE_ETH
 
     @property
     def if_name(self) -> str:
@@ -81,15 +111,35 @@ class Bearer:
     def _deliver(self, batch: list[tuple[bytes, Any]]) -> None:
         if not batch:
             return
-        for data, _src in batch:
+        mt = self.MEDIA_TYPE
+        keep = [fr for fr in batch if not foreign_media(fr[0], mt)]
+        self.counters.rx_bad_media += len(batch) - len(keep)
+        for data, _src in keep:
             self.counters.rx_packets += 1
             self.counters.rx_bytes += len(data)
-        if self.on_batch is not None:
+        if keep:
+            self._hand_over(keep)
+
+    def _hand_over(self, batch: list[tuple[bytes, Any]]) -> None:
+        """Give a batch to the runtime; a media address it cannot use is counted, dropped.
+
+        (Frames with foreign media types are already filtered out; this catches one that
+        got in by another way, so a peer's packet can never raise out of a read callback.)
+        """
+        if self.on_batch is None:
+            return
+        try:
             self.on_batch(self, batch)
+        except MediaAddrError:
+            self.counters.rx_bad_media += 1
 
     # Interface implemented by subclasses ------------------------------------------------
-    def open(self) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    def open(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Acquire the medium and start delivering to ``on_batch`` on ``loop``.
+
+        ``loop`` defaults to the one given at construction, else the running loop.
+        """
+        raise NotImplementedError  # pragma: no cover - interface
 
     def send(self, dest: Any, data: bytes) -> None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -50,7 +50,8 @@ class EthBearer(QueuedSender, Bearer):
             raise einval("missing device name")
         if "/" in device or len(device) > 15:
             raise einval(f"invalid device name '{device}'")
-        super().__init__(name=f"eth:{device}", media="eth", mtu=mtu or 1500)
+        super().__init__(name=f"{self.MEDIA_NAME}:{device}", media=self.MEDIA_NAME,
+                         mtu=mtu or 1500)
         self.device = device
         self.mac = b"\0" * 6
         self._mtu_override = mtu
@@ -109,7 +110,7 @@ class EthBearer(QueuedSender, Bearer):
                 continue
             if addr[2] == _PACKET_OUTGOING:
                 continue
-            batch.append((data, bytes(addr[4][:6])))
+            batch.append((data, bytes(addr[4][:6])))   # foreign media: _deliver drops
         self._deliver(batch)
 
     def send(self, dest: bytes | None, data: bytes) -> None:

@@ -60,8 +60,8 @@ class MemBearer(Bearer):
 
     def __init__(self, hub: MemHub, name: str = "mem0",
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
-        bname = name if ":" in name else f"eth:{name}"
-        super().__init__(name=bname, media="eth", mtu=hub.mtu)
+        bname = name if ":" in name else f"{self.MEDIA_NAME}:{name}"
+        super().__init__(name=bname, media=self.MEDIA_NAME, mtu=hub.mtu)
         self.hub = hub
         self.mac = b""
         self._loop = loop

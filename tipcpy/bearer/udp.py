@@ -27,9 +27,18 @@ import socket
 import struct
 from typing import Any
 
-from tipcpy.wire.consts import User
+from tipcpy.wire.consts import TIPC_MEDIA_TYPE_UDP, User
+from tipcpy.wire.msg import USER_MASK, USER_SHIFT, VERSION_MASK, VERSION_SHIFT
 
-from .base import Bearer, BearerError, QueuedSender, einval
+from .base import (
+    LINK_CONFIG_BYTE0,
+    MEDIA_TYPE_OFFSET,
+    USER_BYTE0_MASK,
+    Bearer,
+    BearerError,
+    QueuedSender,
+    einval,
+)
 
 _LINK_CONFIG = int(User.LINK_CONFIG)
 _AF_INET = socket.AF_INET
@@ -90,19 +99,24 @@ def _looks_like_link_config(data: bytes) -> bool:
     """
     if len(data) < 40:
         return False
-    w0 = struct.unpack_from("!I", data)[0]
-    return (w0 >> 29) & 0x7 == 2 and (w0 >> 25) & 0xF == _LINK_CONFIG
+    w0: int = struct.unpack_from("!I", data)[0]
+    return ((w0 >> VERSION_SHIFT) & VERSION_MASK == 2
+            and (w0 >> USER_SHIFT) & USER_MASK == _LINK_CONFIG)
 
 
 class UdpBearer(QueuedSender, Bearer):
     """A TIPC bearer on one UDP socket (see the module docstring for the two modes)."""
 
+    MEDIA_NAME = "udp"
+    MEDIA_TYPE = TIPC_MEDIA_TYPE_UDP
+
     def __init__(self, name: str, localip: str, localport: Any = UDP_PORT_DEFAULT,
                  remoteip: str | None = None, remoteport: Any = UDP_PORT_DEFAULT,
                  netid: int = 4711, mtu: int | None = None,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
-        bname = name if name.startswith("udp:") else f"udp:{name}"
-        if not bname[4:]:
+        prefix = f"{self.MEDIA_NAME}:"
+        bname = name if name.startswith(prefix) else prefix + name
+        if not bname[len(prefix):]:
             raise einval("missing bearer name")
         self.localip = parse_ip(localip, "localip")
         self.localport = parse_port(localport, "localport")
@@ -119,7 +133,7 @@ class UdpBearer(QueuedSender, Bearer):
         if self.localip.is_multicast or self.localip.is_unspecified:
             raise einval(f"localip {self.localip} must be a unicast address of this host")
         v6 = self.localip.version == 6
-        super().__init__(name=bname, media="udp", mtu=mtu or (MTU_IPV6 if v6 else MTU_IPV4))
+        super().__init__(name=bname, media=self.MEDIA_NAME, mtu=mtu or (MTU_IPV6 if v6 else MTU_IPV4))
         self.family = socket.AF_INET6 if v6 else socket.AF_INET
         self.remotes: list[tuple[str, int]] = []
         if not self.multicast:
@@ -155,12 +169,12 @@ class UdpBearer(QueuedSender, Bearer):
         self._sock = sock
         self._loop.add_reader(sock.fileno(), self._on_readable)
 
-    def _sockaddr(self, ip: IPAddress | str, port: int) -> tuple:
+    def _sockaddr(self, ip: IPAddress | str, port: int) -> tuple[Any, ...]:
         if self.family == socket.AF_INET6:
             return (str(ip), port, 0, self._ifindex)
         return (str(ip), port)
 
-    def _bind(self, sock: socket.socket, addr: tuple) -> None:
+    def _bind(self, sock: socket.socket, addr: tuple[Any, ...]) -> None:
         try:
             sock.bind(addr)
         except OSError as e:
@@ -258,6 +272,12 @@ class UdpBearer(QueuedSender, Bearer):
                 # ICMP errors surface here as ECONNREFUSED etc.; they say nothing useful
                 self.counters.rx_errors += 1
                 continue
+            if (len(data) > MEDIA_TYPE_OFFSET and data[0] & USER_BYTE0_MASK == LINK_CONFIG_BYTE0
+                    and data[MEDIA_TYPE_OFFSET] != TIPC_MEDIA_TYPE_UDP):
+                # discovery advertising an eth/ib/unknown address: unusable here (the
+                # kernel's tipc_udp_msg2addr refuses it too); base.foreign_media inlined
+                self.counters.rx_bad_media += 1
+                continue
             # IPv4 sources already are (ip, port); IPv6 ones carry flowinfo/scope
             peer = src if v4 else (src[0].split("%", 1)[0], src[1])
             if multicast:
@@ -272,8 +292,7 @@ class UdpBearer(QueuedSender, Bearer):
             # Bearer._deliver, without a second pass over the batch for the counters
             self.counters.rx_packets += len(batch)
             self.counters.rx_bytes += nbytes
-            if self.on_batch is not None:
-                self.on_batch(self, batch)
+            self._hand_over(batch)
 
     def send(self, dest: tuple[str, int] | None, data: bytes) -> None:
         """Send one packet to ``dest`` (ip, port), or "broadcast" it if ``dest`` is None."""

@@ -10,6 +10,8 @@ after the last inner message (padding sits only between messages).
 
 from __future__ import annotations
 
+from typing import cast
+
 from tipcpy.wire.consts import INT_H_SIZE, MIN_H_SIZE
 from tipcpy.wire.items import DecodeError
 from tipcpy.wire.msg import BundleMsg, Msg, decode
@@ -52,9 +54,10 @@ def bundle(msgs: list[bytes | Msg], mss: int, dnode: int | None = None) -> list[
                 cur.data = b"".join(parts)
             w3 = m.w[3]
             dest = dnode if dnode is not None else m.destnode
-            cur = BundleMsg.build(6, 0, prevnode=w3, orignode=w3, destnode=dest)  # type: ignore[assignment]
-            cur.importance = imp
-            out.append(cur)
+            new = cast(BundleMsg, BundleMsg.build(6, 0, prevnode=w3, orignode=w3, destnode=dest))
+            new.importance = imp
+            out.append(new)
+            cur = new
             parts = []
             used = off = 0
         if off > used:

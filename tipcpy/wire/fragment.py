@@ -108,12 +108,15 @@ class Reassembler:
         return DecodeError(field, 0, reason, value)
 
     def feed(self, frag: FragmentMsg | bytes) -> Msg | None:
-        if not isinstance(frag, Msg):
-            frag = decode(frag)  # type: ignore[assignment]
+        if not isinstance(frag, FragmentMsg):
+            m = frag if isinstance(frag, Msg) else decode(frag)
+            if not isinstance(m, FragmentMsg):
+                raise self._fail("user", "not a MSG_FRAGMENTER message", m.user)
+            frag = m
         if frag.user != 12:
             raise self._fail("user", "not a MSG_FRAGMENTER message", frag.user)
         mt = frag.mtype
-        no = frag.fragm_no  # type: ignore[attr-defined]
+        no = frag.fragm_no
         if mt == FragType.FIRST_FRAGMENT:
             if self._parts:
                 raise self._fail("mtype", "FIRST_FRAGMENT while a reassembly is in progress")

@@ -49,6 +49,14 @@ class DecodeError(ValueError):
         super().__init__(msg)
 
 
+
+class MediaAddrError(DecodeError):
+    """A media address a bearer cannot use (another medium's type, InfiniBand, junk).
+
+    A DecodeError, so every path that counts and drops malformed input drops it too:
+    a peer's discovery message must never be able to raise anything else.
+    """
+
 # ---------------------------------------------------------------- distr items
 _ITEM = struct.Struct(">5I")
 
@@ -118,8 +126,7 @@ class UdpMediaAddr:
     def to_media_info(self) -> bytes:
         addr = ipaddress.ip_address(self.ip)
         proto = ETH_P_IPV6 if addr.version == 6 else ETH_P_IP
-        raw = struct.pack(">4xHH", proto, self.port) + addr.packed
-        raw = bytearray(raw)
+        raw = bytearray(struct.pack(">4xHH", proto, self.port) + addr.packed)
         raw[3] = TIPC_MEDIA_TYPE_UDP
         return bytes(raw) + bytes(MEDIA_INFO_SIZE - len(raw))
 
@@ -323,8 +330,8 @@ class Subscr:
         if len(buf) < cls.SIZE:
             raise DecodeError("subscr", base, f"need {cls.SIZE} bytes, have {len(buf)}")
         be = _detect_big_endian(bytes(buf[16:20]))
-        vals = struct.unpack_from(">5I" if be else "<5I", buf, 0)
-        return cls(*vals, bytes(buf[20:28])), be
+        typ, lower, upper, timeout, filt = struct.unpack_from(">5I" if be else "<5I", buf, 0)
+        return cls(typ, lower, upper, timeout, filt, bytes(buf[20:28])), be
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,5 +360,5 @@ class Event:
         if len(buf) < cls.SIZE:
             raise DecodeError("event", base, f"need {cls.SIZE} bytes, have {len(buf)}")
         sub, be = Subscr.unpack(memoryview(buf)[20:48], base + 20)
-        vals = struct.unpack_from(">5I" if be else "<5I", buf, 0)
-        return cls(*vals, sub), be
+        ev, lo, up, port, node = struct.unpack_from(">5I" if be else "<5I", buf, 0)
+        return cls(ev, lo, up, port, node, sub), be

@@ -78,10 +78,55 @@ __all__ = [
 ]
 
 _U32 = struct.Struct(">I")
-_HDR = [struct.Struct(f">{n}I") if n else None for n in range(16)]
+_HDR: list[struct.Struct] = [struct.Struct(f">{n}I") for n in range(16)]
 """Precompiled header structs indexed by word count (6..15 used)."""
-_SIZE_MASK = 0x1FFFF
-_W0_KEEP = 0xFE1E0000  # w0 without hsize (24:21) and size (16:0)
+
+# ---------------------------------------------------------------- header bits, named once
+# Each field is ``(w[WORD] >> X_SHIFT) & X_MASK`` (mask unshifted, like msg_bits() in the
+# kernel's msg.h).  The properties below use these; hot paths in core/ that work on raw
+# header words use them too instead of repeating the numbers.  One-bit flags also get a
+# pre-shifted ``X_BIT``.
+# word 0
+VERSION_SHIFT, VERSION_MASK = 29, 0x7
+USER_SHIFT, USER_MASK = 25, 0xF
+HSIZE_SHIFT, HSIZE_MASK = 21, 0xF          # header size in 32-bit words
+NON_SEQ_SHIFT = 20
+DEST_DROPPABLE_SHIFT = 19
+SRC_DROPPABLE_SHIFT = 18
+SYN_SHIFT = 17
+SIZE_MASK = 0x1FFFF                        # shift 0: total size in bytes
+NON_SEQ_BIT = 1 << NON_SEQ_SHIFT
+DEST_DROPPABLE_BIT = 1 << DEST_DROPPABLE_SHIFT
+SRC_DROPPABLE_BIT = 1 << SRC_DROPPABLE_SHIFT
+SYN_BIT = 1 << SYN_SHIFT
+KEEPALIVE_SHIFT = 19                       # LINK_PROTOCOL reuses the dest_droppable bit
+W0_KEEP = ~((HSIZE_MASK << HSIZE_SHIFT) | SIZE_MASK) & 0xFFFFFFFF
+"""w0 without hsize (24:21) and size (16:0): what encode() keeps before rewriting them."""
+_HSIZE_BYTES_SHIFT, _HSIZE_BYTES_MASK = HSIZE_SHIFT - 2, HSIZE_MASK << 2  # hsize in bytes, one op
+# word 1
+MTYPE_SHIFT, MTYPE_MASK = 29, 0x7
+ERRCODE_SHIFT, ERRCODE_MASK = 25, 0xF
+REROUTE_SHIFT, REROUTE_MASK = 21, 0xF
+SCOPE_SHIFT, SCOPE_MASK = 19, 0x3
+BCAST_ACK_MASK = 0xFFFF                    # shift 0
+SEQ_GAP_SHIFT, SEQ_GAP_MASK = 16, 0x1FFF   # LINK_PROTOCOL STATE (NACK)
+# word 2
+ACK_SHIFT, ACK_MASK = 16, 0xFFFF
+SEQNO_MASK = 0xFFFF                        # shift 0
+# LINK_PROTOCOL words 5 and 9
+LINKPRIO_SHIFT, LINKPRIO_MASK = 4, 0x1F    # w5
+MAX_PKT_SHIFT, MAX_PKT_MASK = 16, 0xFFFF   # w9, in 4-byte units
+TOLERANCE_MASK = 0xFFFF                    # w9, shift 0
+
+
+def w0_user(w0: int) -> int:
+    """User field of header word 0 (for code holding a raw word, not a Msg)."""
+    return (w0 >> USER_SHIFT) & USER_MASK
+
+
+def w1_errcode(w1: int) -> int:
+    """Error code field of header word 1."""
+    return (w1 >> ERRCODE_SHIFT) & ERRCODE_MASK
 
 
 # ---------------------------------------------------------------- field descriptors
@@ -144,12 +189,12 @@ class Msg:
         self.data = data
 
     # ---- word 0
-    version = _bits(0, 29, 0x7, "Protocol version; 2 on the wire (7 = encryption header).")
-    user = _bits(0, 25, 0xF, "Message user: 0..3 data importance, 5..14 internal users.")
-    non_seq = _bits(0, 20, 1, "Not in the unicast link's sequence (discovery, broadcast link).")
-    dest_droppable = _bits(0, 19, 1, "Drop instead of returning when undeliverable.")
-    src_droppable = _bits(0, 18, 1, "DGRAM unreliability.")
-    syn = _bits(0, 17, 1, "Connection SYN / multicast method switch marker.")
+    version = _bits(0, VERSION_SHIFT, VERSION_MASK, "Protocol version; 2 on the wire (7 = encryption header).")
+    user = _bits(0, USER_SHIFT, USER_MASK, "Message user: 0..3 data importance, 5..14 internal users.")
+    non_seq = _bits(0, NON_SEQ_SHIFT, 1, "Not in the unicast link's sequence (discovery, broadcast link).")
+    dest_droppable = _bits(0, DEST_DROPPABLE_SHIFT, 1, "Drop instead of returning when undeliverable.")
+    src_droppable = _bits(0, SRC_DROPPABLE_SHIFT, 1, "DGRAM unreliability.")
+    syn = _bits(0, SYN_SHIFT, 1, "Connection SYN / multicast method switch marker.")
 
     @property
     def hsize(self) -> int:
@@ -166,7 +211,7 @@ class Msg:
             w.extend([0] * (k - len(w)))
         else:
             del w[k:]
-        w[0] = (w[0] & ~(0xF << 21)) | (k << 21)
+        w[0] = (w[0] & ~(HSIZE_MASK << HSIZE_SHIFT)) | (k << HSIZE_SHIFT)
 
     @property
     def size(self) -> int:
@@ -178,15 +223,15 @@ class Msg:
         return len(self.data)
 
     # ---- word 1
-    mtype = _bits(1, 29, 0x7, "Message type within the user.")
-    errcode = _bits(1, 25, 0xF, "TIPC_ERR_* of a returned/rejected data message.")
-    reroute_cnt = _bits(1, 21, 0xF, "Secondary lookups done.")
-    lookup_scope = _bits(1, 19, 0x3, "2 cluster, 3 node; 0 for direct messages.")
-    bcast_ack = _bits(1, 0, 0xFFFF, "Broadcast-link ack piggybacked on unicast traffic.")
+    mtype = _bits(1, MTYPE_SHIFT, MTYPE_MASK, "Message type within the user.")
+    errcode = _bits(1, ERRCODE_SHIFT, ERRCODE_MASK, "TIPC_ERR_* of a returned/rejected data message.")
+    reroute_cnt = _bits(1, REROUTE_SHIFT, REROUTE_MASK, "Secondary lookups done.")
+    lookup_scope = _bits(1, SCOPE_SHIFT, SCOPE_MASK, "2 cluster, 3 node; 0 for direct messages.")
+    bcast_ack = _bits(1, 0, BCAST_ACK_MASK, "Broadcast-link ack piggybacked on unicast traffic.")
 
     # ---- word 2
-    ack = _bits(2, 16, 0xFFFF, "Link ack: rcv_nxt - 1.")
-    seqno = _bits(2, 0, 0xFFFF, "Link sequence number.")
+    ack = _bits(2, ACK_SHIFT, ACK_MASK, "Link ack: rcv_nxt - 1.")
+    seqno = _bits(2, 0, SEQNO_MASK, "Link sequence number.")
 
     # ---- words 3..10
     prevnode = _word(3, "Address of the node that sent this packet on the link.")
@@ -215,15 +260,15 @@ class Msg:
 
     @property
     def is_data(self) -> bool:
-        return ((self.w[0] >> 25) & 0xF) <= 3
+        return ((self.w[0] >> USER_SHIFT) & USER_MASK) <= 3
 
     @property
     def importance(self) -> int:
         """msg_importance(): data user, or the carried importance of fragments and
         bundles, else SYSTEM (4) - also for data with an error code."""
         w0 = self.w[0]
-        usr = (w0 >> 25) & 0xF
-        if usr <= 3 and not ((self.w[1] >> 25) & 0xF):
+        usr = (w0 >> USER_SHIFT) & USER_MASK
+        if usr <= 3 and not ((self.w[1] >> ERRCODE_SHIFT) & ERRCODE_MASK):
             return usr
         if usr in (6, 12):
             return self.w[9] & 7 if len(self.w) > 9 else 0
@@ -231,7 +276,7 @@ class Msg:
 
     @importance.setter
     def importance(self, i: int) -> None:
-        usr = (self.w[0] >> 25) & 0xF
+        usr = (self.w[0] >> USER_SHIFT) & USER_MASK
         if usr in (6, 12):
             if len(self.w) <= 9:
                 raise ValueError("importance needs hsize >= 40")
@@ -264,12 +309,12 @@ class Msg:
         w = [0] * n
         data = bytes(data)
         w[0] = (
-            (TIPC_VERSION << 29)
-            | ((user & 0xF) << 25)
-            | (n << 21)
-            | ((hsize + len(data)) & _SIZE_MASK)
+            (TIPC_VERSION << VERSION_SHIFT)
+            | ((user & USER_MASK) << USER_SHIFT)
+            | (n << HSIZE_SHIFT)
+            | ((hsize + len(data)) & SIZE_MASK)
         )
-        w[1] = (mtype & 7) << 29
+        w[1] = (mtype & MTYPE_MASK) << MTYPE_SHIFT
         m = klass(w, data)
         for name in klass._BUILD_FIRST:
             if name in fields:
@@ -293,9 +338,9 @@ class Msg:
         w = self.w
         n = len(w)
         size = 4 * n + len(self.data)
-        if size > _SIZE_MASK:
+        if size > SIZE_MASK:
             raise ValueError(f"message size {size} exceeds the 17-bit size field")
-        w[0] = (w[0] & _W0_KEEP) | (n << 21) | size
+        w[0] = (w[0] & W0_KEEP) | (n << HSIZE_SHIFT) | size
         return _HDR[n].pack(*w) + self.data
 
     __bytes__ = encode
@@ -405,7 +450,7 @@ class DataMsg(Msg):
     grp_bc_ack_req = _bits(10, 0, 0x1, "Group broadcast ack request.")
 
     def _validate(self, base: int) -> None:
-        need = _DATA_MIN_HSIZE.get(self.w[1] >> 29)
+        need = _DATA_MIN_HSIZE.get(self.w[1] >> MTYPE_SHIFT)
         if need and len(self.w) * 4 < need:
             raise DecodeError(
                 "hsize",
@@ -519,8 +564,8 @@ class LinkProtoMsg(Msg):
     __slots__ = ()
     USER = 7
 
-    is_keepalive = _bits(0, 19, 1, "Probe or probe reply.")
-    seq_gap = _bits(1, 16, 0x1FFF, "NACK: number of missing packets after ack.")
+    is_keepalive = _bits(0, KEEPALIVE_SHIFT, 1, "Probe or probe reply.")
+    seq_gap = _bits(1, SEQ_GAP_SHIFT, SEQ_GAP_MASK, "NACK: number of missing packets after ack.")
     dest_session_valid = _bits(1, 16, 1, "ACTIVATE: dest_session is valid.")
     dest_session = _bits(1, 0, 0xFFFF, "ACTIVATE: the peer's session being answered.")
     last_bcast = _bits(4, 16, 0xFFFF, "Own broadcast snd_nxt - 1.")
@@ -530,19 +575,19 @@ class LinkProtoMsg(Msg):
     peer_stopping = _bits(5, 13, 1)
     redundant_link = _bits(5, 12, 1, "Peer node is up.")
     bearer_id = _bits(5, 9, 0x7)
-    priority = _bits(5, 4, 0x1F, "New link priority, 0 = unchanged.")
-    linkprio = _bits(5, 4, 0x1F)
+    priority = _bits(5, LINKPRIO_SHIFT, LINKPRIO_MASK, "New link priority, 0 = unchanged.")
+    linkprio = _bits(5, LINKPRIO_SHIFT, LINKPRIO_MASK)
     net_plane = _bits(5, 1, 0x7, "Network plane as a number ('A' + n).")
     probe = _bits(5, 0, 1, "Reply requested.")
     bc_gap = _bits(8, 0, 0x3FF, "Broadcast receive gap.")
-    tolerance = _bits(9, 0, 0xFFFF, "New link tolerance in ms, 0 = unchanged.")
-    link_tolerance = _bits(9, 0, 0xFFFF)
+    tolerance = _bits(9, 0, TOLERANCE_MASK, "New link tolerance in ms, 0 = unchanged.")
+    link_tolerance = _bits(9, 0, TOLERANCE_MASK)
 
     @property
     def max_pkt(self) -> int:
         """Advertised MTU in bytes (w9[31:16] holds it divided by 4)."""
         try:
-            return (self.w[9] >> 16) * 4
+            return (self.w[9] >> MAX_PKT_SHIFT) * 4
         except IndexError:
             return 0
 
@@ -550,7 +595,7 @@ class LinkProtoMsg(Msg):
     def max_pkt(self, n: int) -> None:
         if len(self.w) <= 9:
             raise ValueError("max_pkt needs hsize >= 40")
-        self.w[9] = (self.w[9] & 0xFFFF) | (((int(n) // 4) & 0xFFFF) << 16)
+        self.w[9] = (self.w[9] & TOLERANCE_MASK) | (((int(n) // 4) & MAX_PKT_MASK) << MAX_PKT_SHIFT)
 
     @property
     def if_name(self) -> str:
@@ -804,7 +849,7 @@ class FragmentMsg(Msg):
         )
         if self.mtype == 0 and len(self.data) >= 4:
             w0 = _U32.unpack_from(self.data, 0)[0]
-            s += f" inner={user_name((w0 >> 25) & 0xF)}/{w0 & _SIZE_MASK}B"
+            s += f" inner={user_name(w0_user(w0))}/{w0 & SIZE_MASK}B"
         return s
 
 
@@ -928,7 +973,8 @@ class CryptoMsg(Msg):
     def keylen(self) -> int:
         if len(self.data) < AEAD_KEY_HDR_SIZE:
             return 0
-        return _U32.unpack_from(self.data, TIPC_AEAD_ALG_NAME)[0]
+        n: int = _U32.unpack_from(self.data, TIPC_AEAD_ALG_NAME)[0]
+        return n
 
     @property
     def key(self) -> bytes:
@@ -1010,27 +1056,27 @@ def decode_at(buf: bytes | bytearray | memoryview, off: int, base: int = 0) -> M
     if n < MIN_H_SIZE:
         raise DecodeError("length", base, f"shorter than the {MIN_H_SIZE}-byte minimum header", n)
     w0 = _U32.unpack_from(buf, off)[0]
-    ver = w0 >> 29
+    ver = w0 >> VERSION_SHIFT
     if ver != TIPC_VERSION:
         if ver == 7:
             raise DecodeError("version", base, "encrypted (v7 header): no key", ver)
         raise DecodeError("version", base, "must be 2", ver)
-    hsize = (w0 >> 19) & 0x3C
+    hsize = (w0 >> _HSIZE_BYTES_SHIFT) & _HSIZE_BYTES_MASK
     if hsize < MIN_H_SIZE:
         raise DecodeError("hsize", base, "must be 24..60", hsize)
-    size = w0 & _SIZE_MASK
+    size = w0 & SIZE_MASK
     if size < hsize:
         raise DecodeError("size", base, f"smaller than hsize {hsize}", size)
     if size > n:
         raise DecodeError("size", base, f"exceeds the {n} bytes available", size)
     if size - hsize > TIPC_MAX_USER_MSG_SIZE:
         raise DecodeError("size", base, f"data exceeds {TIPC_MAX_USER_MSG_SIZE} bytes", size)
-    cls = _CLASSES[(w0 >> 25) & 0xF]
+    cls = _CLASSES[(w0 >> USER_SHIFT) & USER_MASK]
     if cls is None:
-        raise DecodeError("user", base, "not valid on the wire", (w0 >> 25) & 0xF)
+        raise DecodeError("user", base, "not valid on the wire", w0_user(w0))
     data = buf[off + hsize:off + size]
     if data.__class__ is not bytes:
         data = bytes(data)
-    m = cls(list(_HDR[hsize >> 2].unpack_from(buf, off)), data)
+    m: Msg = cls(list(_HDR[hsize >> 2].unpack_from(buf, off)), data)
     m._validate(base)
     return m

@@ -338,7 +338,7 @@ class FrameParser:
 
     def __init__(self, ports: Iterable[int] = (TIPC_UDP_PORT,)) -> None:
         self.ports = frozenset(int(p) for p in ports)
-        self._pending: OrderedDict[tuple, _Reassembly] = OrderedDict()
+        self._pending: OrderedDict[tuple[object, ...], _Reassembly] = OrderedDict()
         self._out: list[PcapRecord] = []
 
     # -- public ---------------------------------------------------------------------
@@ -365,8 +365,9 @@ class FrameParser:
         for r in self._pending.values():
             h = r.header
             if h.get("maybe_tipc", True):
+                ts = h.get("ts", 0.0)
                 out.append(PcapRecord(
-                    r.first_frame, float(h.get("ts", 0.0)), str(h.get("src", "?")),
+                    r.first_frame, float(ts) if isinstance(ts, int | float) else 0.0, str(h.get("src", "?")),
                     str(h.get("dst", "?")), b"", "udp",
                     f"IP datagram incomplete: {r.have_bytes()} bytes of "
                     f"{r.total if r.total is not None else '?'} captured"))
@@ -455,9 +456,10 @@ class FrameParser:
         foff = (flagfrag & 0x1FFF) * 8
         if more or foff:
             key = (4, src, dst, proto, ident)
-            payload = self._reassemble(frame, key, foff, payload, more, src, dst, False)
-            if payload is None:
+            whole = self._reassemble(frame, key, foff, payload, more, src, dst, False)
+            if whole is None:
                 return
+            payload = whole
         self._udp(frame, payload, src, dst, False)
 
     def _ipv6(self, frame: RawFrame, d: bytes, off: int) -> None:
@@ -501,7 +503,7 @@ class FrameParser:
             return
         self._udp(frame, data[pos:], src, dst, True)
 
-    def _reassemble(self, frame: RawFrame, key: tuple, foff: int, data: bytes, more: bool,
+    def _reassemble(self, frame: RawFrame, key: tuple[object, ...], foff: int, data: bytes, more: bool,
                     src: str, dst: str, v6: bool, proto: int = 17) -> bytes | None:
         """Collect one IP fragment; return the whole payload once it is complete."""
         r = self._pending.get(key)

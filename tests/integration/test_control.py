@@ -21,6 +21,8 @@ from tipcpy.runtime.control import ControlError, ControlServer
 from tipcpy.runtime.daemon import DaemonConfig
 from tipcpy.runtime.ops import NodeOps
 
+from .conftest import free_udp_port as free_port
+
 
 class FakeStack:
     """Just enough of the Stack contract to drive the runtime and the ops."""
@@ -96,14 +98,6 @@ class FakeStack:
 
         return [P(type=0, lower=425526373, upper=425526373, scope=2, port=0, node=0x195D0465),
                 P(type=1, lower=1, upper=1, scope=3, port=133953688, node=0x195D0465)]
-
-
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Server:

@@ -5,26 +5,23 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import struct
+import time
 
 import pytest
 
 from tipcpy.bearer.base import BearerError
 from tipcpy.bearer.udp import UdpBearer, multicast_group
+from tipcpy.wire.items import EthMediaAddr, RawMediaAddr, UdpMediaAddr
+from tipcpy.wire.msg import Msg
+
+from .conftest import free_udp_port as free_port
 
 
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def link_config_packet() -> bytes:
-    # w0: version 2, user 13 (LINK_CONFIG), hsize 15 words, size 76
-    w0 = (2 << 29) | (13 << 25) | (15 << 21) | 76
-    return struct.pack("!I", w0) + bytes(72)
+def link_config_packet(maddr: object = None) -> bytes:
+    """A real discovery REQ advertising ``maddr`` (default: a UDP address)."""
+    m = Msg.build(13, 0, net_id=4711, prevnode=0x1001001,
+                  media_addr=maddr or UdpMediaAddr(ip="127.0.0.1", port=6118))
+    return m.encode()
 
 
 async def _collect(bearer: UdpBearer, n: int, timeout: float = 2.0) -> list:
@@ -190,3 +187,103 @@ def test_ipv6_loopback_pair() -> None:
             b.close()
 
     asyncio.run(main())
+
+
+def _ib_link_config() -> bytes:
+    """Issue 12 defect 1: a LINK_CONFIG advertising an InfiniBand address."""
+    return link_config_packet(RawMediaAddr(2, bytes(range(1, 21))))
+
+
+def _unknown_media_link_config() -> bytes:
+    raw = bytearray(link_config_packet())
+    raw[23] = 9                      # a media type byte nobody defines
+    return bytes(raw)
+
+
+def test_foreign_media_link_config_is_counted_and_dropped() -> None:
+    """Real datagrams to a real bearer: ib / eth / unknown media addresses never reach
+    the runtime (which could not send to them) and never raise; a good one still does."""
+    async def main() -> None:
+        pa, pb = free_port(), free_port()
+        a = UdpBearer("b0", "127.0.0.1", pa, "127.0.0.1", free_port())
+        a.open(asyncio.get_running_loop())
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.1", pb))
+        try:
+            fut = asyncio.ensure_future(_collect(a, 1))
+            await asyncio.sleep(0)
+            for bad in (_ib_link_config(), _unknown_media_link_config(),
+                        link_config_packet(EthMediaAddr(mac=b"\x02\0\0\0\0\x01"))):
+                stranger.sendto(bad, ("127.0.0.1", pa))
+            good = link_config_packet()
+            stranger.sendto(good, ("127.0.0.1", pa))
+            got = await fut
+            assert got == [(good, ("127.0.0.1", pb))]
+            assert a.counters.rx_bad_media == 3
+            assert a.counters.rx_packets == 1
+            assert a.counters.learned_peers == 1   # learned from the good one only
+        finally:
+            a.close()
+            stranger.close()
+
+    asyncio.run(main())
+
+
+def test_media_addr_error_from_the_runtime_is_counted_not_raised() -> None:
+    """If the consumer of a batch still meets an unusable media address (the runtime
+    converting a transmit's destination), the read callback counts it and returns."""
+    from tipcpy.bearer.addr import from_media_addr
+
+    async def main() -> None:
+        pa = free_port()
+        a = UdpBearer("b0", "127.0.0.1", pa, "127.0.0.1", free_port())
+        a.open(asyncio.get_running_loop())
+        seen = asyncio.Event()
+
+        def on_batch(_b: object, _batch: object) -> None:
+            seen.set()
+            from_media_addr(RawMediaAddr(2, bytes(20)))     # raises MediaAddrError
+
+        a.on_batch = on_batch
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.sendto(b"\0" * 40, ("127.0.0.1", pa))
+            await asyncio.wait_for(seen.wait(), 2)
+            await asyncio.sleep(0)
+            assert a.counters.rx_bad_media == 1
+        finally:
+            a.close()
+            s.close()
+
+    asyncio.run(main())
+
+
+def test_tipcd_survives_an_infiniband_link_config(tipcd) -> None:
+    """Issue 12 defect 1 end to end: one datagram to a real tipcd without peer traffic
+    used to raise out of the read callback and stop its timers for good."""
+    from tipcpy.core.discover import ADDR_TRIAL
+    from tipcpy.runtime import ctlclient
+
+    a = tipcd("a")
+    a.tipc("node", "set", "identity", "n1")
+    a.tipc("bearer", "enable", "media", "udp", "name", "b0", "localip", "127.0.0.1",
+           "localport", str(a.port), "remoteip", "127.0.0.1",
+           "remoteport", str(free_port()))
+    path = a.run_dir / "ctl.sock"
+    time.sleep(ADDR_TRIAL + 0.5)     # discovery ignores LINK_CONFIG during the address trial
+
+    def fires() -> int:
+        return int(ctlclient.call("daemon.stats", path=path)["runtime"]["timer_fires"])
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", free_port()))
+        for bad in (_ib_link_config(), _unknown_media_link_config()):
+            s.sendto(bad, ("127.0.0.1", a.port))
+    finally:
+        s.close()
+    time.sleep(0.5)
+    before = fires()
+    a.wait_for(lambda: fires() >= before + 3, what="timer still firing after the datagram")
+    assert a.proc.poll() is None
+    assert "Traceback" not in a.log() and "unsupported media address" not in a.log()

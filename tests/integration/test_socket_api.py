@@ -1,5 +1,5 @@
 """tipcpy.socket argument validation, errno mapping and the client transport's own rules,
-against the real ClientServer over a fake SocketLayer (tests/unit/fake_socklayer.py)."""
+against the real ClientServer over a fake SocketLayer (tests/integration/fake_socklayer.py)."""
 
 from __future__ import annotations
 
