@@ -360,6 +360,9 @@ def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...], key: str 
     except PcapError as exc:
         fail(f"{file}: {exc}", 2)
 
+    if decryptor is not None and master:
+        records = list(records)
+        decryptor.learn([r.payload for r in records if r.error is None])
     walker = Walker(check, decryptor)
     as_json = state().json
     pretty = state().pretty

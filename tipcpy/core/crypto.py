@@ -397,7 +397,7 @@ class _Aead:
         self.gcm = gcm if gcm is not None else AESGCM(key.aes_key)
         self.salt_le = int.from_bytes(key.salt, "little")
         # replay windows, RX only: (sender, destined) -> [highest seqno, bitmap]
-        self.windows: dict[tuple[int, bool], list[int]] = {}
+        self.windows: dict[tuple[int, bool], list[int]] = {}  # [top, bitmap, epoch]
 
     def clone(self) -> _Aead:
         return _Aead(self.key, self.mode, self.gcm)
@@ -428,6 +428,7 @@ class _Side:
         self.key_distr = 0  # 0, SCHED 1, COMPL 2
         self.work_at: float | None = None
         self.freed: set[int] = set()
+        self.epoch = 0  # bumped when the active RX key changes (replay windows)
         # TX only
         self.rekeying_intv = REKEYING_INTV_DEF
         self.rekey_at: float | None = None
@@ -471,6 +472,7 @@ class TipcCrypto:
         self.counters: dict[int, dict[str, int]] = {}
         self.tx_counters: dict[str, int] = {"ok": 0, "no_key": 0}
         self._out: list[Outgoing] = []
+        self._peer_ctx = 0  # the sender a drop is counted against
         self._events: list[CryptoEvent] = []
 
     # ------------------------------------------------------------------ bookkeeping
@@ -726,10 +728,11 @@ class TipcCrypto:
         header's address is used otherwise.  A clear v2 packet passes through (the
         kernel accepts them) unless refuse-clear mode is on.
         """
+        self._peer_ctx = peer_hint or 0
         try:
             return self._decrypt(pkt, peer_hint, now)
         except CryptoError as exc:
-            peer = peer_hint or 0
+            peer = self._peer_ctx
             self._count(peer, exc.reason)
             return Dropped(exc.reason, peer, str(exc))
 
@@ -752,6 +755,7 @@ class TipcCrypto:
             if rx is None and sender:
                 rx = self.peer(sender, now)
         peer = rx.addr if rx is not None and rx.addr else (peer_hint or ehdr.addr)
+        self._peer_ctx = peer
         # candidates: (aead, owner side, from TX?)
         cands: list[tuple[_Aead, bool]] = []
         if rx is not None and tx_key != KEY_MASTER:
@@ -761,7 +765,8 @@ class TipcCrypto:
                 a = rx.aead[tx_key]
                 if a is not None:
                     cands.append((a, False))
-        if not cands:
+        guessed = not cands
+        if guessed:
             cands = self._pick_tx(tx_key)
         if not cands:
             reason = "no_key"
@@ -787,7 +792,12 @@ class TipcCrypto:
             used, from_tx = a, _from_tx
             break
         if plain is None or used is None:
-            raise CryptoError("bad_tag", f"authentication failed with key id {tx_key}")
+            reason = "bad_tag"
+            if guessed and rx is not None and tx_key in rx.freed:
+                reason = "too_old"
+            elif guessed and rx is not None and rx.has_keys:
+                reason = "unknown_key_id"
+            raise CryptoError(reason, f"authentication failed with key id {tx_key}")
         inner = self._validate_inner(plain)
         if rx is None:  # LINK_CONFIG from a node not known yet: its address is inside
             addr = _U32.unpack_from(inner, 12)[0]
@@ -799,7 +809,7 @@ class TipcCrypto:
             clone.windows = used.windows
             if self._attach(rx, clone, tx_key, False) >= 0:
                 used = clone
-        if ehdr.user != USER_LINK_CONFIG and not self._replay_ok(used, peer, ehdr):
+        if ehdr.user != USER_LINK_CONFIG and not self._replay_ok(used, peer, ehdr, rx.epoch):
             raise CryptoError("replay", f"seqno {ehdr.seqno} already seen or too old")
         if not from_tx or rx.aead[tx_key] is used:
             used.users = 1
@@ -822,14 +832,18 @@ class TipcCrypto:
             raise CryptoError("malformed", "decrypted packet is not a valid v2 message")
         return plain[:size]
 
-    def _replay_ok(self, a: _Aead, peer: int, ehdr: EHdr) -> bool:
+    def _replay_ok(self, a: _Aead, peer: int, ehdr: EHdr, epoch: int) -> bool:
+        """Sliding window over the sender's seqnos.  A sender restarts its per-peer
+        counter at 1 when it sees our active RX key change (the kernel's sndnxt reset in
+        tipc_crypto_key_synch), so after each such change of ours (``epoch``) one restart
+        below the window's top is taken as a new window."""
         key = (peer, ehdr.destined and a.mode != CLUSTER_KEY)
         seq = ehdr.seqno
         w = a.windows.get(key)
-        if w is None:
-            a.windows[key] = [seq, 1]
+        if w is None or (key[1] and seq <= w[0] and w[2] != epoch):
+            a.windows[key] = [seq, 1, epoch]
             return True
-        top, bits = w
+        top, bits, _ = w
         if seq > top:
             shift = seq - top
             w[0] = seq
@@ -980,6 +994,7 @@ class TipcCrypto:
                 rx.passive = rx.active
             rx.active, rx.pending = rx.pending, 0
             rx.timer2 = now
+            rx.epoch += 1
             self._event("activated", rx, rx.active)
         elif rx.pending and rx.users(rx.pending) <= USERS_DEAD:
             k = rx.pending
@@ -994,6 +1009,7 @@ class TipcCrypto:
                 rx.pending = k
             rx.active = 0
             rx.timer2 = now
+            rx.epoch += 1
             a = rx.aead[rx.pending]
             if a is not None:
                 a.users = 0
@@ -1100,6 +1116,15 @@ class CaptureDecryptor:
             return Decrypted(inner, sender or _U32.unpack_from(inner, 12)[0], ehdr.tx_key)
         self.counters["bad_tag"] += 1
         return Dropped("bad_tag", sender, f"no key authenticates it (key id {ehdr.tx_key})")
+
+    def learn(self, pkts: list[bytes]) -> None:
+        """A first pass over a capture: learn every session key it carries, so that a
+        packet sent under a key before the KEY_DISTR announcing it (a probe) opens too."""
+        for _ in range(2):  # a KEY_DISTR may itself be under a session key learnt later
+            for p in pkts:
+                if p[:1] and p[0] >> 5 == EVERSION:
+                    self.decrypt(p)
+        self.counters = dict.fromkeys(REASONS, 0)
 
     def note_inner(self, msg: bytes) -> None:
         """Learn from a decrypted message: addresses, and session keys in KEY_DISTR."""
