@@ -557,3 +557,56 @@ def test_dump_wrong_key_counts_failures() -> None:
     # without a key, v7 packets are reported as such, not crashed on
     code, out = _dump("--check", str(CLUSTER_PCAP))
     assert code == 1 and "encrypted (v7 header): no key" in out
+
+
+def test_no_rx_key_bit_makes_peer_send_its_key() -> None:
+    """b restarts (loses a's session key): it drops a's packets as no_key, says so with
+    the N bit, a falls back to the master key for b and sends it its session key; then
+    traffic flows again under the session key with nothing more lost."""
+    a, b = pair(KEYS[256], master=True, seed=11)
+    a.set_rekeying(1.0, None)
+    _run(a, b, 0.0, 30.0)
+    assert a.tx.active == 1 and b.rx[A_ADDR].active == 1
+    b = TipcCrypto(B_ADDR, B_ID, seeded(12), 30.0)
+    b.learn_peer(A_ADDR, A_ID)
+    b.set_key(KEYS[256], 30.0, master=True)
+    a.peer_down(B_ADDR)
+    res = _deliver(a, b, data_msg(A_ADDR, B_ADDR, b"lost"), B_ADDR, 30.0)
+    assert [getattr(r, "reason", None) for r in res] == ["no_key"]
+    (pkt,) = b.encrypt(state(B_ADDR, A_ADDR), A_ADDR, 30.0)
+    assert EHdr.unpack(pkt).rx_nokey and EHdr.unpack(pkt).tx_key == 0
+    _run(a, b, 30.0, 40.0)
+    got = _run(a, b, 40.0, 60.0)
+    assert got[1] == _sent(A_ADDR, 80) and got[0] == _sent(B_ADDR, 80)
+    assert b.rx[A_ADDR].active == 1 and not b.rx[A_ADDR].nokey
+    (pkt,) = a.encrypt(data_msg(A_ADDR, B_ADDR, b"z"), B_ADDR, 60.0)
+    assert EHdr.unpack(pkt).tx_key == 1
+    assert any(e.kind == "distributed" and e.detail == f"to {B_ADDR:08x}"
+               for e in a.take_events())
+
+
+def test_flush_stops_encryption() -> None:
+    a, b = pair(KEYS[128])
+    a.flush()
+    msg = data_msg(A_ADDR, B_ADDR, b"clear again")
+    assert a.encrypt(msg, B_ADDR, 1.0) == [msg] and not a.working
+    res = b.decrypt(msg, None, 1.0)
+    assert isinstance(res, Decrypted) and res.clear
+
+
+def test_next_deadline_follows_work_and_ticks() -> None:
+    a, _b = pair()
+    assert a.next_deadline() is None  # no key, nothing scheduled
+    a.set_key(KEYS[128], 10.0)
+    assert a.next_deadline() == pytest.approx(0.5)  # last tick at 0 + TICK_INTERVAL
+    a.tick(10.0)
+    assert a.next_deadline() == pytest.approx(10.5)
+    a.set_rekeying(10.0, None)
+    assert a.next_deadline() == pytest.approx(10.0)
+    a.tick(10.0)
+    # as the kernel: no rekeying while a key is still pending (no peer uses it yet),
+    # only rescheduled
+    assert a.tx.pending == 1 and a.tx.aead[2] is None
+    assert a.tx.rekey_at == pytest.approx(10.0 + 24 * 3600)
+    a.set_rekeying(10.0, 0)
+    assert a.tx.rekey_at is None

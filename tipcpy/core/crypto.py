@@ -78,6 +78,7 @@ RX_ACTIVE_LIM = 3.0
 RX_PASSIVE_LIM = 15.0
 REKEYING_INTV_DEF = 60 * 24  # minutes
 KEY_DISTR_RETRY = 5.0
+TICK_INTERVAL = 0.5  # how often tick() wants to run while keys are set
 USERS_DEAD = -10  # an RX key that failed this many times more than it worked is removed
 
 USER_LINK_PROTOCOL = 7
@@ -473,6 +474,7 @@ class TipcCrypto:
         self.tx_counters: dict[str, int] = {"ok": 0, "no_key": 0}
         self._out: list[Outgoing] = []
         self._peer_ctx = 0  # the sender a drop is counted against
+        self._last_tick = now
         self._events: list[CryptoEvent] = []
 
     # ------------------------------------------------------------------ bookkeeping
@@ -947,26 +949,30 @@ class TipcCrypto:
     # ------------------------------------------------------------------ timers
 
     def next_deadline(self) -> float | None:
-        """When :meth:`tick` next has something to do (None: only on new input)."""
-        tx = self.tx
+        """When :meth:`tick` next has something to do (None: only on new input).
+
+        Scheduled work (key distribution, session-key attaching, rekeying) at its time;
+        while keys are set, also every TICK_INTERVAL after the last tick, as the kernel
+        runs tipc_crypto_timeout from each node's timer: the key-switch conditions
+        depend on traffic (users, last use), not only on time.
+        """
         times: list[float] = []
-        if tx.rekey_at is not None:
-            times.append(tx.rekey_at)
-        if not tx.working and not self.rx:
-            return min(times) if times else None
+        if self.tx.rekey_at is not None:
+            times.append(self.tx.rekey_at)
+        busy = self.tx.working
         for rx in self.rx.values():
             if rx.work_at is not None:
                 times.append(rx.work_at)
-            if rx.has_keys or tx.has_keys:
-                # the kernel runs tipc_crypto_timeout on every node timer tick
-                times.append(min(rx.timer1 + RX_ACTIVE_LIM, rx.timer2 + RX_PASSIVE_LIM,
-                                 tx.timer1 + TX_LASTING, tx.timer2 + TX_GRACE))
+            busy = busy or rx.has_keys
+        if busy:
+            times.append(self._last_tick + TICK_INTERVAL)
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
         """Timers: key switches (tipc_crypto_timeout per peer), scheduled key
         distribution / session-key attaching (work_rx) and rekeying (work_tx)."""
         tx = self.tx
+        self._last_tick = now
         for rx in list(self.rx.values()):
             self._timeout(rx, now)
             if rx.work_at is not None and now >= rx.work_at:
