@@ -221,7 +221,8 @@ def test_kernel_session_key_from_key_distr() -> None:
     for p in _v7(MASTER_SETKEY_PCAP):
         assert isinstance(d.decrypt(p), Decrypted)
         tx_keys.add(EHdr.unpack(p).tx_key)
-    assert parse_key(SECOND_KEY_TEXT) in [k for ks in d.session.values() for k in ks]
+    assert (parse_key(SECOND_KEY_TEXT), CLUSTER_KEY) in [k for ks in d.session.values()
+                                                         for k in ks]
     assert tx_keys - {0}, "traffic never moved off the master key"
 
 
@@ -610,3 +611,31 @@ def test_next_deadline_follows_work_and_ticks() -> None:
     assert a.tx.rekey_at == pytest.approx(10.0 + 24 * 3600)
     a.set_rekeying(10.0, 0)
     assert a.tx.rekey_at is None
+
+
+def test_node_follows_kernel_key_distr() -> None:
+    """A TipcCrypto in kpeer-b's place (its address, id and master key) takes all of
+    kpeer-a's packets of the real capture, in order and at their times: the kernel's
+    KEY_DISTR (a new cluster key, under the master key), the probes with it, the switch
+    to it; no packet dropped (no false replay either)."""
+    node = TipcCrypto(0x195D0765, b"kpeer-b", seeded(4))
+    node.set_key(parse_key(MASTER_KEY_TEXT), 0.0, master=True)
+    got: dict[int, int] = {0: 0, 1: 0}
+    t0 = None
+    distr = []
+    for r in read_pcap(MASTER_SETKEY_PCAP):
+        if not r.src.startswith("10.77.1.2"):
+            continue
+        t0 = r.ts if t0 is None else t0
+        now = r.ts - t0
+        node.tick(now)
+        res = node.decrypt(r.payload, None, now)
+        assert isinstance(res, Decrypted), (r.frame, res)
+        got[res.tx_key] += 1
+        if res.msg[0] >> 1 & 0xF == 14:
+            distr.append(node.receive_crypto_msg(res.msg, now))
+    assert distr == [KeyDistr(0x195D0465, 0, distr[0].gen, CLUSTER_KEY,  # type: ignore[union-attr]
+                              parse_key(SECOND_KEY_TEXT))]
+    assert got[0] > 50 and got[1] > 50
+    assert node.rx[0x195D0465].active == 1
+    assert sum(node.counters[0x195D0465][r] for r in REASONS if r != "ok") == 0

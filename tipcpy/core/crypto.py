@@ -1079,8 +1079,10 @@ class CaptureDecryptor:
     key: AeadKey
     master: bool = False
     addrs: set[int] = field(default_factory=set)
-    session: dict[int, list[AeadKey]] = field(default_factory=dict)  # sender -> keys
-    _where: dict[tuple[int, int], AeadKey] = field(default_factory=dict)
+    # sender -> [(key, mode)]: a KEY_DISTR carries a session key (per-node) or a new
+    # cluster key, and the mode decides the nonce
+    session: dict[int, list[tuple[AeadKey, int]]] = field(default_factory=dict)
+    _where: dict[tuple[int, int], tuple[AeadKey, int]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
 
     def decrypt(self, pkt: bytes) -> Decrypted | Dropped:
@@ -1100,11 +1102,11 @@ class CaptureDecryptor:
             keys = self.session.get(sender, [])
             if known is not None:
                 keys = [known] + [k for k in keys if k is not known]
-            for k in reversed(keys):
-                if ehdr.destined:
-                    tries += [(k, PER_NODE_KEY, a) for a in sorted(self.addrs) if a != sender]
+            for k, kmode in reversed(keys):
+                if kmode == CLUSTER_KEY or not ehdr.destined:
+                    tries.append((k, kmode, 0))
                 else:
-                    tries.append((k, PER_NODE_KEY, 0))
+                    tries += [(k, kmode, a) for a in sorted(self.addrs) if a != sender]
         if not tries:
             self.counters["no_key"] += 1
             return Dropped("no_key", sender, f"no session key known for key id {ehdr.tx_key}")
@@ -1115,8 +1117,8 @@ class CaptureDecryptor:
                 inner = TipcCrypto._validate_inner(plain)
             except CryptoError:
                 continue
-            if mode == PER_NODE_KEY:
-                self._where[(sender, ehdr.tx_key)] = k
+            if k is not self.key:
+                self._where[(sender, ehdr.tx_key)] = (k, mode)
             self.counters["ok"] += 1
             self.note_inner(inner)
             return Decrypted(inner, sender or _U32.unpack_from(inner, 12)[0], ehdr.tx_key)
@@ -1143,5 +1145,6 @@ class CaptureDecryptor:
                 self.counters["malformed"] += 1
                 return
             lst = self.session.setdefault(kd.prevnode, [])
-            if kd.key not in lst:
-                lst.append(kd.key)
+            mode = CLUSTER_KEY if kd.mode == CLUSTER_KEY else PER_NODE_KEY
+            if (kd.key, mode) not in lst:
+                lst.append((kd.key, mode))
