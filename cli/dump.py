@@ -330,11 +330,9 @@ def _json_obj(item: Item, t0: float) -> dict[str, Any]:
 @click.option("--key", "key", metavar="KEY",
               help="Decrypt v7 (encrypted) packets with this key, given as to `tipc node set "
                    "key` (0x + hex of key and salt, or ASCII).")
-@click.option("--master", is_flag=True,
-              help="KEY is the master key: learn session keys from the KEY_DISTR messages.")
 @json_options
-def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...], key: str | None,
-        master: bool) -> None:
+def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...], key: str | None
+        ) -> None:
     """Print the TIPC messages in a pcap/pcapng capture FILE.
 
     One line per message: frame number, time since the first TIPC packet, source ->
@@ -342,13 +340,14 @@ def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...], key: str 
     rebuilt from its fragments, follow on indented lines.  -v adds every field, -j prints
     one JSON object per message, --check verifies that every message re-encodes to the
     captured bytes and ends with the line "N messages, E errors".  --key decrypts
-    encrypted (v7) packets first; a packet no key opens counts as an error.
+    encrypted (v7) packets first (KEY: the cluster or master key; the keys sent in the
+    capture's KEY_DISTR messages are learnt); a packet no key opens counts as an error.
     """
     decryptor = None
     if key is not None:
         from tipcpy.core.crypto import CaptureDecryptor, CryptoError, parse_key
         try:
-            decryptor = CaptureDecryptor(parse_key(key), master)
+            decryptor = CaptureDecryptor(parse_key(key))
         except CryptoError as exc:
             fail(f"bad key: {exc}", 2)
     try:
@@ -360,7 +359,7 @@ def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...], key: str 
     except PcapError as exc:
         fail(f"{file}: {exc}", 2)
 
-    if decryptor is not None and master:
+    if decryptor is not None:
         records = list(records)
         decryptor.learn([r.payload for r in records if r.error is None])
     walker = Walker(check, decryptor)

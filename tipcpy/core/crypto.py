@@ -1070,14 +1070,14 @@ class TipcCrypto:
 class CaptureDecryptor:
     """Decrypt a recorded exchange without being one of its nodes (``tipc dump --key``).
 
-    A cluster key opens everything directly.  With a master key the session keys are
-    learnt from the KEY_DISTR messages as they pass (they travel under the master key
-    or an earlier session key); a per-node key's nonce needs the receiver's address,
-    which is tried among the addresses seen in the capture.
+    The given key (a cluster key, or the master key) is tried first; then the keys
+    learnt from the KEY_DISTR messages that passed (session keys after a rekey, a new
+    cluster key set while up: they travel under the given key or a key learnt earlier).
+    A per-node key's nonce needs the receiver's address, which is tried among the
+    addresses seen in the capture.
     """
 
     key: AeadKey
-    master: bool = False
     addrs: set[int] = field(default_factory=set)
     # sender -> [(key, mode)]: a KEY_DISTR carries a session key (per-node) or a new
     # cluster key, and the mode decides the nonce
@@ -1094,10 +1094,8 @@ class CaptureDecryptor:
         sender = ehdr.addr if ehdr.user != USER_LINK_CONFIG else 0
         if sender:
             self.addrs.add(sender)
-        tries: list[tuple[AeadKey, int, int]] = []
-        if ehdr.tx_key == KEY_MASTER or not self.master:
-            tries.append((self.key, CLUSTER_KEY, 0))
-        else:
+        tries: list[tuple[AeadKey, int, int]] = [(self.key, CLUSTER_KEY, 0)]
+        if ehdr.tx_key != KEY_MASTER:
             known = self._where.get((sender, ehdr.tx_key))
             keys = self.session.get(sender, [])
             if known is not None:
@@ -1107,9 +1105,6 @@ class CaptureDecryptor:
                     tries.append((k, kmode, 0))
                 else:
                     tries += [(k, kmode, a) for a in sorted(self.addrs) if a != sender]
-        if not tries:
-            self.counters["no_key"] += 1
-            return Dropped("no_key", sender, f"no session key known for key id {ehdr.tx_key}")
         for k, mode, own in tries:
             try:
                 plain = _decrypt(AESGCM(k.aes_key), int.from_bytes(k.salt, "little"), mode,
