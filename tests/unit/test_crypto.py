@@ -687,3 +687,14 @@ def test_new_cluster_key_is_distributed() -> None:
                                                        a.tx.aead[slot].gen)  # type: ignore[union-attr]
     a.set_key(KEYS[192], 1.0, master=True)
     assert a.take_outgoing() == []  # the master key is never sent
+
+
+def test_node_encrypt_equals_plain_encrypt_with() -> None:
+    """Twin: the node's path (cached AESGCM, salt as an int) seals exactly as the plain
+    encrypt_with() does from the header it wrote."""
+    for bits, key in KEYS.items():
+        a, _b = pair(key)
+        for msg, peer in ((state(A_ADDR, B_ADDR, bits), B_ADDR),
+                          (data_msg(A_ADDR, B_ADDR, b"abc"), B_ADDR), (config(A_ADDR, A_ID), None)):
+            (pkt,) = a.encrypt(msg, peer, 0.0)
+            assert encrypt_with(key, CLUSTER_KEY, EHdr.unpack(pkt), msg) == pkt

@@ -36,6 +36,15 @@ Beyond the kernel: a per-peer replay window (per key, and per counter: a sender 
 destined and undestined packets of a session key separately).  Discovery (LINK_CONFIG)
 is exempt: it is idempotent, and a rebooted peer restarts its seqnos at 1 there first.
 The node calls :meth:`peer_down` when it loses a peer so a rebooted one is accepted.
+Limit: the kernel restarts a per-node key's per-peer counter when the receiver's active
+key changes, so after such a change one restart below the window is accepted.
+
+Contract for the node (integration): ``encrypt(plain, peer, now) -> list[bytes]``,
+``decrypt(pkt, peer_hint, now) -> Decrypted | Dropped``, ``receive_crypto_msg``,
+``tick(now)`` at ``next_deadline()``, ``take_outgoing()`` (KEY_DISTR to send over the
+link), ``take_events()``, ``counters`` (per peer, by :data:`REASONS`) and
+``tx_counters``; ``set_key`` / ``set_rekeying`` / ``flush`` for ``tipc node set key``.
+Not done: the kernel's key revocation on a 64-bit seqno wrap (unreachable in practice).
 """
 
 from __future__ import annotations
