@@ -74,8 +74,10 @@ def _split_bundle(data: bytes) -> list[bytes]:
 class Walker:
     """Walk decoded messages of a capture: outer packets, bundle contents, reassemblies."""
 
-    def __init__(self, check: bool) -> None:
+    def __init__(self, check: bool, decryptor: Any = None) -> None:
         from tipcpy.wire import DecodeError, decode
+
+        self._decryptor = decryptor  # tipcpy.core.crypto.CaptureDecryptor with --key
 
         self._decode = decode
         self._decode_error = DecodeError
@@ -115,15 +117,28 @@ class Walker:
         if rec.error is not None:
             yield Item(rec, 0, "", error=f"malformed frame: {rec.error}")
             return
-        top = Item(rec, 0, "", raw=rec.payload)
-        top.msg = self._decode_checked(rec.payload, top)
+        payload = rec.payload
+        via = ""
+        if self._decryptor is not None and payload[:1] and payload[0] >> 5 == 7:
+            res = self._decryptor.decrypt(payload)
+            if res.__class__.__name__ == "Dropped":
+                yield Item(rec, 0, "", error=f"not decrypted: {res.reason}: {res.detail}")
+                return
+            payload, via = res.msg, f"decrypted, key {res.tx_key}"
+        top = Item(rec, 0, via, raw=payload)
+        top.msg = self._decode_checked(payload, top)
         yield top
         m = top.msg
         if m is None:
             return
         user = int(m.user)
         if user == USER_BUNDLER:
-            yield from self._bundle(rec, m)
+            inner = list(self._bundle(rec, m))
+            yield from inner
+            if self._decryptor is not None:  # a session key may travel in a bundle
+                for it in inner:
+                    if it.raw:
+                        self._decryptor.note_inner(it.raw)
         elif user == USER_FRAGMENTER:
             yield from self._fragment(rec, m)
 
@@ -266,7 +281,8 @@ def _fmt_value(v: Any) -> str:
 def _line_prefix(item: Item, t0: float) -> str:
     r = item.rec
     if item.depth == 0:
-        return f"{r.frame:>6} {r.ts - t0:>11.6f} {r.src} -> {r.dst} "
+        enc = f"[{item.via}] " if item.via else ""
+        return f"{r.frame:>6} {r.ts - t0:>11.6f} {r.src} -> {r.dst} {enc}"
     return " " * 19 + f"  \\_ {item.via}: "
 
 
@@ -311,16 +327,29 @@ def _json_obj(item: Item, t0: float) -> dict[str, Any]:
               help="Decode and re-encode every message; report differences; exit 1 if any.")
 @click.option("--port", "ports", type=click.IntRange(1, 65535), multiple=True,
               help=f"Another UDP port carrying TIPC (besides {TIPC_UDP_PORT}); repeatable.")
+@click.option("--key", "key", metavar="KEY",
+              help="Decrypt v7 (encrypted) packets with this key, given as to `tipc node set "
+                   "key` (0x + hex of key and salt, or ASCII).")
 @json_options
-def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...]) -> None:
+def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...], key: str | None
+        ) -> None:
     """Print the TIPC messages in a pcap/pcapng capture FILE.
 
     One line per message: frame number, time since the first TIPC packet, source ->
     destination, and the decoded header.  Messages carried inside a bundle, and a message
     rebuilt from its fragments, follow on indented lines.  -v adds every field, -j prints
     one JSON object per message, --check verifies that every message re-encodes to the
-    captured bytes and ends with the line "N messages, E errors".
+    captured bytes and ends with the line "N messages, E errors".  --key decrypts
+    encrypted (v7) packets first (KEY: the cluster or master key; the keys sent in the
+    capture's KEY_DISTR messages are learnt); a packet no key opens counts as an error.
     """
+    decryptor = None
+    if key is not None:
+        from tipcpy.core.crypto import CaptureDecryptor, CryptoError, parse_key
+        try:
+            decryptor = CaptureDecryptor(parse_key(key))
+        except CryptoError as exc:
+            fail(f"bad key: {exc}", 2)
     try:
         data = Path(file).read_bytes()
     except OSError as exc:
@@ -330,7 +359,10 @@ def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...]) -> None:
     except PcapError as exc:
         fail(f"{file}: {exc}", 2)
 
-    walker = Walker(check)
+    if decryptor is not None:
+        records = list(records)
+        decryptor.learn([r.payload for r in records if r.error is None])
+    walker = Walker(check, decryptor)
     as_json = state().json
     pretty = state().pretty
     t0: float | None = None
