@@ -40,6 +40,7 @@ Deliberate differences from the kernel (none visible on the wire):
 from __future__ import annotations
 
 import errno
+import sys
 from collections.abc import Iterable
 from enum import IntEnum
 
@@ -143,14 +144,15 @@ class GroupReq:
         self.flags = flags
 
     @classmethod
-    def unpack(cls, buf: bytes, byteorder: str = "little") -> GroupReq:
-        """setsockopt's option value; EINVAL when shorter than the struct (kernel)."""
+    def unpack(cls, buf: bytes, byteorder: str = sys.byteorder) -> GroupReq:
+        """setsockopt's option value (host byte order, as the application packed it);
+        EINVAL when shorter than the struct, extra bytes ignored (kernel)."""
         if len(buf) < cls.SIZE:
             raise OSError(errno.EINVAL, f"struct tipc_group_req needs {cls.SIZE} bytes")
         v = [int.from_bytes(buf[i:i + 4], byteorder) for i in range(0, 16, 4)]  # type: ignore[arg-type]
         return cls(v[0], v[1], v[2], v[3])
 
-    def pack(self, byteorder: str = "little") -> bytes:
+    def pack(self, byteorder: str = sys.byteorder) -> bytes:
         return b"".join(
             (x & 0xFFFFFFFF).to_bytes(4, byteorder)  # type: ignore[arg-type]
             for x in (self.type, self.instance, self.scope, self.flags)
@@ -697,7 +699,7 @@ class Group:
     def _send_msg(self, m: Member, data: bytes, importance: int | None) -> None:
         """Kernel tipc_send_group_msg(): one GRP_UCAST, window spent, and the next
         broadcast forced onto the same (replicast) path."""
-        msg = self._data_hdr(GRP_UCAST, m.node, m.port, self.instance, data, importance)
+        msg = self._data_hdr(GRP_UCAST, m.node, m.port, 0, data, importance)
         self._out.append((m.node, msg))
         self._update_member(m, blocks(GROUP_H_SIZE + len(data)))
         self.bc_ack_next = True
