@@ -408,9 +408,13 @@ def test_mcast_and_anycast_selection() -> None:
     [(_, m)] = a.take_outgoing()
     assert m.mtype == 7 and m.destport == 400
     a.take_events()
-    assert a.send_mcast(5, 6, b"multi")  # three match -> GRP_MCAST with nameinst = lower
+    with pytest.raises(OSError) as e:  # kernel: only members of instance `lower` count
+        a.send_mcast(4, 6, b"none")
+    assert e.value.errno == errno.EHOSTUNREACH
+    assert a.send_mcast(5, 6, b"multi")  # two of instance 5 -> GRP_MCAST, nameinst 5
     out = a.take_outgoing()
     assert {m.mtype for _, m in out} == {6} and {m.nameinst for _, m in out} == {5}
+    assert sorted(d for d, _ in out) == [2, 3, 4]  # every member node gets a copy
     pr.wire.clear()
     for dnode, m in out:
         m = rt(m)

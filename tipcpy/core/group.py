@@ -574,15 +574,16 @@ class Group:
 
     def send_mcast(self, lower: int, upper: int, data: bytes, now: float = 0.0,
                    importance: int | None = None) -> bool:
-        """Group multicast (sendto TIPC_ADDR_NAMESEQ): as the kernel, a unicast when one
-        member matches the range, else a GRP_MCAST to all whose receivers keep it only
-        if their instance equals ``lower``."""
+        """Group multicast (sendto TIPC_ADDR_NAMESEQ). As the kernel (lookup_group with
+        the address's instance = ``lower``; ``upper`` plays no part): the members with
+        instance ``lower`` are the destinations; one -> a plain group unicast, more ->
+        a GRP_MCAST to every member node, kept only by the members of that instance."""
         self._check_send(data)
         dsts = [m for m in self.member_list()
-                if lower <= m.instance <= upper and m.state != MemberState.JOINING
+                if m.instance == lower and m.state != MemberState.JOINING
                 and (self.loopback or not self._is_self(m.node, m.port))]
         if not dsts:
-            raise OSError(errno.EHOSTUNREACH, f"no member in {{{lower},{upper}}}")
+            raise OSError(errno.EHOSTUNREACH, f"no member with instance {lower}")
         if len(dsts) == 1:
             return self.send_unicast(dsts[0].node, dsts[0].port, data, now, importance)
         return self._send_bc(GRP_MCAST, lower, data, importance, None)
