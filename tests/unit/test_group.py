@@ -30,6 +30,7 @@ from tipcpy.core.group import (
     MemberEvent,
     MemberState,
     blocks,
+    member_event_msg,
 )
 from tipcpy.core.name_table import Publication
 from tipcpy.wire import DecodeError, decode
@@ -807,3 +808,16 @@ def test_model_join_and_leave_interleaved(seed: int) -> None:
     assert not sched
     md.drain()
     check_model(md, overlap_only=True)
+
+
+def test_member_event_message_kernel_form() -> None:
+    g = Group(1, 100, GroupReq(GTYPE, 7, 2, EVTS))
+    for up, code in ((True, 1), (False, 2)):
+        m = rt(member_event_msg(g, MemberEvent(2, 200, GTYPE, 8, up)))
+        assert isinstance(m, DataMsg)
+        assert (m.user, m.mtype, m.hsize, m.grp_evt) == (3, 4, GROUP_H_SIZE, code)
+        assert (m.orignode, m.origport, m.destnode, m.destport, m.nametype) == \
+            (2, 200, 1, 100, GTYPE)
+        assert len(m.data) == 48
+        assert struct.unpack("=5I", m.data[:20]) == (code, 8, 8, 200, 2)
+        assert struct.unpack("=3I", m.data[20:32]) == (GTYPE, 8, 8)

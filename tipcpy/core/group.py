@@ -62,7 +62,7 @@ from tipcpy.wire.consts import (
     GroupType,
     User,
 )
-from tipcpy.wire.items import DecodeError
+from tipcpy.wire.items import DecodeError, Event, Subscr
 from tipcpy.wire.msg import DataMsg, GroupProtoMsg, Msg
 
 __all__ = [
@@ -80,6 +80,7 @@ __all__ = [
     "MemberState",
     "blocks",
     "check_proto",
+    "member_event_msg",
 ]
 
 #: Data message types of a group (msg.h TIPC_GRP_*).
@@ -238,6 +239,25 @@ class MemberEvent(SlotEvent):
         self.instance = instance
         self.up = up
         self.deliver = deliver
+
+
+def member_event_msg(g: Group, ev: MemberEvent) -> DataMsg:
+    """The event as the kernel queues it on the socket (tipc_group_create_event): an
+    empty-to-the-user GRP_MEMBER_EVT, CRITICAL importance, from the member's socket
+    to ours, with grp_evt 1/2 and a struct tipc_event (host order) as payload. For a
+    socket layer that wants one receive queue of messages; recvmsg copies 0 bytes,
+    sets MSG_OOB (and MSG_EOR when ``grp_evt`` is 2)."""
+    evt = TIPC_PUBLISHED if ev.up else TIPC_WITHDRAWN
+    sub = Subscr(ev.type, ev.instance, ev.instance, 0, 0)
+    body = Event(evt, ev.instance, ev.instance, ev.port, ev.node, sub).pack(
+        sys.byteorder == "big")
+    m = Msg.build(TIPC_CRITICAL_IMPORTANCE, GRP_MEMBER_EVT, GROUP_H_SIZE, body,
+                  prevnode=ev.node, orignode=ev.node, origport=ev.port,
+                  destnode=g.own_node, destport=g.port, nametype=ev.type,
+                  dest_droppable=1)
+    assert isinstance(m, DataMsg)
+    m.grp_evt = evt
+    return m
 
 
 class GroupWakeup(SlotEvent):
