@@ -28,6 +28,33 @@ Driving contract (what the socket layer calls, in kernel terms):
   :class:`GroupDeliver`, :class:`MemberEvent` (in delivery order) and
   :class:`GroupWakeup`.
 
+Integration in the socket layer (kernel socket.c, what calls what):
+
+* setsockopt(SOL_TIPC, TIPC_GROUP_JOIN=135, 16-byte ``struct tipc_group_req``,
+  host order, ``GroupReq.unpack``) on an RDM/DGRAM port = tipc_sk_join: EACCES if
+  the port is already in a group; ``Group(...)`` (GroupReq.check: EACCES type < 64,
+  EINVAL scope > 3); snapshot the name table's publications of the type; bind
+  ``{type, instance, instance}`` with the group's scope (failure: drop the group,
+  return the bind errno); ``join(snapshot)``; socket rcvbuf = its result.
+  The port's header template gets nametype = type, lookup scope, dest_droppable.
+* TIPC_GROUP_LEAVE=136 (no value) and close() = tipc_sk_leave: EINVAL without a
+  group; ``leave()``, send its LEAVEs, then withdraw the publication.
+  getsockopt(TIPC_GROUP_JOIN) returns the group type (0 when not in a group).
+* bind()/connect()/a non-group sendto range on a group port: EACCES / EINVAL.
+* name table observer: every insert/remove of the group's type -> ``name_event``
+  with ``node_up = stack.node_is_up(p.node) or p.node is own``.
+* arriving user GROUP_PROTOCOL (destport = the port) -> ``proto_rcv``; data of type
+  GRP_UCAST (destport set) -> ``filter_msg``; GRP_BCAST/GRP_MCAST arrive with
+  destport 0: give a copy (destport = that port) to every local port whose
+  publication of ``nametype`` has scope == the message's lookup scope (kernel
+  tipc_sk_mcast_rcv), its group's ``filter_msg``; group data for a port without a
+  group is rejected (dest_droppable: dropped).
+* sendto by address kind: none -> send_bcast, TIPC_ADDR_NAME -> send_anycast,
+  TIPC_ADDR_ID -> send_unicast, TIPC_ADDR_NAMESEQ -> send_mcast.
+* recv: GroupDeliver -> data with addresses ``(sock = orignode:origport, member =
+  {nametype, instance})``; MemberEvent (when ``deliver``) -> 0 bytes, MSG_OOB, plus
+  MSG_EOR when not ``up``; then ``consumed(node, port, hsize + len(data))`` for data.
+
 Deliberate differences from the kernel (none visible on the wire):
 
 * a GRP_MEMBER_EVT data message arriving from the network is dropped and counted (the
@@ -355,10 +382,11 @@ class Group:
         for p in existing:
             if p.type != self.type or p.scope != self.scope:
                 continue
-            if self._is_self(p.node, p.port) and not self.loopback:
+            node = p.node or self.own_node
+            if self._is_self(node, p.port) and not self.loopback:
                 continue
-            if (p.node, p.port) not in self.members:
-                self._create_member(p.node, p.port, p.lower, MemberState.PUBLISHED)
+            if (node, p.port) not in self.members:
+                self._create_member(node, p.port, p.lower, MemberState.PUBLISHED)
         for m in self.member_list():
             self._proto_xmit(m, GroupType.JOIN)
             self._update_member(m, 0)
