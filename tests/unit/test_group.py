@@ -821,3 +821,47 @@ def test_member_event_message_kernel_form() -> None:
         assert len(m.data) == 48
         assert struct.unpack("=5I", m.data[:20]) == (code, 8, 8, 200, 2)
         assert struct.unpack("=3I", m.data[20:32]) == (GTYPE, 8, 8)
+
+
+def test_broadcast_throttled_by_slowest_member_nothing_lost() -> None:
+    pr = Pair((1, 100, 0, EVTS), (2, 200, 1, EVTS), (3, 300, 2, EVTS))
+    for g in pr.g.values():
+        g.join([])
+    pr.publish_all()
+    pr.deliver_all()
+    a, b, c = pr.g[(1, 100)], pr.g[(2, 200)], pr.g[(3, 300)]
+    for k in pr.events:
+        pr.events[k].clear()
+
+    def drain_reader(g: Group, k: tuple[int, int]) -> list[bytes]:
+        got = [e for e in pr.events[k] if isinstance(e, GroupDeliver)]
+        pr.events[k] = [e for e in pr.events[k] if not isinstance(e, GroupDeliver)]
+        for e in got:
+            g.consumed(e.msg.orignode, e.msg.origport, e.msg.size)
+        return [e.msg.data[:4] for e in got]
+
+    got_b: list[bytes] = []
+    got_c: list[bytes] = []
+    sent, blocked_at, unread_max, unread_idle = 0, [], 0, 0
+    for step in range(600):
+        if sent < 60:
+            if a.send_bcast(sent.to_bytes(4, "big") + bytes(3000)):
+                sent += 1
+            else:
+                blocked_at.append(sent)
+        pr.deliver_all()
+        got_b += drain_reader(b, (2, 200))  # b reads everything at once
+        unread_c = sum(e.msg.size // 1024 + 1 for e in pr.events[(3, 300)]
+                       if isinstance(e, GroupDeliver))
+        unread_max = max(unread_max, unread_c)
+        if step < 39:
+            unread_idle = unread_c
+        if step % 40 == 39:  # c reads only now and then
+            got_c += drain_reader(c, (3, 300))
+        pr.deliver_all()
+    assert sent == 60
+    assert blocked_at and min(blocked_at) < 30  # the slow member held the sender back
+    assert ADV_IDLE - 3 < unread_idle <= ADV_IDLE  # c idle: exactly its idle window
+    assert unread_max <= ADV_ACTIVE  # then its active window, never more
+    want = [i.to_bytes(4, "big") for i in range(60)]
+    assert got_b == want and got_c == want
