@@ -865,3 +865,39 @@ def test_broadcast_throttled_by_slowest_member_nothing_lost() -> None:
     assert unread_max <= ADV_ACTIVE  # then its active window, never more
     want = [i.to_bytes(4, "big") for i in range(60)]
     assert got_b == want and got_c == want
+
+
+def test_fuzzed_input_never_escapes() -> None:
+    """Mutated copies of real group traffic: decode errors are typed, everything the
+    decoder accepts is handled (counted or used) without an exception."""
+    rng = random.Random(5)
+    pr = join_pair()
+    a, b = pr.g[(1, 100)], pr.g[(2, 200)]
+    samples: list[bytes] = []
+    for i in range(6):
+        a.send_bcast(bytes(i * 10), ack=False)
+        a.send_unicast(2, 200, bytes(i))
+        samples += [m.encode() for _, m in a.take_outgoing()]
+    for mt in range(8):
+        samples.append(Msg.build(User.GROUP_PROTOCOL, mt, 40, orignode=1, origport=100,
+                                 adv_win=rng.randrange(65536)).encode())
+    handled = rejected = 0
+    for _ in range(3000):
+        buf = bytearray(rng.choice(samples))
+        for _ in range(rng.randrange(1, 4)):
+            buf[rng.randrange(len(buf))] = rng.randrange(256)
+        try:
+            m = decode(bytes(buf))
+        except DecodeError:
+            rejected += 1
+            continue
+        m.destport = 200
+        if isinstance(m, GroupProtoMsg):
+            b.proto_rcv(m)
+        elif isinstance(m, DataMsg):
+            b.filter_msg(m)
+        handled += 1
+        b.take_outgoing()
+        b.take_events()
+    assert handled > 1000 and rejected > 100
+    assert b.counters["bad_proto"] > 0 and b.counters["not_member"] > 0
