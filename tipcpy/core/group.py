@@ -61,7 +61,11 @@ Deliberate differences from the kernel (none visible on the wire):
   kernel only ever makes them locally; it would let a forged one delete a member);
 * a GRP_ACK_MSG while no broadcast ack is awaited is counted and ignored (the kernel's
   u16 counter would wrap and block broadcasts for good);
-* windows are Python ints (never wrap); the wire fields are masked to 16 bits.
+* when a member whose broadcast ack was awaited goes away and it was the last one,
+  a :class:`GroupWakeup` follows (the kernel only decrements the count);
+* windows are Python ints (never wrap); the wire fields are masked to 16 bits;
+* the destinations of anycast/multicast come from the member table (members whose
+  publication was seen), not from a second name-table lookup: the same set.
 """
 
 from __future__ import annotations
