@@ -72,6 +72,7 @@ __all__ = [
     "LinkEvent",
     "TRANSITIONS",
     "link_fsm",
+    "link_goes_down",
     "LinkStats",
     "LinkUp",
     "LinkDown",
@@ -157,52 +158,62 @@ class LinkEvent(Enum):
 
 
 _S, _E = LinkState, LinkEvent
-TRANSITIONS: dict[tuple[LinkState, LinkEvent], tuple[LinkState, bool]] = {
-    # (state, event): (next state, link goes down).  Absent pairs are illegal and
-    # leave the state alone, as tipc_link_fsm_evt() does.
-    (_S.RESETTING, _E.PEER_RESET): (_S.PEER_RESET, False),
-    (_S.RESETTING, _E.RESET): (_S.RESET, False),
-    (_S.RESET, _E.PEER_RESET): (_S.ESTABLISHING, False),
-    (_S.RESET, _E.FAILOVER_BEGIN): (_S.FAILINGOVER, False),
-    (_S.RESET, _E.FAILURE): (_S.RESET, False),
-    (_S.RESET, _E.RESET): (_S.RESET, False),
-    (_S.RESET, _E.ESTABLISH): (_S.RESET, False),
-    (_S.RESET, _E.FAILOVER_END): (_S.RESET, False),
-    (_S.PEER_RESET, _E.RESET): (_S.ESTABLISHING, False),
-    (_S.PEER_RESET, _E.PEER_RESET): (_S.PEER_RESET, False),
-    (_S.PEER_RESET, _E.ESTABLISH): (_S.PEER_RESET, False),
-    (_S.PEER_RESET, _E.FAILURE): (_S.PEER_RESET, False),
-    (_S.FAILINGOVER, _E.FAILOVER_END): (_S.RESET, False),
-    (_S.FAILINGOVER, _E.PEER_RESET): (_S.FAILINGOVER, False),
-    (_S.FAILINGOVER, _E.RESET): (_S.FAILINGOVER, False),
-    (_S.FAILINGOVER, _E.ESTABLISH): (_S.FAILINGOVER, False),
-    (_S.FAILINGOVER, _E.FAILURE): (_S.FAILINGOVER, False),
-    (_S.ESTABLISHING, _E.ESTABLISH): (_S.ESTABLISHED, False),
-    (_S.ESTABLISHING, _E.FAILOVER_BEGIN): (_S.FAILINGOVER, False),
-    (_S.ESTABLISHING, _E.RESET): (_S.RESET, False),
-    (_S.ESTABLISHING, _E.FAILURE): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHING, _E.PEER_RESET): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHING, _E.SYNCH_BEGIN): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHING, _E.FAILOVER_END): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHED, _E.PEER_RESET): (_S.PEER_RESET, True),
-    (_S.ESTABLISHED, _E.FAILURE): (_S.RESETTING, True),
-    (_S.ESTABLISHED, _E.RESET): (_S.RESET, False),
-    (_S.ESTABLISHED, _E.ESTABLISH): (_S.ESTABLISHED, False),
-    (_S.ESTABLISHED, _E.SYNCH_END): (_S.ESTABLISHED, False),
-    (_S.ESTABLISHED, _E.SYNCH_BEGIN): (_S.SYNCHING, False),
-    (_S.SYNCHING, _E.PEER_RESET): (_S.PEER_RESET, True),
-    (_S.SYNCHING, _E.FAILURE): (_S.RESETTING, True),
-    (_S.SYNCHING, _E.RESET): (_S.RESET, False),
-    (_S.SYNCHING, _E.ESTABLISH): (_S.SYNCHING, False),
-    (_S.SYNCHING, _E.SYNCH_BEGIN): (_S.SYNCHING, False),
-    (_S.SYNCHING, _E.SYNCH_END): (_S.ESTABLISHED, False),
+TRANSITIONS: dict[tuple[LinkState, LinkEvent], LinkState] = {
+    # (state, event): next state, the kernel's tipc_link_fsm_evt().  A legal event
+    # that changes nothing maps to its own state; absent pairs are illegal: counted
+    # (Link.illegal_evts) and the state left alone, as the kernel does.
+    (_S.RESETTING, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.RESETTING, _E.RESET): _S.RESET,
+    (_S.RESET, _E.PEER_RESET): _S.ESTABLISHING,
+    (_S.RESET, _E.FAILOVER_BEGIN): _S.FAILINGOVER,
+    (_S.RESET, _E.FAILURE): _S.RESET,
+    (_S.RESET, _E.RESET): _S.RESET,
+    (_S.RESET, _E.ESTABLISH): _S.RESET,
+    (_S.RESET, _E.FAILOVER_END): _S.RESET,
+    (_S.PEER_RESET, _E.RESET): _S.ESTABLISHING,
+    (_S.PEER_RESET, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.PEER_RESET, _E.ESTABLISH): _S.PEER_RESET,
+    (_S.PEER_RESET, _E.FAILURE): _S.PEER_RESET,
+    (_S.FAILINGOVER, _E.FAILOVER_END): _S.RESET,
+    (_S.FAILINGOVER, _E.PEER_RESET): _S.FAILINGOVER,
+    (_S.FAILINGOVER, _E.RESET): _S.FAILINGOVER,
+    (_S.FAILINGOVER, _E.ESTABLISH): _S.FAILINGOVER,
+    (_S.FAILINGOVER, _E.FAILURE): _S.FAILINGOVER,
+    (_S.ESTABLISHING, _E.ESTABLISH): _S.ESTABLISHED,
+    (_S.ESTABLISHING, _E.FAILOVER_BEGIN): _S.FAILINGOVER,
+    (_S.ESTABLISHING, _E.RESET): _S.RESET,
+    (_S.ESTABLISHING, _E.FAILURE): _S.ESTABLISHING,
+    (_S.ESTABLISHING, _E.PEER_RESET): _S.ESTABLISHING,
+    (_S.ESTABLISHING, _E.SYNCH_BEGIN): _S.ESTABLISHING,
+    (_S.ESTABLISHING, _E.FAILOVER_END): _S.ESTABLISHING,
+    (_S.ESTABLISHED, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.ESTABLISHED, _E.FAILURE): _S.RESETTING,
+    (_S.ESTABLISHED, _E.RESET): _S.RESET,
+    (_S.ESTABLISHED, _E.ESTABLISH): _S.ESTABLISHED,
+    (_S.ESTABLISHED, _E.SYNCH_END): _S.ESTABLISHED,
+    (_S.ESTABLISHED, _E.SYNCH_BEGIN): _S.SYNCHING,
+    (_S.SYNCHING, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.SYNCHING, _E.FAILURE): _S.RESETTING,
+    (_S.SYNCHING, _E.RESET): _S.RESET,
+    (_S.SYNCHING, _E.ESTABLISH): _S.SYNCHING,
+    (_S.SYNCHING, _E.SYNCH_BEGIN): _S.SYNCHING,
+    (_S.SYNCHING, _E.SYNCH_END): _S.ESTABLISHED,
 }
+_DOWN_EVTS = frozenset({_E.PEER_RESET, _E.FAILURE})
+"""From an up state these take the link down (the kernel's TIPC_LINK_DOWN_EVT)."""
 del _S, _E
 
 
-def link_fsm(state: LinkState, evt: LinkEvent) -> tuple[LinkState, bool] | None:
-    """Next state and whether the link goes down, or None for an illegal event."""
+def link_fsm(state: LinkState, evt: LinkEvent) -> LinkState | None:
+    """Next state, or None for an illegal event."""
     return TRANSITIONS.get((state, evt))
+
+
+def link_goes_down(state: LinkState, evt: LinkEvent) -> bool:
+    """Whether ``evt`` in ``state`` takes an up link down (TIPC_LINK_DOWN_EVT)."""
+    nxt = TRANSITIONS.get((state, evt))
+    return nxt is not None and state in _UP_STATES and nxt not in _UP_STATES \
+        and evt in _DOWN_EVTS
 
 
 _UP_STATES = frozenset({LinkState.ESTABLISHED, LinkState.SYNCHING})
@@ -217,12 +228,18 @@ class LinkUp(SlotEvent):
 
 
 class LinkDown(SlotEvent):
-    """The link left ESTABLISHED; everything queued on it was discarded."""
+    """The link left ESTABLISHED; everything queued on it was discarded.
 
-    __slots__ = ("reason",)
+    ``peer_reset`` is the kernel's tipc_link_peer_is_down() at the moment the link
+    went down (it was the peer's RESET, so the peer knows): the node FSM needs it to
+    take PEER_LOST_CONTACT before SELF_LOST_CONTACT, and the link has already moved
+    on to ESTABLISHING by the time the node reads the event."""
 
-    def __init__(self, reason: str) -> None:
+    __slots__ = ("reason", "peer_reset")
+
+    def __init__(self, reason: str, peer_reset: bool = False) -> None:
         self.reason = reason
+        self.peer_reset = peer_reset
 
 
 class Delivered(SlotEvent):
@@ -298,7 +315,6 @@ class LinkStats:
     """Sequenced packets dropped because the link was not up."""
     rx_bad_inner: int = 0
     """Bundles that did not split / fragments that did not join."""
-    fsm_illegal: int = 0
 
     @property
     def avg_queue_sz(self) -> int:
@@ -445,6 +461,8 @@ class Link:
         self.peer_session = 0
         self.in_session = False
         self.stats = LinkStats()
+        self.illegal_evts = 0
+        """Events the FSM table refused; never cleared (the simulator asserts 0)."""
 
         # sending
         self.window = window
@@ -531,8 +549,7 @@ class Link:
     # ------------------------------------------------------------ driver contract
     def start(self, now: float) -> None:
         """Enter RESET and send the first RESET_MSG now; ticks follow."""
-        self._fsm(LinkEvent.RESET)
-        self.state = LinkState.RESET
+        self.fsm_evt(LinkEvent.RESET)  # RESETTING -> RESET
         self._rst_cnt = 0
         self._next_tick = now
         self.tick(now)
@@ -607,10 +624,9 @@ class Link:
         a new session and tells the peer with a RESET carrying ``peer_stopping`` -
         which is what a kernel sends when it takes a link down."""
         if self.is_up:
-            self._fsm(LinkEvent.FAILURE)
+            self.fsm_evt(LinkEvent.FAILURE)
             self._events.append(LinkDown(reason))
-        self._fsm(LinkEvent.RESET)
-        self.state = LinkState.RESET
+        self.fsm_evt(LinkEvent.RESET)
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
         self._next_tick = now + self._interval
@@ -1166,7 +1182,7 @@ class Link:
                 self._proto(_STATE_MSG)
                 return
         elif st == LinkState.RESET:
-            self._fsm(LinkEvent.PEER_RESET)  # -> ESTABLISHING
+            self.fsm_evt(LinkEvent.PEER_RESET)  # -> ESTABLISHING
             if mtyp == _RESET_MSG:
                 self._proto(_ACTIVATE_MSG)  # answer at once rather than next tick
         if max_pkt < self.mtu:
@@ -1175,16 +1191,21 @@ class Link:
             self._link_up(now)
 
     # ------------------------------------------------------------ state changes
-    def _fsm(self, evt: LinkEvent) -> bool:
-        nxt = TRANSITIONS.get((self.state, evt))
+    def fsm_evt(self, evt: LinkEvent) -> bool:
+        """Apply one FSM event (the only way the state changes after creation);
+        True if it took the link down.  Public for the node, which owns failover and
+        synch and drives FAILOVER_* / SYNCH_* on its links (kernel node.c)."""
+        st = self.state
+        nxt = TRANSITIONS.get((st, evt))
         if nxt is None:
-            self.stats.fsm_illegal += 1
+            self.illegal_evts += 1
             return False
-        self.state = nxt[0]
-        return nxt[1]
+        self.state = nxt
+        return st in _UP_STATES and nxt not in _UP_STATES and evt in _DOWN_EVTS
+
 
     def _link_up(self, now: float) -> None:
-        self._fsm(LinkEvent.ESTABLISH)
+        self.fsm_evt(LinkEvent.ESTABLISH)
         self._last_rx = now
         self._rx_since_tick = True
         self.silent_intv_cnt = 0
@@ -1201,9 +1222,9 @@ class Link:
 
     def _failure(self, now: float, reason: str) -> None:
         """LINK_FAILURE_EVT on an up link: down, new session, RESET to the peer."""
-        if self._fsm(LinkEvent.FAILURE):
+        if self.fsm_evt(LinkEvent.FAILURE):
             self._events.append(LinkDown(reason))
-        self._fsm(LinkEvent.RESET)  # RESETTING -> RESET, as the node does
+        self.fsm_evt(LinkEvent.RESET)  # RESETTING -> RESET, as the node does
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
         self._next_tick = now + self._interval
@@ -1212,9 +1233,9 @@ class Link:
         """Peer sent a RESET while we were up: down, and straight to ESTABLISHING
         since we already know the peer's new session."""
         peer_session = self.peer_session
-        if self._fsm(LinkEvent.PEER_RESET):
-            self._events.append(LinkDown("peer reset"))
-        self._fsm(LinkEvent.RESET)  # PEER_RESET -> ESTABLISHING
+        if self.fsm_evt(LinkEvent.PEER_RESET):
+            self._events.append(LinkDown("peer reset", self.state is LinkState.PEER_RESET))
+        self.fsm_evt(LinkEvent.RESET)  # PEER_RESET -> ESTABLISHING
         self._reset_session()
         self.peer_session = peer_session
         self.in_session = True
