@@ -6,8 +6,6 @@ real link's timing.
 
 from __future__ import annotations
 
-import pytest
-
 from tipcpy.core.link import Delivered, LinkDown, LinkUp
 from tipcpy.core.node import (
     NODE_FSM,
