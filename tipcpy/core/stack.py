@@ -19,7 +19,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tipcpy.addr import hash128to32, node_id_from_str, node_id_to_str
 from tipcpy.core.discover import (
@@ -30,6 +30,7 @@ from tipcpy.core.discover import (
     TrialEnded,
     TrialFailed,
 )
+from tipcpy.core.link import Link
 from tipcpy.core.name_distr import NameDistributor
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
@@ -50,7 +51,7 @@ from tipcpy.wire.consts import (
     User,
 )
 
-__all__ = ["Stack", "StackError", "AddressCommitted", "BearerStats", "LinkRtt",
+__all__ = ["Stack", "StackError", "Timed", "AddressCommitted", "BearerStats", "LinkRtt",
            "INVALID_NODE_SIG"]
 
 INVALID_NODE_SIG = 0x10000
@@ -141,6 +142,14 @@ class LinkRtt:
                 "avg": ms(self.total / self.count) if self.count else None}
 
 
+class Timed(Protocol):
+    """A layer above with deadlines of its own, ticked by the Stack (add_timer)."""
+
+    def next_deadline(self) -> float | None: ...
+
+    def tick(self, now: float) -> None: ...
+
+
 DeliverFn = Callable[[int, Msg, float], None]
 """Handler for delivered messages: (from_node_addr, msg, now)."""
 ListenerFn = Callable[[object, float], None]
@@ -200,11 +209,12 @@ class Stack:
         self.register_user(User.NAME_DISTRIBUTOR,
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
-        # the socket layer (ports, topology server port); it registers itself for data
-        # users 0-3 and CONN_MANAGER and listens for NodeDown / LinkWakeup
-        from tipcpy.core.socket import SocketLayer
-
-        self.sockets = SocketLayer(self)
+        self._timed: list[Timed] = []
+        self.sockets: Any = None
+        """The socket layer, attached by :func:`tipcpy.core.assembly.build_node` (the
+        runtime looks it up here).  The Stack never calls it by this name: the layer
+        reaches the Stack through the ``NodeServices`` protocol and registers its
+        handlers, listener and timer itself."""
 
     # ---------------------------------------------------------------- configuration
     @property
@@ -340,19 +350,14 @@ class Stack:
         raise StackError(errno.EINVAL, f"no link {link_name!r}")
 
     @staticmethod
-    def _apply_link_props(link: Any, priority: int | None, tolerance: int | None,
+    def _apply_link_props(link: Link, priority: int | None, tolerance: int | None,
                           window: int | None, now: float) -> None:
-        for prop, v in (("priority", priority), ("tolerance", tolerance), ("window", window)):
-            if v is None:
-                continue
-            setter = getattr(link, f"set_{prop}", None)
-            if callable(setter):
-                try:
-                    setter(v, now)
-                except TypeError:
-                    setter(v)
-            else:
-                setattr(link, prop, v)
+        if priority is not None:
+            link.set_priority(priority)
+        if tolerance is not None:
+            link.set_tolerance(tolerance, now)
+        if window is not None:
+            link.set_window(window)
 
     def remove_peer(self, addr: int, now: float) -> None:
         """``tipc peer remove``: forget a peer node that is down (kernel tipc_nl_peer_rm):
@@ -380,6 +385,11 @@ class Stack:
         """Call ``fn(event, now)`` on NodeUp, NodeDown, LinkStateChanged, AddressCommitted."""
         self._listeners.append(fn)
 
+    def add_timer(self, owner: Timed) -> None:
+        """Tick ``owner`` (a layer above with its own deadlines) from this node's timer:
+        ``next_deadline()`` and ``tick()`` include it."""
+        self._timed.append(owner)
+
     def send_to_node(self, node_addr: int, msg: Msg, selector: int, now: float) -> bool:
         """Send over the active link chosen by ``selector & 1``; own address = loopback.
 
@@ -404,6 +414,11 @@ class Stack:
     def node_is_up(self, addr: int) -> bool:
         p = self.peers.get(addr)
         return p is not None and p.is_up
+
+    def node_caps(self, addr: int) -> int:
+        """The capability bits a peer advertised (0 if unknown)."""
+        p = self.peers.get(addr)
+        return int(p.caps) if p is not None else 0
 
     def node_mtu(self, addr: int, selector: int = 0) -> int:
         p = self.peers.get(addr)
@@ -564,9 +579,10 @@ class Stack:
                 continue
             best = d
             break
-        sd = self.sockets.next_deadline()
-        if sd is not None and (best is None or sd < best):
-            return sd
+        for t in self._timed:
+            sd = t.next_deadline()
+            if sd is not None and (best is None or sd < best):
+                best = sd
         return best
 
     def tick(self, now: float) -> None:
@@ -597,9 +613,10 @@ class Stack:
                 if peer is not None:
                     peer.tick(now)
                     self._pump_peer(peer, now)
-        sd = self.sockets.next_deadline()
-        if sd is not None and sd <= now:
-            self.sockets.tick(now)
+        for t in self._timed:
+            sd = t.next_deadline()
+            if sd is not None and sd <= now:
+                t.tick(now)
 
     # ---------------------------------------------------------------- output
     def take_transmits(self) -> list[tuple[int, Any, bytes]]:
@@ -685,9 +702,7 @@ class Stack:
                                         False), now)
         self._pump_peer(peer, now)
 
-    def _create_link(self, peer: PeerNode, bearer_id: int) -> Any:
-        from tipcpy.core.link import Link
-
+    def _create_link(self, peer: PeerNode, bearer_id: int) -> Link:
         b = self._bearers[bearer_id]
         assert b is not None and self.node_id is not None
         return Link(

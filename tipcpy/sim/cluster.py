@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from tipcpy.core.assembly import build_node
 from tipcpy.core.stack import Stack
 from tipcpy.sim.network import FaultModel, SimNetwork
 
@@ -89,7 +90,7 @@ class SimCluster:
         """Create a Stack (identity ``make_node_id(i)`` unless given) and enable bearers."""
         i = len(self.nodes)
         rng = random.Random((self.seed << 16) ^ (i * 7919 + 1))
-        stack = Stack(node_id or make_node_id(i), net_id=net_id or self.net_id, rng=rng)
+        stack = build_node(node_id or make_node_id(i), net_id=net_id or self.net_id, rng=rng)
         node = SimNode(i, stack, [])
         self.nodes.append(node)
         if start:
