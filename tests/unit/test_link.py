@@ -795,3 +795,17 @@ def test_tick_at_the_deadline_always_makes_progress(last_rx):
         link.tick(t)
         assert not link.is_up or link.next_deadline() > t, (t, link.next_deadline())
     assert not link.is_up
+
+
+def test_link_times_its_probes_and_stat_clear_forgets_them():
+    """An idle link probes each tick and the peer answers one pipe delay later, so
+    every round trip is exactly two delays (the pipe is 1 ms each way)."""
+    p = Pair(delay=0.001).up()
+    p.run_for(2.0)
+    r = p.a.stats.rtt
+    assert r.count >= 2 and r.count <= p.a.stats.sent_probes
+    assert r.min == pytest.approx(0.002) and r.max == pytest.approx(0.002)
+    assert r.as_dict()["avg"] == pytest.approx(2.0)
+    assert "rtt" not in p.a.stats.as_dict()
+    p.a.stats.clear()
+    assert p.a.stats.rtt.count == 0 and p.a.stats.rtt.as_dict()["min"] is None

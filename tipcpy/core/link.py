@@ -45,6 +45,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field, fields
 from enum import Enum, IntEnum, auto
+from typing import Any
 
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
@@ -74,6 +75,7 @@ __all__ = [
     "link_fsm",
     "link_goes_down",
     "LinkStats",
+    "LinkRtt",
     "LinkUp",
     "LinkDown",
     "Delivered",
@@ -271,6 +273,31 @@ _PROFILE_LIMITS = (64, 256, 1024, 4096, 16384, 32768)
 
 
 @dataclass(slots=True)
+class LinkRtt:
+    """Probe -> probe-reply round trips (``tipc link stat show -s``; the kernel has no
+    such counter).  The link times them itself: it knows when its probe left and
+    when a STATE with the keepalive bit and no probe bit (a reply) came back."""
+
+    count: int = 0
+    total: float = 0.0
+    min: float | None = None
+    max: float | None = None
+
+    def add(self, rtt: float) -> None:
+        self.count += 1
+        self.total += rtt
+        self.min = rtt if self.min is None or rtt < self.min else self.min
+        self.max = rtt if self.max is None or rtt > self.max else self.max
+
+    def as_dict(self) -> dict[str, Any]:
+        """Milliseconds (None until the first reply)."""
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000.0, 3)
+        return {"count": self.count, "min": ms(self.min), "max": ms(self.max),
+                "avg": ms(self.total / self.count) if self.count else None}
+
+
+@dataclass(slots=True)
 class LinkStats:
     """Counters of ``tipc link stat show`` (kernel ``struct tipc_stats``), plus a few
     of ours (after ``duplicates``) that say why input was dropped.  Cleared on every
@@ -315,6 +342,8 @@ class LinkStats:
     """Sequenced packets dropped because the link was not up."""
     rx_bad_inner: int = 0
     """Bundles that did not split / fragments that did not join."""
+    rtt: LinkRtt = field(default_factory=LinkRtt)
+    """Probe round trips (not in as_dict(): shown by ``-s`` on its own lines)."""
 
     @property
     def avg_queue_sz(self) -> int:
@@ -327,9 +356,11 @@ class LinkStats:
     def clear(self) -> None:
         for f in fields(self):
             setattr(self, f.name, [0] * 7 if f.name == "msg_length_profile" else 0)
+        self.rtt = LinkRtt()
 
     def as_dict(self) -> dict[str, int | list[int]]:
-        d: dict[str, int | list[int]] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d: dict[str, int | list[int]] = {f.name: getattr(self, f.name) for f in fields(self)
+                                         if f.name != "rtt"}
         d["msg_length_profile"] = list(self.msg_length_profile)
         d["avg_queue_sz"] = self.avg_queue_sz
         d["msg_length_avg"] = self.msg_length_avg
@@ -490,6 +521,7 @@ class Link:
         self.silent_intv_cnt = 0
         self._rst_cnt = 0
         self._checkpoint = 1
+        self._probe_at: float | None = None  # when the last unanswered probe left
 
         self._out: list[bytes] = []
         self._events: list[LinkEventType] = []
@@ -611,6 +643,8 @@ class Link:
             self._checkpoint = self._snd_nxt
             if probe or state:
                 self._proto(_STATE_MSG, probe=probe)
+                if probe:
+                    self._probe_at = now
         elif st == LinkState.RESET:
             setup = self._rst_cnt <= 4
             self._rst_cnt += 1
@@ -1120,6 +1154,10 @@ class Link:
         probe = w5 & 1
         if probe:
             s.recv_probes += 1
+        elif (w[0] >> 19) & 1 and self._probe_at is not None:
+            # keepalive bit without probe bit: the reply to our last probe
+            s.rtt.add(max(0.0, now - self._probe_at))
+            self._probe_at = None
         if self.state not in _UP_STATES:
             if self.state == LinkState.ESTABLISHING:
                 self._link_up(now)
@@ -1263,6 +1301,7 @@ class Link:
         self._checkpoint = 1
         self.silent_intv_cnt = 0
         self._rst_cnt = 0
+        self._probe_at = None
         self.stats.clear()
         if True in self._congested:
             self._wakeup()

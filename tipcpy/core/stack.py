@@ -30,7 +30,7 @@ from tipcpy.core.discover import (
     TrialEnded,
     TrialFailed,
 )
-from tipcpy.core.link import Link
+from tipcpy.core.link import Link, LinkRtt
 from tipcpy.core.name_distr import NameDistributor
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
@@ -115,33 +115,6 @@ class _Bearer:
         return self.name.split(":", 1)[1] if ":" in self.name else self.name
 
 
-@dataclass
-class LinkRtt:
-    """Probe -> probe-reply round trips of one link (``tipc link stat show -s``).
-
-    Measured here rather than in the link: the Stack sees every STATE leaving (probe bit
-    set) and every STATE arriving (keepalive bit without probe bit = a reply), with the
-    exact ``now`` of both.  Not cleared on link reset, unlike the kernel's counters."""
-
-    count: int = 0
-    total: float = 0.0
-    min: float | None = None
-    max: float | None = None
-
-    def add(self, rtt: float) -> None:
-        self.count += 1
-        self.total += rtt
-        self.min = rtt if self.min is None or rtt < self.min else self.min
-        self.max = rtt if self.max is None or rtt > self.max else self.max
-
-    def as_dict(self) -> dict[str, Any]:
-        """Milliseconds (None until the first reply)."""
-        def ms(v: float | None) -> float | None:
-            return None if v is None else round(v * 1000.0, 3)
-        return {"count": self.count, "min": ms(self.min), "max": ms(self.max),
-                "avg": ms(self.total / self.count) if self.count else None}
-
-
 class Timed(Protocol):
     """A layer above with deadlines of its own, ticked by the Stack (add_timer)."""
 
@@ -157,7 +130,6 @@ ListenerFn = Callable[[object, float], None]
 
 DATA_USERS = (0, 1, 2, 3)
 _LINK_CONFIG = int(User.LINK_CONFIG)
-_LINK_PROTOCOL = int(User.LINK_PROTOCOL)
 _NON_SEQ = 1 << 20
 
 
@@ -200,12 +172,6 @@ class Stack:
         # (topsrv.open/receive/close) and carries topsrv.take_outgoing() to them; the
         # Stack only keeps its address and timers current
         self.topsrv = TopSrv(self.name_table, 0)
-        # probe round trips per (peer addr, bearer id), for `tipc link stat show -s`
-        self.link_rtt: dict[tuple[int, int], LinkRtt] = {}
-        self._probe_at: dict[tuple[int, int], float] = {}
-        self.rtt_clock: Callable[[], float] | None = None
-        """Optional finer clock for round trips only (the daemon's ``now`` may tick in
-        whole milliseconds; a loopback RTT is ~0.1 ms).  None = use ``now``."""
         self.register_user(User.NAME_DISTRIBUTOR,
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
@@ -371,8 +337,6 @@ class Stack:
         peer.links.clear()
         del self.peers[addr]
         self._dl.pop(("p", addr), None)
-        for key in [k for k in self._probe_at if k[0] == addr]:
-            del self._probe_at[key]
 
     # ---------------------------------------------------------------- upper layers
     def register_user(self, users: int | Iterable[int], fn: DeliverFn) -> None:
@@ -535,13 +499,6 @@ class Stack:
         if bearer_id not in peer.links:
             st.rx_no_link += 1
             return
-        if user == _LINK_PROTOCOL and nw > 5 and w[1] >> 29 == 0 \
-                and (w0 >> 19) & 1 and not w[5] & 1:
-            # a STATE with the keepalive bit and no probe bit answers our last probe
-            t0 = self._probe_at.pop((src, bearer_id), None)
-            if t0 is not None:
-                t1 = self.rtt_clock() if self.rtt_clock is not None else now
-                self.link_rtt.setdefault((src, bearer_id), LinkRtt()).add(max(0.0, t1 - t0))
         try:
             if not peer.receive(bearer_id, msg, now):
                 st.rx_node_state += 1
@@ -729,11 +686,6 @@ class Stack:
                     b = bearers[bid]
                     if b is not None:
                         b.stats.tx_packets += 1
-                    # a LINK_PROTOCOL STATE with the probe bit: time it (see LinkRtt)
-                    if len(data) >= 24 and (data[0] >> 1) & 0xF == User.LINK_PROTOCOL \
-                            and data[4] >> 5 == 0 and data[23] & 1:
-                        self._probe_at[(peer.addr, bid)] = (
-                            self.rtt_clock() if self.rtt_clock is not None else now)
                     tx.append(item)
             if not evs:
                 continue
@@ -763,6 +715,13 @@ class Stack:
             fn(from_addr, msg, now)
 
     # ---------------------------------------------------------------- introspection
+    @property
+    def link_rtt(self) -> dict[tuple[int, int], LinkRtt]:
+        """Probe round trips per (peer addr, bearer id), measured by each link
+        (``tipc link stat show -s``); cleared with the link's other counters."""
+        return {(a, bid): le.link.stats.rtt
+                for a, p in self.peers.items() for bid, le in p.links.items()}
+
     def node_info(self) -> dict[str, Any]:
         return {"address": self.own_addr, "address_hex": f"{self.own_addr:08x}",
                 "identity": self.identity, "node_id": (self.node_id or b"").hex(),
