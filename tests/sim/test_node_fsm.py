@@ -63,3 +63,27 @@ def test_peer_reset_takes_node_through_peer_down_as_the_kernel(
         (L.PEER_RESET, LE.RESET, L.ESTABLISHING),
     ]
     assert peer.illegal_evts == 0 and le.link.illegal_evts == 0
+
+
+def test_bugs_reports_illegal_events_and_swallowed_errors() -> None:
+    """What the autouse teardown check (conftest.py) looks at really shows up."""
+    c = SimCluster(2, seed=1)
+    assert c.run_until(c.all_links_up, timeout=5.0)
+    assert c.bugs() == {}
+    a, b = c.stacks
+    peer = a.peers[b.own_addr]
+    (le,) = peer.links.values()
+    le.link.fsm_evt(LinkEvent.FAILOVER_BEGIN)  # illegal in ESTABLISHED
+    layer = b.sockets
+
+    def boom(msg: Any, now: float) -> None:
+        raise KeyError(msg)
+
+    layer._dispatch = boom
+    layer._stack_rcv(a.own_addr, None, c.now)
+    bugs = c.bugs()
+    assert bugs["node0 fsm_illegal"][le.link.name] == 1
+    assert bugs["node1 swallowed"] == {"KeyError": 1}
+    # leave the cluster clean for the teardown check
+    le.link.illegal_evts = 0
+    layer.swallowed.clear()

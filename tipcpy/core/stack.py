@@ -789,5 +789,15 @@ class Stack:
         return rows
 
     def stats(self) -> dict[str, Any]:
+        """Node counters, plus what must stay 0 unless there is a bug: FSM events a
+        node or link table refused (per peer address and per link name) and exceptions
+        the socket layer caught (by kind).  The simulator tests assert both."""
+        illegal: dict[str, int] = {}
+        for a, p in self.peers.items():
+            illegal[f"{a:08x}"] = p.illegal_evts
+            for le in p.links.values():
+                illegal[le.link.name] = le.link.illegal_evts
+        swallowed = dict(self.sockets.swallowed) if self.sockets is not None else {}
         return {"counters": dict(self.counters),
-                "bearers": {b.name: b.stats.as_dict() for b in self._bearers if b is not None}}
+                "bearers": {b.name: b.stats.as_dict() for b in self._bearers if b is not None},
+                "fsm_illegal": illegal, "swallowed": swallowed}

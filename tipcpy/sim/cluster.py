@@ -242,5 +242,19 @@ class SimCluster:
         return sum(1 for lk in self.nodes[i].stack.link_list() if lk["up"]
                    and lk["name"] != "broadcast-link")
 
+    def bugs(self) -> dict[str, Any]:
+        """Every FSM event a node or link table refused and every exception a socket
+        layer swallowed, per node index; empty when all is well (tests/sim asserts it
+        after each test)."""
+        out: dict[str, Any] = {}
+        for n in self.nodes:
+            st = n.stack.stats()
+            illegal = {k: v for k, v in st["fsm_illegal"].items() if v}
+            if illegal:
+                out[f"node{n.index} fsm_illegal"] = illegal
+            if st["swallowed"]:
+                out[f"node{n.index} swallowed"] = st["swallowed"]
+        return out
+
     def events_of(self, i: int, cls: type) -> list[tuple[float, Any]]:
         return [(t, e) for t, e in self.nodes[i].events if isinstance(e, cls)]
