@@ -124,7 +124,7 @@ _GAP_BLK = struct.Struct(">HH")
 _EMPTY_GAP_ACK = b"\x00\x04\x00\x00"
 _W0_BUNDLE = (2 << 29) | (_USER_BUNDLER << 25) | ((INT_H_SIZE // 4) << 21)
 _PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
-_HDRS = [struct.Struct(f">{n}I") if n else None for n in range(16)]
+_HDRS = [struct.Struct(f">{n}I") for n in range(16)]
 _W0_KEEP = 0xFE1E0000  # w0 without hsize (24:21) and size (16:0), as in Msg.encode()
 
 
@@ -501,7 +501,7 @@ class Link:
         self._set_limits()
         self._snd_nxt = 1
         self._snd_nxt_state = 1
-        self._transmq: deque[list] = deque()
+        self._transmq: deque[list[Any]] = deque()
         self._backlog: deque[_Pending] = deque()
         self._bl_len = [0] * 5
         self._target: list[_Pending | None] = [None] * 5
@@ -896,7 +896,7 @@ class Link:
             tq.popleft()
         if not (gap or blocks) or not tq:
             return n0 - len(tq)
-        keep: deque[list] = deque()
+        keep: deque[list[Any]] = deque()
         nacked, ngap, bi = acked, gap, 0
         ack = (self._rcv_nxt - 1) & 0xFFFF
         bc_ack = self.bcast_ack & 0xFFFF

@@ -45,7 +45,7 @@ import heapq
 import random
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.link import LinkWakeup
@@ -855,7 +855,7 @@ class SocketLayer:
         tuples are cached: applications send to the same few addresses again and again."""
         cache = self._ua_cache
         try:
-            ua = cache.get(addr)  # type: ignore[arg-type]
+            ua = cache.get(addr)
         except TypeError:  # a list: not hashable, not cached
             ua = None
         if ua is not None:
@@ -1156,7 +1156,7 @@ class SocketLayer:
                 if not out:
                     break
                 for conn_id, data in out:
-                    srv = self._ports.get(conn_id)  # type: ignore[arg-type]
+                    srv = self._ports.get(cast(int, conn_id))
                     if srv is not None and srv.state == State.ESTABLISHED:
                         self._send_conn(srv, data, now)
         finally:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from tipcpy.core.assembly import build_node
 from tipcpy.core.stack import Stack
@@ -133,7 +133,8 @@ class SimCluster:
         self.net.heal(i, segment)
 
     def partition(self, *groups: Iterable[int]) -> None:
-        self.net.partition(*[set(g) for g in groups])
+        sets: list[set[Hashable]] = [set(g) for g in groups]
+        self.net.partition(*sets)
 
     def heal_partition(self) -> None:
         self.net.heal_partition()
@@ -187,7 +188,7 @@ class SimCluster:
         self.steps += 1
         touched: set[int] = set()
         for att, data in self.net.pop_due(now):
-            node = self.nodes[att.node]  # type: ignore[index]
+            node = self.nodes[cast(int, att.node)]
             if not node.alive:
                 continue
             node.stack.receive(att.bearer_id, data, now)
