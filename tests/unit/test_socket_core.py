@@ -438,8 +438,6 @@ def test_flow_control_100k_in_order_intra_node(env) -> None:
 
 def test_topology_subscription_over_seqpacket(env) -> None:
     L = env.L
-    if L.topsrv is None:
-        pytest.skip("core/topsrv.py not available")
     r = L.open(S.SOCK_RDM, 0.0)
     L.bind(r, (NAMESEQ, 5000, 1, 2), 0.0)
     c = L.open(S.SOCK_SEQPACKET, 0.0)
@@ -473,8 +471,6 @@ def test_topology_subscription_over_seqpacket(env) -> None:
 def test_topsrv_many_events_respect_window(env) -> None:
     """More events than the connection window holds still all arrive, in order."""
     L = env.L
-    if L.topsrv is None:
-        pytest.skip("core/topsrv.py not available")
     r = L.open(S.SOCK_RDM, 0.0)
     for i in range(3000):
         L.bind(r, (NAMED, 6000, i, 0), 0.0)
