@@ -27,7 +27,7 @@ from enum import IntEnum
 from typing import Any
 
 from tipcpy.core._event import SlotEvent
-from tipcpy.core.link import Delivered, LinkDown, LinkUp
+from tipcpy.core.link import Delivered, Link, LinkDown, LinkUp
 from tipcpy.wire.consts import LinkProtoType, User
 
 __all__ = [
@@ -176,7 +176,7 @@ class NodeReceived(SlotEvent):
 class LinkEntry:
     """Kernel tipc_link_entry: the link plus the peer's media address on that bearer."""
 
-    link: Any
+    link: Link
     media_addr: Any
     bearer_id: int
 
@@ -208,7 +208,7 @@ def _less(a: int, b: int) -> bool:
 _BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
 _UP_UP = NodeState.SELF_UP_PEER_UP
 
-LinkFactory = Callable[[int], Any]  # bearer_id -> new Link
+LinkFactory = Callable[[int], "Link"]  # bearer_id -> new Link
 
 
 class PeerNode:
@@ -414,8 +414,8 @@ class PeerNode:
         if not up:
             self.active = [None, None]
             return
-        best = max(getattr(le.link, "priority", 10) for le in up)
-        act = sorted(le.bearer_id for le in up if getattr(le.link, "priority", 10) == best)
+        best = max(le.link.priority for le in up)
+        act = sorted(le.bearer_id for le in up if le.link.priority == best)
         old = [b for b in self.active if b is not None and b in act]
         if len(act) == 1:
             self.active = [act[0], act[0]]
@@ -432,7 +432,7 @@ class PeerNode:
         self._recompute_active()
         link = le.link
         self._events.append(LinkStateChanged(link.name, True, self.addr, le.bearer_id,
-                                             getattr(link, "peer_bearer_id", 0)))
+                                             link.peer_bearer_id))
         if not was_up:
             self.fsm_evt(NodeEvt.SELF_ESTABL_CONTACT_EVT)
             self.up_since = now

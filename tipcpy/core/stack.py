@@ -201,7 +201,8 @@ class Stack:
         """``tipc node set netid``: only before the node has an address."""
         if not TIPC_MIN_NET_ID <= net_id <= TIPC_MAX_NET_ID:
             raise StackError(errno.EINVAL, f"net id must be {TIPC_MIN_NET_ID}..{TIPC_MAX_NET_ID}")
-        if self.own_addr or any(getattr(self, "_bearers", [None]) or []):
+        # (first called from __init__, before there are bearers)
+        if self.own_addr or any(self.__dict__.get("_bearers") or []):
             if net_id != self.net_id:
                 raise StackError(errno.EPERM,
                                  "net id can only be changed before the node has an address "
@@ -433,7 +434,7 @@ class Stack:
             peer = self.peers.get(ev.addr)
             mss = 1400
             if peer is not None and peer.active[0] is not None:
-                mss = int(getattr(peer.links[peer.active[0]].link, "mss", mss))
+                mss = peer.links[peer.active[0]].link.mss
             for m in self.name_distr.node_up(ev.addr, mss):
                 self.send_to_node(ev.addr, m, 0, now)
         elif isinstance(ev, NodeDown):
@@ -744,7 +745,7 @@ class Stack:
             for bid in sorted(p.links):
                 lk = p.links[bid].link
                 out.append({"name": lk.name, "up": bool(lk.is_up), "peer": addr,
-                            "bearer_id": bid, "state": getattr(lk.state, "name", str(lk.state)),
+                            "bearer_id": bid, "state": lk.state.name,
                             "active": bid in p.active_links()})
         return out
 
@@ -760,19 +761,11 @@ class Stack:
                 lk = le.link
                 if name is not None and lk.name != name:
                     continue
-                st = getattr(lk, "stats", None)
-                if st is None:
-                    stats: dict[str, Any] = {}
-                elif hasattr(st, "as_dict"):
-                    stats = st.as_dict()
-                else:
-                    stats = dict(getattr(st, "__dict__", {}))
+                stats: dict[str, Any] = dict(lk.stats.as_dict())
                 out.append({"name": lk.name, "up": bool(lk.is_up),
                             "active": le.bearer_id in p.active_links(),
-                            "mtu": getattr(lk, "mtu", None),
-                            "priority": getattr(lk, "priority", None),
-                            "tolerance": getattr(lk, "tolerance", None),
-                            "window": getattr(lk, "window", None), "stats": stats})
+                            "mtu": lk.mtu, "priority": lk.priority,
+                            "tolerance": lk.tolerance, "window": lk.window, "stats": stats})
         if name is not None and not out:
             raise StackError(errno.EINVAL, f"no link {name!r}")
         return out
