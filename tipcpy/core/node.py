@@ -15,8 +15,10 @@ Mirrors the kernel's ``net/tipc/node.c`` (facts, not code):
   ``bcast_ack`` in our unicast traffic.  We never broadcast: ``last_bcast`` stays 0 and
   multicast goes by replicast over the unicast links.
 
-Loss-free failover (TUNNEL_PROTOCOL) is not done yet; the active/standby structure and the
-``NODE_FAILINGOVER`` / ``NODE_SYNCHING`` states are where it will plug in.
+Loss-free failover and synch (TUNNEL_PROTOCOL) are not built yet.  This class is their
+single owner: both FSM tables hold the kernel's FAILINGOVER / SYNCHING transitions, only
+the node drives them (``Link.fsm_evt``), and ``_link_down`` / ``_link_up`` say where the
+mechanism goes.
 """
 
 from __future__ import annotations
@@ -439,6 +441,11 @@ class PeerNode:
             for other in self.links.values():
                 other.link.peer_node_up = True
             self._events.append(NodeUp(self.addr, self.node_id))
+        # Synch seam (issue 11): a second link coming up while another is active is
+        # where the kernel sends SYNCH_MSG over the old link, takes the new one
+        # ESTABLISHED -> SYNCHING (LINK_SYNCH_BEGIN_EVT) and the node to NODE_SYNCHING,
+        # and holds the new link's deliveries until the old one reaches the synch
+        # point.  Not built yet: traffic moves at once and may be reordered.
 
     def _link_down(self, le: LinkEntry, now: float, reason: str = "",
                    peer_reset: bool = False) -> None:

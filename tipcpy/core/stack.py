@@ -9,7 +9,10 @@ and is the seam to the layers above (name table/distributor, topology server, so
 * out: ``take_transmits()`` -> ``(bearer_id, media_addr | None, bytes)`` (None = broadcast
   on that bearer) and ``take_events()`` (for the CLI ``events`` stream / tests);
 * upper layers: ``send_to_node(addr, msg, selector, now)``, ``register_user(users, fn)``
-  for delivered messages and ``add_listener(fn)`` for node/link/address events.
+  for delivered messages, ``add_listener(fn)`` for node/link/address events and
+  ``add_timer(layer)`` for their deadlines.  The Stack never builds or names the socket
+  layer: ``tipcpy.core.assembly.build_node`` puts it on top (it sees the Stack only
+  through ``socket.NodeServices``).
 """
 
 from __future__ import annotations
