@@ -17,8 +17,6 @@ from tipcpy.sim import FaultModel, SimCluster
 from tipcpy.wire import Msg
 from tipcpy.wire.consts import DscType, User
 
-pytest.importorskip("tipcpy.core.link")
-
 
 def first_time(c: SimCluster, i: int, cls: type, pred=lambda e: True) -> float | None:
     for t, e in c.nodes[i].events:

@@ -21,8 +21,6 @@ from tipcpy.core.topsrv import TopSrv
 from tipcpy.sim import FaultModel, SimCluster
 from tipcpy.sim.cluster import make_node_id
 
-pytest.importorskip("tipcpy.core.link")
-
 PORTS = 1
 FOREVER = 0xFFFFFFFF
 

@@ -17,8 +17,6 @@ from tipcpy.core.socket import Accepted, Connected, ConnError, Deliver, Wakeup
 from tipcpy.sim import SimCluster
 from tipcpy.wire.consts import ErrCode
 
-pytest.importorskip("tipcpy.core.link")
-
 NAMED, NAMESEQ, ID = S.TIPC_ADDR_NAME, S.TIPC_ADDR_NAMESEQ, S.TIPC_ADDR_ID
 
 
@@ -310,8 +308,6 @@ def test_returned_messages_between_nodes(net: Net) -> None:
 
 def test_topology_events_across_nodes(net: Net) -> None:
     L0 = net.L(0)
-    if L0.topsrv is None:
-        pytest.skip("core/topsrv.py not available")
     c = net.do(0, "open", S.SOCK_SEQPACKET)
     net.do(0, "connect", c, (NAMED, 1, 1, 0))
     (con,) = net.take(0)

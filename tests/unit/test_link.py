@@ -22,6 +22,7 @@ from tipcpy.core.link import (
     LinkUp,
     LinkWakeup,
     link_fsm,
+    link_goes_down,
 )
 from tipcpy.wire import BundleMsg, LinkProtoMsg, Msg, decode
 from tipcpy.wire.bundle import bundle as wire_bundle
@@ -144,22 +145,33 @@ def words(m: Msg) -> list[int]:
 # ------------------------------------------------------------------ FSM table
 def test_fsm_table_matches_kernel_shape():
     S, E = LinkState, LinkEvent
-    assert link_fsm(S.RESET, E.PEER_RESET) == (S.ESTABLISHING, False)
-    assert link_fsm(S.ESTABLISHING, E.ESTABLISH) == (S.ESTABLISHED, False)
-    assert link_fsm(S.ESTABLISHED, E.FAILURE) == (S.RESETTING, True)
-    assert link_fsm(S.ESTABLISHED, E.PEER_RESET) == (S.PEER_RESET, True)
-    assert link_fsm(S.PEER_RESET, E.RESET) == (S.ESTABLISHING, False)
-    assert link_fsm(S.RESETTING, E.RESET) == (S.RESET, False)
-    assert link_fsm(S.RESET, E.FAILOVER_BEGIN) == (S.FAILINGOVER, False)
-    assert link_fsm(S.FAILINGOVER, E.FAILOVER_END) == (S.RESET, False)
-    assert link_fsm(S.ESTABLISHED, E.SYNCH_BEGIN) == (S.SYNCHING, False)
-    assert link_fsm(S.SYNCHING, E.SYNCH_END) == (S.ESTABLISHED, False)
+    assert link_fsm(S.RESET, E.PEER_RESET) == S.ESTABLISHING
+    assert link_fsm(S.ESTABLISHING, E.ESTABLISH) == S.ESTABLISHED
+    assert link_fsm(S.ESTABLISHED, E.FAILURE) == S.RESETTING
+    assert link_fsm(S.ESTABLISHED, E.PEER_RESET) == S.PEER_RESET
+    assert link_fsm(S.PEER_RESET, E.RESET) == S.ESTABLISHING
+    assert link_fsm(S.RESETTING, E.RESET) == S.RESET
+    assert link_fsm(S.RESET, E.FAILOVER_BEGIN) == S.FAILINGOVER
+    assert link_fsm(S.FAILINGOVER, E.FAILOVER_END) == S.RESET
+    assert link_fsm(S.ESTABLISHED, E.SYNCH_BEGIN) == S.SYNCHING
+    assert link_fsm(S.SYNCHING, E.SYNCH_END) == S.ESTABLISHED
     # illegal: kernel logs and keeps the state
     assert link_fsm(S.RESETTING, E.ESTABLISH) is None
     assert link_fsm(S.ESTABLISHED, E.FAILOVER_BEGIN) is None
-    # only the two "up" states can report the link going down
-    assert {k[0] for k, v in TRANSITIONS.items() if v[1]} == {S.ESTABLISHED, S.SYNCHING}
+    # only the two "up" states can report the link going down, by PEER_RESET/FAILURE
+    downs = {(st, ev) for (st, ev) in TRANSITIONS if link_goes_down(st, ev)}
+    assert downs == {(st, ev) for st in (S.ESTABLISHED, S.SYNCHING)
+                     for ev in (E.PEER_RESET, E.FAILURE)}
     assert [s.value for s in LinkState] == [0xE, 0xE0, 0x100, 0x2000, 0xD0000, 0xF00000, 0xC000000]
+
+
+def test_illegal_link_event_is_counted_and_kept_over_resets():
+    p = _up_pair()
+    a = p.a
+    a.fsm_evt(LinkEvent.FAILOVER_BEGIN)  # illegal in ESTABLISHED
+    assert a.illegal_evts == 1 and a.state is LinkState.ESTABLISHED
+    a.reset(p.now, "test")
+    assert a.illegal_evts == 1
 
 
 def test_bad_parameters_refused():
@@ -326,7 +338,7 @@ def test_newer_reset_while_up_is_peer_reset():
     a, b = p.a, p.b
     old = a.session
     a.receive(_proto(b, 1, session=(b.session + 1) & 0xFFFF), p.now)
-    assert a.take_events() == [LinkDown("peer reset")]
+    assert a.take_events() == [LinkDown("peer reset", peer_reset=True)]
     assert a.state is LinkState.ESTABLISHING and a.session == (old + 1) & 0xFFFF
     (act,) = [decode(x) for x in a.take_outgoing()]
     assert act.mtype == 2 and act.dest_session == (b.session + 1) & 0xFFFF
@@ -783,3 +795,17 @@ def test_tick_at_the_deadline_always_makes_progress(last_rx):
         link.tick(t)
         assert not link.is_up or link.next_deadline() > t, (t, link.next_deadline())
     assert not link.is_up
+
+
+def test_link_times_its_probes_and_stat_clear_forgets_them():
+    """An idle link probes each tick and the peer answers one pipe delay later, so
+    every round trip is exactly two delays (the pipe is 1 ms each way)."""
+    p = Pair(delay=0.001).up()
+    p.run_for(2.0)
+    r = p.a.stats.rtt
+    assert r.count >= 2 and r.count <= p.a.stats.sent_probes
+    assert r.min == pytest.approx(0.002) and r.max == pytest.approx(0.002)
+    assert r.as_dict()["avg"] == pytest.approx(2.0)
+    assert "rtt" not in p.a.stats.as_dict()
+    p.a.stats.clear()
+    assert p.a.stats.rtt.count == 0 and p.a.stats.rtt.as_dict()["min"] is None

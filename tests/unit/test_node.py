@@ -6,11 +6,7 @@ real link's timing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import pytest
-
-from tipcpy.core import node as nodemod
+from tipcpy.core.link import Delivered, LinkDown, LinkUp
 from tipcpy.core.node import (
     NODE_FSM,
     LinkStateChanged,
@@ -20,31 +16,10 @@ from tipcpy.core.node import (
     NodeState,
     NodeUp,
     PeerNode,
-    node_fsm_next,
+    node_fsm,
 )
 from tipcpy.wire import Msg
 from tipcpy.wire.consts import LinkProtoType, NameDistrType, User
-
-
-@dataclass(frozen=True)
-class LinkUp:
-    pass
-
-
-@dataclass(frozen=True)
-class LinkDown:
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class Delivered:
-    msg: Msg
-
-
-class FakeLinkModule:
-    LinkUp = LinkUp
-    LinkDown = LinkDown
-    Delivered = Delivered
 
 
 class FakeLink:
@@ -62,6 +37,7 @@ class FakeLink:
         self.sent: list[Msg] = []
         self._ev: list[object] = []
         self.mtu = 1500
+        self.peer_bearer_id = 0
 
     def start(self, now: float) -> None:
         self.started = True
@@ -101,14 +77,6 @@ class FakeLink:
         self._ev.append(LinkDown("timeout"))
 
 
-@pytest.fixture(autouse=True)
-def fake_link_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "tipcpy.core.link", FakeLinkModule)
-    monkeypatch.setattr("tipcpy.core.link", FakeLinkModule, raising=False)
-
-
 PEER = 0x0B0B0B0B
 PID = b"peer".ljust(16, b"\0")
 
@@ -137,21 +105,28 @@ def pump(p: PeerNode) -> list[object]:
 # ---------------------------------------------------------------- FSM table
 def test_fsm_table_matches_kernel_examples() -> None:
     S, E = NodeState, NodeEvt
-    assert node_fsm_next(S.SELF_DOWN_PEER_DOWN, E.SELF_ESTABL_CONTACT_EVT) == (
-        S.SELF_UP_PEER_COMING, True)
-    assert node_fsm_next(S.SELF_UP_PEER_COMING, E.PEER_ESTABL_CONTACT_EVT) == (
-        S.SELF_UP_PEER_UP, True)
-    assert node_fsm_next(S.SELF_UP_PEER_UP, E.SELF_LOST_CONTACT_EVT) == (
-        S.SELF_DOWN_PEER_LEAVING, True)
-    assert node_fsm_next(S.SELF_DOWN_PEER_LEAVING, E.PEER_LOST_CONTACT_EVT) == (
-        S.SELF_DOWN_PEER_DOWN, True)
-    assert node_fsm_next(S.NODE_SYNCHING, E.NODE_SYNCH_END_EVT) == (S.SELF_UP_PEER_UP, True)
-    # illegal events leave the state alone and are reported
-    assert node_fsm_next(S.SELF_DOWN_PEER_DOWN, E.NODE_SYNCH_BEGIN_EVT) == (
-        S.SELF_DOWN_PEER_DOWN, False)
-    assert node_fsm_next(S.SELF_UP_PEER_COMING, E.NODE_FAILOVER_END_EVT)[1] is False
-    assert set(NODE_FSM) == set(NodeState)
+    assert node_fsm(S.SELF_DOWN_PEER_DOWN, E.SELF_ESTABL_CONTACT_EVT) == S.SELF_UP_PEER_COMING
+    assert node_fsm(S.SELF_UP_PEER_COMING, E.PEER_ESTABL_CONTACT_EVT) == S.SELF_UP_PEER_UP
+    assert node_fsm(S.SELF_UP_PEER_UP, E.SELF_LOST_CONTACT_EVT) == S.SELF_DOWN_PEER_LEAVING
+    assert node_fsm(S.SELF_DOWN_PEER_LEAVING, E.PEER_LOST_CONTACT_EVT) == S.SELF_DOWN_PEER_DOWN
+    assert node_fsm(S.SELF_UP_PEER_UP, E.NODE_FAILOVER_BEGIN_EVT) == S.NODE_FAILINGOVER
+    assert node_fsm(S.NODE_FAILINGOVER, E.NODE_FAILOVER_END_EVT) == S.SELF_UP_PEER_UP
+    assert node_fsm(S.SELF_UP_PEER_UP, E.NODE_SYNCH_BEGIN_EVT) == S.NODE_SYNCHING
+    assert node_fsm(S.NODE_SYNCHING, E.NODE_SYNCH_END_EVT) == S.SELF_UP_PEER_UP
+    assert node_fsm(S.NODE_SYNCHING, E.NODE_FAILOVER_BEGIN_EVT) == S.NODE_FAILINGOVER
+    # legal and ignored: maps to its own state
+    assert node_fsm(S.SELF_DOWN_PEER_DOWN, E.SELF_LOST_CONTACT_EVT) == S.SELF_DOWN_PEER_DOWN
+    # illegal events are absent
+    assert node_fsm(S.SELF_DOWN_PEER_DOWN, E.NODE_SYNCH_BEGIN_EVT) is None
+    assert node_fsm(S.SELF_UP_PEER_COMING, E.NODE_FAILOVER_END_EVT) is None
+    assert {k[0] for k in NODE_FSM} == set(NodeState)
     assert NodeState.SELF_DOWN_PEER_LEAVING == 0xD1 and NodeEvt.PEER_LOST_CONTACT_EVT == 0x91CE
+
+
+def test_illegal_event_is_counted_and_changes_nothing() -> None:
+    p = new_peer()
+    p.fsm_evt(NodeEvt.NODE_SYNCH_END_EVT)  # illegal in SELF_DOWN_PEER_LEAVING
+    assert p.illegal_evts == 1 and p.state == NodeState.SELF_DOWN_PEER_LEAVING
 
 
 # ---------------------------------------------------------------- contact rules
@@ -289,5 +264,7 @@ def test_remove_link_politely_resets_and_reports() -> None:
 
 
 def test_module_exports() -> None:
+    import tipcpy.core.node as nodemod
+
     for name in nodemod.__all__:
         assert hasattr(nodemod, name)

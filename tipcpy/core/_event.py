@@ -12,17 +12,18 @@ them as read-only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["SlotEvent"]
 
 
 class SlotEvent:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
+    __match_args__: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        cls.__match_args__ = tuple(cls.__slots__)  # type: ignore[misc]
+        cls.__match_args__ = tuple(cls.__slots__)  # type: ignore[misc]  # mypy: dunder
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -30,7 +31,7 @@ class SlotEvent:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined]
+        return self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash((self.__class__.__name__, *self._values()))

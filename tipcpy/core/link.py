@@ -45,6 +45,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field, fields
 from enum import Enum, IntEnum, auto
+from typing import Any
 
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
@@ -72,7 +73,9 @@ __all__ = [
     "LinkEvent",
     "TRANSITIONS",
     "link_fsm",
+    "link_goes_down",
     "LinkStats",
+    "LinkRtt",
     "LinkUp",
     "LinkDown",
     "Delivered",
@@ -121,7 +124,7 @@ _GAP_BLK = struct.Struct(">HH")
 _EMPTY_GAP_ACK = b"\x00\x04\x00\x00"
 _W0_BUNDLE = (2 << 29) | (_USER_BUNDLER << 25) | ((INT_H_SIZE // 4) << 21)
 _PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
-_HDRS = [struct.Struct(f">{n}I") if n else None for n in range(16)]
+_HDRS = [struct.Struct(f">{n}I") for n in range(16)]
 _W0_KEEP = 0xFE1E0000  # w0 without hsize (24:21) and size (16:0), as in Msg.encode()
 
 
@@ -157,52 +160,62 @@ class LinkEvent(Enum):
 
 
 _S, _E = LinkState, LinkEvent
-TRANSITIONS: dict[tuple[LinkState, LinkEvent], tuple[LinkState, bool]] = {
-    # (state, event): (next state, link goes down).  Absent pairs are illegal and
-    # leave the state alone, as tipc_link_fsm_evt() does.
-    (_S.RESETTING, _E.PEER_RESET): (_S.PEER_RESET, False),
-    (_S.RESETTING, _E.RESET): (_S.RESET, False),
-    (_S.RESET, _E.PEER_RESET): (_S.ESTABLISHING, False),
-    (_S.RESET, _E.FAILOVER_BEGIN): (_S.FAILINGOVER, False),
-    (_S.RESET, _E.FAILURE): (_S.RESET, False),
-    (_S.RESET, _E.RESET): (_S.RESET, False),
-    (_S.RESET, _E.ESTABLISH): (_S.RESET, False),
-    (_S.RESET, _E.FAILOVER_END): (_S.RESET, False),
-    (_S.PEER_RESET, _E.RESET): (_S.ESTABLISHING, False),
-    (_S.PEER_RESET, _E.PEER_RESET): (_S.PEER_RESET, False),
-    (_S.PEER_RESET, _E.ESTABLISH): (_S.PEER_RESET, False),
-    (_S.PEER_RESET, _E.FAILURE): (_S.PEER_RESET, False),
-    (_S.FAILINGOVER, _E.FAILOVER_END): (_S.RESET, False),
-    (_S.FAILINGOVER, _E.PEER_RESET): (_S.FAILINGOVER, False),
-    (_S.FAILINGOVER, _E.RESET): (_S.FAILINGOVER, False),
-    (_S.FAILINGOVER, _E.ESTABLISH): (_S.FAILINGOVER, False),
-    (_S.FAILINGOVER, _E.FAILURE): (_S.FAILINGOVER, False),
-    (_S.ESTABLISHING, _E.ESTABLISH): (_S.ESTABLISHED, False),
-    (_S.ESTABLISHING, _E.FAILOVER_BEGIN): (_S.FAILINGOVER, False),
-    (_S.ESTABLISHING, _E.RESET): (_S.RESET, False),
-    (_S.ESTABLISHING, _E.FAILURE): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHING, _E.PEER_RESET): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHING, _E.SYNCH_BEGIN): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHING, _E.FAILOVER_END): (_S.ESTABLISHING, False),
-    (_S.ESTABLISHED, _E.PEER_RESET): (_S.PEER_RESET, True),
-    (_S.ESTABLISHED, _E.FAILURE): (_S.RESETTING, True),
-    (_S.ESTABLISHED, _E.RESET): (_S.RESET, False),
-    (_S.ESTABLISHED, _E.ESTABLISH): (_S.ESTABLISHED, False),
-    (_S.ESTABLISHED, _E.SYNCH_END): (_S.ESTABLISHED, False),
-    (_S.ESTABLISHED, _E.SYNCH_BEGIN): (_S.SYNCHING, False),
-    (_S.SYNCHING, _E.PEER_RESET): (_S.PEER_RESET, True),
-    (_S.SYNCHING, _E.FAILURE): (_S.RESETTING, True),
-    (_S.SYNCHING, _E.RESET): (_S.RESET, False),
-    (_S.SYNCHING, _E.ESTABLISH): (_S.SYNCHING, False),
-    (_S.SYNCHING, _E.SYNCH_BEGIN): (_S.SYNCHING, False),
-    (_S.SYNCHING, _E.SYNCH_END): (_S.ESTABLISHED, False),
+TRANSITIONS: dict[tuple[LinkState, LinkEvent], LinkState] = {
+    # (state, event): next state, the kernel's tipc_link_fsm_evt().  A legal event
+    # that changes nothing maps to its own state; absent pairs are illegal: counted
+    # (Link.illegal_evts) and the state left alone, as the kernel does.
+    (_S.RESETTING, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.RESETTING, _E.RESET): _S.RESET,
+    (_S.RESET, _E.PEER_RESET): _S.ESTABLISHING,
+    (_S.RESET, _E.FAILOVER_BEGIN): _S.FAILINGOVER,
+    (_S.RESET, _E.FAILURE): _S.RESET,
+    (_S.RESET, _E.RESET): _S.RESET,
+    (_S.RESET, _E.ESTABLISH): _S.RESET,
+    (_S.RESET, _E.FAILOVER_END): _S.RESET,
+    (_S.PEER_RESET, _E.RESET): _S.ESTABLISHING,
+    (_S.PEER_RESET, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.PEER_RESET, _E.ESTABLISH): _S.PEER_RESET,
+    (_S.PEER_RESET, _E.FAILURE): _S.PEER_RESET,
+    (_S.FAILINGOVER, _E.FAILOVER_END): _S.RESET,
+    (_S.FAILINGOVER, _E.PEER_RESET): _S.FAILINGOVER,
+    (_S.FAILINGOVER, _E.RESET): _S.FAILINGOVER,
+    (_S.FAILINGOVER, _E.ESTABLISH): _S.FAILINGOVER,
+    (_S.FAILINGOVER, _E.FAILURE): _S.FAILINGOVER,
+    (_S.ESTABLISHING, _E.ESTABLISH): _S.ESTABLISHED,
+    (_S.ESTABLISHING, _E.FAILOVER_BEGIN): _S.FAILINGOVER,
+    (_S.ESTABLISHING, _E.RESET): _S.RESET,
+    (_S.ESTABLISHING, _E.FAILURE): _S.ESTABLISHING,
+    (_S.ESTABLISHING, _E.PEER_RESET): _S.ESTABLISHING,
+    (_S.ESTABLISHING, _E.SYNCH_BEGIN): _S.ESTABLISHING,
+    (_S.ESTABLISHING, _E.FAILOVER_END): _S.ESTABLISHING,
+    (_S.ESTABLISHED, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.ESTABLISHED, _E.FAILURE): _S.RESETTING,
+    (_S.ESTABLISHED, _E.RESET): _S.RESET,
+    (_S.ESTABLISHED, _E.ESTABLISH): _S.ESTABLISHED,
+    (_S.ESTABLISHED, _E.SYNCH_END): _S.ESTABLISHED,
+    (_S.ESTABLISHED, _E.SYNCH_BEGIN): _S.SYNCHING,
+    (_S.SYNCHING, _E.PEER_RESET): _S.PEER_RESET,
+    (_S.SYNCHING, _E.FAILURE): _S.RESETTING,
+    (_S.SYNCHING, _E.RESET): _S.RESET,
+    (_S.SYNCHING, _E.ESTABLISH): _S.SYNCHING,
+    (_S.SYNCHING, _E.SYNCH_BEGIN): _S.SYNCHING,
+    (_S.SYNCHING, _E.SYNCH_END): _S.ESTABLISHED,
 }
+_DOWN_EVTS = frozenset({_E.PEER_RESET, _E.FAILURE})
+"""From an up state these take the link down (the kernel's TIPC_LINK_DOWN_EVT)."""
 del _S, _E
 
 
-def link_fsm(state: LinkState, evt: LinkEvent) -> tuple[LinkState, bool] | None:
-    """Next state and whether the link goes down, or None for an illegal event."""
+def link_fsm(state: LinkState, evt: LinkEvent) -> LinkState | None:
+    """Next state, or None for an illegal event."""
     return TRANSITIONS.get((state, evt))
+
+
+def link_goes_down(state: LinkState, evt: LinkEvent) -> bool:
+    """Whether ``evt`` in ``state`` takes an up link down (TIPC_LINK_DOWN_EVT)."""
+    nxt = TRANSITIONS.get((state, evt))
+    return nxt is not None and state in _UP_STATES and nxt not in _UP_STATES \
+        and evt in _DOWN_EVTS
 
 
 _UP_STATES = frozenset({LinkState.ESTABLISHED, LinkState.SYNCHING})
@@ -217,12 +230,18 @@ class LinkUp(SlotEvent):
 
 
 class LinkDown(SlotEvent):
-    """The link left ESTABLISHED; everything queued on it was discarded."""
+    """The link left ESTABLISHED; everything queued on it was discarded.
 
-    __slots__ = ("reason",)
+    ``peer_reset`` is the kernel's tipc_link_peer_is_down() at the moment the link
+    went down (it was the peer's RESET, so the peer knows): the node FSM needs it to
+    take PEER_LOST_CONTACT before SELF_LOST_CONTACT, and the link has already moved
+    on to ESTABLISHING by the time the node reads the event."""
 
-    def __init__(self, reason: str) -> None:
+    __slots__ = ("reason", "peer_reset")
+
+    def __init__(self, reason: str, peer_reset: bool = False) -> None:
         self.reason = reason
+        self.peer_reset = peer_reset
 
 
 class Delivered(SlotEvent):
@@ -251,6 +270,31 @@ LinkEventType = LinkUp | LinkDown | Delivered | LinkWakeup
 
 # ---------------------------------------------------------------- statistics
 _PROFILE_LIMITS = (64, 256, 1024, 4096, 16384, 32768)
+
+
+@dataclass(slots=True)
+class LinkRtt:
+    """Probe -> probe-reply round trips (``tipc link stat show -s``; the kernel has no
+    such counter).  The link times them itself: it knows when its probe left and
+    when a STATE with the keepalive bit and no probe bit (a reply) came back."""
+
+    count: int = 0
+    total: float = 0.0
+    min: float | None = None
+    max: float | None = None
+
+    def add(self, rtt: float) -> None:
+        self.count += 1
+        self.total += rtt
+        self.min = rtt if self.min is None or rtt < self.min else self.min
+        self.max = rtt if self.max is None or rtt > self.max else self.max
+
+    def as_dict(self) -> dict[str, Any]:
+        """Milliseconds (None until the first reply)."""
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000.0, 3)
+        return {"count": self.count, "min": ms(self.min), "max": ms(self.max),
+                "avg": ms(self.total / self.count) if self.count else None}
 
 
 @dataclass(slots=True)
@@ -298,7 +342,8 @@ class LinkStats:
     """Sequenced packets dropped because the link was not up."""
     rx_bad_inner: int = 0
     """Bundles that did not split / fragments that did not join."""
-    fsm_illegal: int = 0
+    rtt: LinkRtt = field(default_factory=LinkRtt)
+    """Probe round trips (not in as_dict(): shown by ``-s`` on its own lines)."""
 
     @property
     def avg_queue_sz(self) -> int:
@@ -311,9 +356,11 @@ class LinkStats:
     def clear(self) -> None:
         for f in fields(self):
             setattr(self, f.name, [0] * 7 if f.name == "msg_length_profile" else 0)
+        self.rtt = LinkRtt()
 
     def as_dict(self) -> dict[str, int | list[int]]:
-        d: dict[str, int | list[int]] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d: dict[str, int | list[int]] = {f.name: getattr(self, f.name) for f in fields(self)
+                                         if f.name != "rtt"}
         d["msg_length_profile"] = list(self.msg_length_profile)
         d["avg_queue_sz"] = self.avg_queue_sz
         d["msg_length_avg"] = self.msg_length_avg
@@ -445,6 +492,8 @@ class Link:
         self.peer_session = 0
         self.in_session = False
         self.stats = LinkStats()
+        self.illegal_evts = 0
+        """Events the FSM table refused; never cleared (the simulator asserts 0)."""
 
         # sending
         self.window = window
@@ -452,7 +501,7 @@ class Link:
         self._set_limits()
         self._snd_nxt = 1
         self._snd_nxt_state = 1
-        self._transmq: deque[list] = deque()
+        self._transmq: deque[list[Any]] = deque()
         self._backlog: deque[_Pending] = deque()
         self._bl_len = [0] * 5
         self._target: list[_Pending | None] = [None] * 5
@@ -472,6 +521,7 @@ class Link:
         self.silent_intv_cnt = 0
         self._rst_cnt = 0
         self._checkpoint = 1
+        self._probe_at: float | None = None  # when the last unanswered probe left
 
         self._out: list[bytes] = []
         self._events: list[LinkEventType] = []
@@ -531,8 +581,7 @@ class Link:
     # ------------------------------------------------------------ driver contract
     def start(self, now: float) -> None:
         """Enter RESET and send the first RESET_MSG now; ticks follow."""
-        self._fsm(LinkEvent.RESET)
-        self.state = LinkState.RESET
+        self.fsm_evt(LinkEvent.RESET)  # RESETTING -> RESET
         self._rst_cnt = 0
         self._next_tick = now
         self.tick(now)
@@ -594,6 +643,8 @@ class Link:
             self._checkpoint = self._snd_nxt
             if probe or state:
                 self._proto(_STATE_MSG, probe=probe)
+                if probe:
+                    self._probe_at = now
         elif st == LinkState.RESET:
             setup = self._rst_cnt <= 4
             self._rst_cnt += 1
@@ -607,10 +658,9 @@ class Link:
         a new session and tells the peer with a RESET carrying ``peer_stopping`` -
         which is what a kernel sends when it takes a link down."""
         if self.is_up:
-            self._fsm(LinkEvent.FAILURE)
+            self.fsm_evt(LinkEvent.FAILURE)
             self._events.append(LinkDown(reason))
-        self._fsm(LinkEvent.RESET)
-        self.state = LinkState.RESET
+        self.fsm_evt(LinkEvent.RESET)
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
         self._next_tick = now + self._interval
@@ -846,7 +896,7 @@ class Link:
             tq.popleft()
         if not (gap or blocks) or not tq:
             return n0 - len(tq)
-        keep: deque[list] = deque()
+        keep: deque[list[Any]] = deque()
         nacked, ngap, bi = acked, gap, 0
         ack = (self._rcv_nxt - 1) & 0xFFFF
         bc_ack = self.bcast_ack & 0xFFFF
@@ -1104,6 +1154,10 @@ class Link:
         probe = w5 & 1
         if probe:
             s.recv_probes += 1
+        elif (w[0] >> 19) & 1 and self._probe_at is not None:
+            # keepalive bit without probe bit: the reply to our last probe
+            s.rtt.add(max(0.0, now - self._probe_at))
+            self._probe_at = None
         if self.state not in _UP_STATES:
             if self.state == LinkState.ESTABLISHING:
                 self._link_up(now)
@@ -1166,7 +1220,7 @@ class Link:
                 self._proto(_STATE_MSG)
                 return
         elif st == LinkState.RESET:
-            self._fsm(LinkEvent.PEER_RESET)  # -> ESTABLISHING
+            self.fsm_evt(LinkEvent.PEER_RESET)  # -> ESTABLISHING
             if mtyp == _RESET_MSG:
                 self._proto(_ACTIVATE_MSG)  # answer at once rather than next tick
         if max_pkt < self.mtu:
@@ -1175,16 +1229,21 @@ class Link:
             self._link_up(now)
 
     # ------------------------------------------------------------ state changes
-    def _fsm(self, evt: LinkEvent) -> bool:
-        nxt = TRANSITIONS.get((self.state, evt))
+    def fsm_evt(self, evt: LinkEvent) -> bool:
+        """Apply one FSM event (the only way the state changes after creation);
+        True if it took the link down.  Public for the node, which owns failover and
+        synch and drives FAILOVER_* / SYNCH_* on its links (kernel node.c)."""
+        st = self.state
+        nxt = TRANSITIONS.get((st, evt))
         if nxt is None:
-            self.stats.fsm_illegal += 1
+            self.illegal_evts += 1
             return False
-        self.state = nxt[0]
-        return nxt[1]
+        self.state = nxt
+        return st in _UP_STATES and nxt not in _UP_STATES and evt in _DOWN_EVTS
+
 
     def _link_up(self, now: float) -> None:
-        self._fsm(LinkEvent.ESTABLISH)
+        self.fsm_evt(LinkEvent.ESTABLISH)
         self._last_rx = now
         self._rx_since_tick = True
         self.silent_intv_cnt = 0
@@ -1201,9 +1260,9 @@ class Link:
 
     def _failure(self, now: float, reason: str) -> None:
         """LINK_FAILURE_EVT on an up link: down, new session, RESET to the peer."""
-        if self._fsm(LinkEvent.FAILURE):
+        if self.fsm_evt(LinkEvent.FAILURE):
             self._events.append(LinkDown(reason))
-        self._fsm(LinkEvent.RESET)  # RESETTING -> RESET, as the node does
+        self.fsm_evt(LinkEvent.RESET)  # RESETTING -> RESET, as the node does
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
         self._next_tick = now + self._interval
@@ -1212,9 +1271,9 @@ class Link:
         """Peer sent a RESET while we were up: down, and straight to ESTABLISHING
         since we already know the peer's new session."""
         peer_session = self.peer_session
-        if self._fsm(LinkEvent.PEER_RESET):
-            self._events.append(LinkDown("peer reset"))
-        self._fsm(LinkEvent.RESET)  # PEER_RESET -> ESTABLISHING
+        if self.fsm_evt(LinkEvent.PEER_RESET):
+            self._events.append(LinkDown("peer reset", self.state is LinkState.PEER_RESET))
+        self.fsm_evt(LinkEvent.RESET)  # PEER_RESET -> ESTABLISHING
         self._reset_session()
         self.peer_session = peer_session
         self.in_session = True
@@ -1242,6 +1301,7 @@ class Link:
         self._checkpoint = 1
         self.silent_intv_cnt = 0
         self._rst_cnt = 0
+        self._probe_at = None
         self.stats.clear()
         if True in self._congested:
             self._wakeup()

@@ -15,8 +15,10 @@ Mirrors the kernel's ``net/tipc/node.c`` (facts, not code):
   ``bcast_ack`` in our unicast traffic.  We never broadcast: ``last_bcast`` stays 0 and
   multicast goes by replicast over the unicast links.
 
-Loss-free failover (TUNNEL_PROTOCOL) is not done yet; the active/standby structure and the
-``NODE_FAILINGOVER`` / ``NODE_SYNCHING`` states are where it will plug in.
+Loss-free failover and synch (TUNNEL_PROTOCOL) are not built yet.  This class is their
+single owner: both FSM tables hold the kernel's FAILINGOVER / SYNCHING transitions, only
+the node drives them (``Link.fsm_evt``), and ``_link_down`` / ``_link_up`` say where the
+mechanism goes.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ from enum import IntEnum
 from typing import Any
 
 from tipcpy.core._event import SlotEvent
-from tipcpy.core.link import Delivered as _Delivered
+from tipcpy.core.link import Delivered, Link, LinkDown, LinkUp
 from tipcpy.wire.consts import LinkProtoType, User
 
 __all__ = [
     "NodeState",
     "NodeEvt",
     "NODE_FSM",
-    "node_fsm_next",
+    "node_fsm",
     "PeerNode",
     "NodeUp",
     "NodeDown",
@@ -70,81 +72,60 @@ class NodeEvt(IntEnum):
 
 
 S, E = NodeState, NodeEvt
-_IGNORE = None  # legal, state unchanged
-NODE_FSM: dict[NodeState, dict[NodeEvt, NodeState | None]] = {
-    S.SELF_DOWN_PEER_DOWN: {
-        E.SELF_ESTABL_CONTACT_EVT: S.SELF_UP_PEER_COMING,
-        E.PEER_ESTABL_CONTACT_EVT: S.SELF_COMING_PEER_UP,
-        E.SELF_LOST_CONTACT_EVT: _IGNORE,
-        E.PEER_LOST_CONTACT_EVT: _IGNORE,
-    },
-    S.SELF_UP_PEER_UP: {
-        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_LEAVING,
-        E.PEER_LOST_CONTACT_EVT: S.SELF_LEAVING_PEER_DOWN,
-        E.NODE_SYNCH_BEGIN_EVT: S.NODE_SYNCHING,
-        E.NODE_FAILOVER_BEGIN_EVT: S.NODE_FAILINGOVER,
-        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
-        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
-        E.NODE_SYNCH_END_EVT: _IGNORE,
-        E.NODE_FAILOVER_END_EVT: _IGNORE,
-    },
-    S.SELF_DOWN_PEER_LEAVING: {
-        E.PEER_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
-        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
-        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
-        E.SELF_LOST_CONTACT_EVT: _IGNORE,
-    },
-    S.SELF_UP_PEER_COMING: {
-        E.PEER_ESTABL_CONTACT_EVT: S.SELF_UP_PEER_UP,
-        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
-        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
-        E.PEER_LOST_CONTACT_EVT: _IGNORE,
-        E.NODE_SYNCH_END_EVT: _IGNORE,
-        E.NODE_FAILOVER_BEGIN_EVT: _IGNORE,
-    },
-    S.SELF_COMING_PEER_UP: {
-        E.SELF_ESTABL_CONTACT_EVT: S.SELF_UP_PEER_UP,
-        E.PEER_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
-        E.SELF_LOST_CONTACT_EVT: _IGNORE,
-        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
-    },
-    S.SELF_LEAVING_PEER_DOWN: {
-        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_DOWN,
-        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
-        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
-        E.PEER_LOST_CONTACT_EVT: _IGNORE,
-    },
-    S.NODE_FAILINGOVER: {
-        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_LEAVING,
-        E.PEER_LOST_CONTACT_EVT: S.SELF_LEAVING_PEER_DOWN,
-        E.NODE_FAILOVER_END_EVT: S.SELF_UP_PEER_UP,
-        E.NODE_FAILOVER_BEGIN_EVT: _IGNORE,
-        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
-        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
-    },
-    S.NODE_SYNCHING: {
-        E.SELF_LOST_CONTACT_EVT: S.SELF_DOWN_PEER_LEAVING,
-        E.PEER_LOST_CONTACT_EVT: S.SELF_LEAVING_PEER_DOWN,
-        E.NODE_SYNCH_END_EVT: S.SELF_UP_PEER_UP,
-        E.NODE_FAILOVER_BEGIN_EVT: S.NODE_FAILINGOVER,
-        E.NODE_SYNCH_BEGIN_EVT: _IGNORE,
-        E.SELF_ESTABL_CONTACT_EVT: _IGNORE,
-        E.PEER_ESTABL_CONTACT_EVT: _IGNORE,
-    },
+NODE_FSM: dict[tuple[NodeState, NodeEvt], NodeState] = {
+    # (state, event): next state, the kernel's tipc_node_fsm_evt().  A legal event that
+    # changes nothing maps to its own state; absent pairs are illegal: counted
+    # (PeerNode.illegal_evts) and the state left alone, as the kernel does.
+    (S.SELF_DOWN_PEER_DOWN, E.SELF_ESTABL_CONTACT_EVT): S.SELF_UP_PEER_COMING,
+    (S.SELF_DOWN_PEER_DOWN, E.PEER_ESTABL_CONTACT_EVT): S.SELF_COMING_PEER_UP,
+    (S.SELF_DOWN_PEER_DOWN, E.SELF_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_DOWN,
+    (S.SELF_DOWN_PEER_DOWN, E.PEER_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_DOWN,
+    (S.SELF_UP_PEER_UP, E.SELF_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_LEAVING,
+    (S.SELF_UP_PEER_UP, E.PEER_LOST_CONTACT_EVT): S.SELF_LEAVING_PEER_DOWN,
+    (S.SELF_UP_PEER_UP, E.NODE_SYNCH_BEGIN_EVT): S.NODE_SYNCHING,
+    (S.SELF_UP_PEER_UP, E.NODE_FAILOVER_BEGIN_EVT): S.NODE_FAILINGOVER,
+    (S.SELF_UP_PEER_UP, E.SELF_ESTABL_CONTACT_EVT): S.SELF_UP_PEER_UP,
+    (S.SELF_UP_PEER_UP, E.PEER_ESTABL_CONTACT_EVT): S.SELF_UP_PEER_UP,
+    (S.SELF_UP_PEER_UP, E.NODE_SYNCH_END_EVT): S.SELF_UP_PEER_UP,
+    (S.SELF_UP_PEER_UP, E.NODE_FAILOVER_END_EVT): S.SELF_UP_PEER_UP,
+    (S.SELF_DOWN_PEER_LEAVING, E.PEER_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_DOWN,
+    (S.SELF_DOWN_PEER_LEAVING, E.SELF_ESTABL_CONTACT_EVT): S.SELF_DOWN_PEER_LEAVING,
+    (S.SELF_DOWN_PEER_LEAVING, E.PEER_ESTABL_CONTACT_EVT): S.SELF_DOWN_PEER_LEAVING,
+    (S.SELF_DOWN_PEER_LEAVING, E.SELF_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_LEAVING,
+    (S.SELF_UP_PEER_COMING, E.PEER_ESTABL_CONTACT_EVT): S.SELF_UP_PEER_UP,
+    (S.SELF_UP_PEER_COMING, E.SELF_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_DOWN,
+    (S.SELF_UP_PEER_COMING, E.SELF_ESTABL_CONTACT_EVT): S.SELF_UP_PEER_COMING,
+    (S.SELF_UP_PEER_COMING, E.PEER_LOST_CONTACT_EVT): S.SELF_UP_PEER_COMING,
+    (S.SELF_UP_PEER_COMING, E.NODE_SYNCH_END_EVT): S.SELF_UP_PEER_COMING,
+    (S.SELF_UP_PEER_COMING, E.NODE_FAILOVER_BEGIN_EVT): S.SELF_UP_PEER_COMING,
+    (S.SELF_COMING_PEER_UP, E.SELF_ESTABL_CONTACT_EVT): S.SELF_UP_PEER_UP,
+    (S.SELF_COMING_PEER_UP, E.PEER_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_DOWN,
+    (S.SELF_COMING_PEER_UP, E.SELF_LOST_CONTACT_EVT): S.SELF_COMING_PEER_UP,
+    (S.SELF_COMING_PEER_UP, E.PEER_ESTABL_CONTACT_EVT): S.SELF_COMING_PEER_UP,
+    (S.SELF_LEAVING_PEER_DOWN, E.SELF_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_DOWN,
+    (S.SELF_LEAVING_PEER_DOWN, E.SELF_ESTABL_CONTACT_EVT): S.SELF_LEAVING_PEER_DOWN,
+    (S.SELF_LEAVING_PEER_DOWN, E.PEER_ESTABL_CONTACT_EVT): S.SELF_LEAVING_PEER_DOWN,
+    (S.SELF_LEAVING_PEER_DOWN, E.PEER_LOST_CONTACT_EVT): S.SELF_LEAVING_PEER_DOWN,
+    (S.NODE_FAILINGOVER, E.SELF_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_LEAVING,
+    (S.NODE_FAILINGOVER, E.PEER_LOST_CONTACT_EVT): S.SELF_LEAVING_PEER_DOWN,
+    (S.NODE_FAILINGOVER, E.NODE_FAILOVER_END_EVT): S.SELF_UP_PEER_UP,
+    (S.NODE_FAILINGOVER, E.NODE_FAILOVER_BEGIN_EVT): S.NODE_FAILINGOVER,
+    (S.NODE_FAILINGOVER, E.SELF_ESTABL_CONTACT_EVT): S.NODE_FAILINGOVER,
+    (S.NODE_FAILINGOVER, E.PEER_ESTABL_CONTACT_EVT): S.NODE_FAILINGOVER,
+    (S.NODE_SYNCHING, E.SELF_LOST_CONTACT_EVT): S.SELF_DOWN_PEER_LEAVING,
+    (S.NODE_SYNCHING, E.PEER_LOST_CONTACT_EVT): S.SELF_LEAVING_PEER_DOWN,
+    (S.NODE_SYNCHING, E.NODE_SYNCH_END_EVT): S.SELF_UP_PEER_UP,
+    (S.NODE_SYNCHING, E.NODE_FAILOVER_BEGIN_EVT): S.NODE_FAILINGOVER,
+    (S.NODE_SYNCHING, E.NODE_SYNCH_BEGIN_EVT): S.NODE_SYNCHING,
+    (S.NODE_SYNCHING, E.SELF_ESTABL_CONTACT_EVT): S.NODE_SYNCHING,
+    (S.NODE_SYNCHING, E.PEER_ESTABL_CONTACT_EVT): S.NODE_SYNCHING,
 }
-"""The kernel's tipc_node_fsm_evt() as one table: state -> event -> next (None = stay).
-
-An event missing from a state's row is illegal (the kernel logs and ignores it)."""
 del S, E
 
 
-def node_fsm_next(state: NodeState, evt: NodeEvt) -> tuple[NodeState, bool]:
-    """Next state and whether the event was legal in ``state``."""
-    row = NODE_FSM[state]
-    if evt not in row:
-        return state, False
-    nxt = row[evt]
-    return (state if nxt is None else nxt), True
+def node_fsm(state: NodeState, evt: NodeEvt) -> NodeState | None:
+    """Next state, or None for an illegal event (same shape as link.link_fsm)."""
+    return NODE_FSM.get((state, evt))
 
 
 # ---------------------------------------------------------------- events
@@ -197,7 +178,7 @@ class NodeReceived(SlotEvent):
 class LinkEntry:
     """Kernel tipc_link_entry: the link plus the peer's media address on that bearer."""
 
-    link: Any
+    link: Link
     media_addr: Any
     bearer_id: int
 
@@ -229,7 +210,7 @@ def _less(a: int, b: int) -> bool:
 _BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
 _UP_UP = NodeState.SELF_UP_PEER_UP
 
-LinkFactory = Callable[[int], Any]  # bearer_id -> new Link
+LinkFactory = Callable[[int], "Link"]  # bearer_id -> new Link
 
 
 class PeerNode:
@@ -255,9 +236,11 @@ class PeerNode:
 
     # ---- FSM ------------------------------------------------------------------------
     def fsm_evt(self, evt: NodeEvt) -> None:
-        nxt, legal = node_fsm_next(self.state, evt)
-        if not legal:
+        """Apply one FSM event: the only way the state changes after creation."""
+        nxt = NODE_FSM.get((self.state, evt))
+        if nxt is None:
             self.illegal_evts += 1
+            return
         self.state = nxt
 
     @property
@@ -433,8 +416,8 @@ class PeerNode:
         if not up:
             self.active = [None, None]
             return
-        best = max(getattr(le.link, "priority", 10) for le in up)
-        act = sorted(le.bearer_id for le in up if getattr(le.link, "priority", 10) == best)
+        best = max(le.link.priority for le in up)
+        act = sorted(le.bearer_id for le in up if le.link.priority == best)
         old = [b for b in self.active if b is not None and b in act]
         if len(act) == 1:
             self.active = [act[0], act[0]]
@@ -451,26 +434,40 @@ class PeerNode:
         self._recompute_active()
         link = le.link
         self._events.append(LinkStateChanged(link.name, True, self.addr, le.bearer_id,
-                                             getattr(link, "peer_bearer_id", 0)))
+                                             link.peer_bearer_id))
         if not was_up:
             self.fsm_evt(NodeEvt.SELF_ESTABL_CONTACT_EVT)
             self.up_since = now
             for other in self.links.values():
                 other.link.peer_node_up = True
             self._events.append(NodeUp(self.addr, self.node_id))
+        # Synch seam (issue 11): a second link coming up while another is active is
+        # where the kernel sends SYNCH_MSG over the old link, takes the new one
+        # ESTABLISHED -> SYNCHING (LINK_SYNCH_BEGIN_EVT) and the node to NODE_SYNCHING,
+        # and holds the new link's deliveries until the old one reaches the synch
+        # point.  Not built yet: traffic moves at once and may be reordered.
 
-    def _link_down(self, le: LinkEntry, now: float, reason: str = "") -> None:
+    def _link_down(self, le: LinkEntry, now: float, reason: str = "",
+                   peer_reset: bool = False) -> None:
+        """Kernel __tipc_node_link_down.  ``peer_reset``: the link went down because
+        the peer reset it (tipc_link_peer_is_down), so the peer has lost contact too."""
         was_up = self.is_up
         self._recompute_active()
         link = le.link
         self._events.append(LinkStateChanged(link.name, False, self.addr, le.bearer_id,
-                                             getattr(link, "peer_bearer_id", 0), reason))
+                                             link.peer_bearer_id, reason))
         if was_up and not self.is_up:
-            # kernel tipc_link_peer_is_down(): the peer reset this link, it knows
-            if getattr(link, "peer_reset", False) or getattr(getattr(link, "state", None), "name", "") == "PEER_RESET":
+            if peer_reset:
                 self.fsm_evt(NodeEvt.PEER_LOST_CONTACT_EVT)
             self.fsm_evt(NodeEvt.SELF_LOST_CONTACT_EVT)
             self._lost_contact()
+        # Failover seam (issue 11): while another link is still up the kernel starts
+        # failover here - tunnels the failed link's unacked queue over the surviving
+        # one (tipc_link_tnl_prepare), takes the failed link RESET -> FAILINGOVER and
+        # the node SELF_UP_PEER_UP -> NODE_FAILINGOVER (NODE_FAILOVER_BEGIN_EVT), and
+        # ends both at the sync point.  Not built yet: the failed link resets and
+        # its queue is lost; the node stays SELF_UP_PEER_UP.  Both FSM tables already
+        # hold these transitions; only this node may drive them (link.fsm_evt).
 
     def _lost_contact(self) -> None:
         """Kernel node_lost_contact: clean broadcast state, tell the layers above."""
@@ -507,30 +504,20 @@ class PeerNode:
         events = self._events
         addr = self.addr
         bid = le.bearer_id
-        linkmod: Any = None
         for ev in evs:
-            if ev.__class__ is _Delivered:  # the per-message case, without the import
+            if type(ev) is Delivered:  # the per-message case first
                 m = ev.msg
                 if (m.w[0] >> 25) & 0xF == _BCAST_PROTOCOL:
                     self._bc_init(m)
                 else:
                     events.append(NodeReceived(addr, m, bid))
-                continue
-            if linkmod is None:
-                from tipcpy.core import link as linkmod
-            if isinstance(ev, linkmod.Delivered):
-                m = ev.msg
-                if m.user == User.BCAST_PROTOCOL:
-                    self._bc_init(m)
-                else:
-                    self._events.append(NodeReceived(self.addr, m, le.bearer_id))
-            elif isinstance(ev, linkmod.LinkUp):
+            elif type(ev) is LinkUp:
                 self._link_up(le, now)
-            elif isinstance(ev, linkmod.LinkDown):
+            elif type(ev) is LinkDown:
                 if not suppress_down:
-                    self._link_down(le, now, getattr(ev, "reason", ""))
+                    self._link_down(le, now, ev.reason, ev.peer_reset)
             else:
-                self._events.append(ev)  # e.g. LinkWakeup: for the socket layer
+                events.append(ev)  # e.g. LinkWakeup: for the socket layer
         # a state change may have produced more packets (e.g. STATE after link up)
         for data in link.take_outgoing():
             self._out.append((le.bearer_id, le.media_addr, data))

@@ -42,14 +42,16 @@ from __future__ import annotations
 
 import errno
 import heapq
+import random
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, cast
 
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.link import LinkWakeup
-from tipcpy.core.name_table import Publication, check_bind
+from tipcpy.core.name_table import NameTable, Publication, check_bind
 from tipcpy.core.node import NodeDown
+from tipcpy.core.topsrv import TopSrv
 from tipcpy.wire.consts import (
     FLOWCTL_BLK_SZ,
     FLOWCTL_MSG_WIN,
@@ -83,14 +85,39 @@ from tipcpy.wire.consts import (
 )
 from tipcpy.wire.msg import ConnMgrMsg, DataMsg, Msg
 
-try:  # the topology server core is written in parallel; wire it when present
-    from tipcpy.core.topsrv import CloseConn, TopSrv
-except ImportError:  # pragma: no cover - until core/topsrv.py lands
-    TopSrv = None  # type: ignore[assignment,misc]
-    CloseConn = None  # type: ignore[assignment,misc]
+DeliverFn = Callable[[int, Msg, float], None]
+ListenerFn = Callable[[object, float], None]
 
-if TYPE_CHECKING:
-    from tipcpy.core.stack import Stack
+
+class Timed(Protocol):
+    def next_deadline(self) -> float | None: ...
+
+    def tick(self, now: float) -> None: ...
+
+
+class NodeServices(Protocol):
+    """What the socket layer uses of the node below it - all of it.  The Stack
+    satisfies it; the layer never names the Stack, so either can be built and tested
+    without the other (tests/unit/test_socket_core.py fakes parts of it)."""
+
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def own_addr(self) -> int: ...
+    @property
+    def name_table(self) -> NameTable: ...
+    @property
+    def topsrv(self) -> TopSrv: ...
+
+    def register_user(self, users: int | Iterable[int], fn: DeliverFn) -> None: ...
+    def add_listener(self, fn: ListenerFn) -> None: ...
+    def add_timer(self, owner: Timed) -> None: ...
+    def touch_upper(self) -> None: ...
+    def send_to_node(self, node_addr: int, msg: Msg, selector: int, now: float) -> bool: ...
+    def node_is_up(self, addr: int) -> bool: ...
+    def node_caps(self, addr: int) -> int: ...
+    def publish(self, publ: Publication, now: float) -> None: ...
+    def withdraw(self, publ: Publication, now: float) -> None: ...
 
 __all__ = [
     "SocketLayer",
@@ -322,15 +349,16 @@ def _reverse(msg: Msg, err: int, own: int) -> Msg | None:
 
 # ---------------------------------------------------------------- the layer
 class SocketLayer:
-    """All ports of one node. Created by the Stack (``stack.sockets``); registered for
-    data users 0-3 and CONN_MANAGER, and as a listener for NodeDown / LinkWakeup."""
+    """All ports of one node, on top of the node's :class:`NodeServices` (built by
+    ``tipcpy.core.assembly.build_node``); registers itself for data users 0-3 and
+    CONN_MANAGER, as a listener for NodeDown / LinkWakeup, and for the node's timer."""
 
     fast_local = True
     """RDM/DGRAM to a port of this node skip building the TIPC message when nothing
     observable depends on it (see _send_connless); False = always the message path
     (tests compare the two)."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: NodeServices) -> None:
         self.stack = stack
         self.rng = stack.rng
         self.table = stack.name_table
@@ -348,19 +376,18 @@ class SocketLayer:
             "rx": 0, "tx": 0, "rejected": 0, "dropped": 0, "rerouted": 0,
             "overload": 0, "no_port": 0, "link_cong": 0, "unreachable": 0, "errors": 0,
         }  # fmt: skip
+        self.swallowed: dict[str, int] = {}
+        """Exceptions _stack_rcv caught, by kind: each is a bug (the simulator tests
+        assert this stays empty); counted so that one bad message cannot stop the node."""
         self.last_error: Exception | None = None
         stack.register_user((0, 1, 2, 3, _CONN_MANAGER), self._stack_rcv)
         stack.add_listener(self._stack_event)
-        # the topology server core: the Stack's (it ticks it and keeps its address);
-        # we own its connections. Without one in the Stack we make and tick our own.
-        self.topsrv: Any = getattr(stack, "topsrv", None)
-        self._tick_topsrv = False
+        stack.add_timer(self)
+        # the topology server core is the node's (it ticks it and keeps its address);
+        # we own its connections
+        self.topsrv: TopSrv = stack.topsrv
         self.topsrv_port = 0
-        if self.topsrv is None and TopSrv is not None:
-            self.topsrv = TopSrv(stack.name_table, stack.own_addr)
-            self._tick_topsrv = True
-        if self.topsrv is not None:
-            self._open_topsrv()
+        self._open_topsrv()
 
     # ============================================================ public API
     def open(self, sotype: int, now: float) -> int:
@@ -579,7 +606,7 @@ class SocketLayer:
                     dp.rcv_used += n
                     self._events.append(Deliver(dport, data, (p.port, own), dest, 0,
                                                 False, False))
-                    if not getattr(self.topsrv, "_out", True):
+                    if not self.topsrv._out:
                         return True
                     self._run(now)
                     return True
@@ -779,8 +806,6 @@ class SocketLayer:
                     dnode, m = p.syn_clone
                     p.txq.append((dnode, m.copy(), 0))
                     self._push(p, now)
-        if self._tick_topsrv:
-            self.topsrv.tick(now)
         self._run(now)
 
     def next_deadline(self) -> float | None:
@@ -791,12 +816,7 @@ class SocketLayer:
             if p is not None and d in (p.conn_deadline, p.retry_at):
                 break
             heapq.heappop(timers)
-        best = timers[0][0] if timers else None
-        if self._tick_topsrv:
-            t = self.topsrv.next_deadline()
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        return timers[0][0] if timers else None
 
     # ---- introspection
     def ports(self) -> list[int]:
@@ -835,7 +855,7 @@ class SocketLayer:
         tuples are cached: applications send to the same few addresses again and again."""
         cache = self._ua_cache
         try:
-            ua = cache.get(addr)  # type: ignore[arg-type]
+            ua = cache.get(addr)
         except TypeError:  # a list: not hashable, not cached
             ua = None
         if ua is not None:
@@ -1096,8 +1116,10 @@ class SocketLayer:
         try:
             self._dispatch(msg, now)
             self._run(now)
-        except Exception as e:  # pragma: no cover - defensive, see counters["errors"]
+        except Exception as e:  # a bug: counted by kind (see swallowed), never silent
             self.counters["errors"] += 1
+            kind = type(e).__name__
+            self.swallowed[kind] = self.swallowed.get(kind, 0) + 1
             self.last_error = e
             self._running = False
             self._lq.clear()
@@ -1113,8 +1135,6 @@ class SocketLayer:
                     self._cong.discard(port)
                 else:
                     self._push(p, now)
-        elif type(ev).__name__ == "AddressCommitted" and self._tick_topsrv:
-            self.topsrv.own_addr = getattr(ev, "addr", 0)
         self._run(now)
 
     def _run(self, now: float) -> None:
@@ -1125,20 +1145,18 @@ class SocketLayer:
         lq = self._lq
         # quiet (the usual case, once per call into the layer): nothing to loop over.
         # TopSrv.take_outgoing() just swaps its ``_out`` list, so peeking is the same.
-        if not lq and not getattr(self.topsrv, "_out", True):
+        if not lq and not self.topsrv._out:
             return
         self._running = True
         try:
             while True:
                 while lq:
                     self._dispatch(lq.popleft(), now)
-                if self.topsrv is None:
-                    break
                 out = self.topsrv.take_outgoing()
                 if not out:
                     break
                 for conn_id, data in out:
-                    srv = self._ports.get(conn_id)  # type: ignore[arg-type]
+                    srv = self._ports.get(cast(int, conn_id))
                     if srv is not None and srv.state == State.ESTABLISHED:
                         self._send_conn(srv, data, now)
         finally:
@@ -1349,8 +1367,7 @@ class SocketLayer:
     def _peer_caps(self, node: int) -> int:
         if self._local(node):
             return _TOP_SRV_CAPS
-        peer = self.stack.peers.get(node)
-        return int(peer.caps) if peer is not None else 0
+        return self.stack.node_caps(node)
 
     def _finish_conn(self, p: _Port, port: int, node: int) -> None:
         """kernel tipc_sk_finish_conn()."""
@@ -1477,7 +1494,7 @@ class SocketLayer:
         self._drop_conn(p)
         self._cong.discard(p.port)
         self._ports.pop(p.port, None)
-        if p.role == "topsrv-conn" and self.topsrv is not None:
+        if p.role == "topsrv-conn":
             self.topsrv.close(p.port)
 
     # ============================================================ topology server
@@ -1501,9 +1518,7 @@ class SocketLayer:
         if not msg.data:
             return
         res = self.topsrv.receive(p.port, msg.data, now)
-        touch = getattr(self.stack, "touch_upper", None)
-        if touch is not None:  # re-arm the Stack's timer for subscription timeouts
-            touch()
+        self.stack.touch_upper()  # re-arm the node's timer for subscription timeouts
         if p.rcv_unacked >= p.rcv_win // TIPC_ACK_RATE and p.state == State.ESTABLISHED:
             self._send_ack(p, now)
         if res is not None:

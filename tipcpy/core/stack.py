@@ -9,7 +9,10 @@ and is the seam to the layers above (name table/distributor, topology server, so
 * out: ``take_transmits()`` -> ``(bearer_id, media_addr | None, bytes)`` (None = broadcast
   on that bearer) and ``take_events()`` (for the CLI ``events`` stream / tests);
 * upper layers: ``send_to_node(addr, msg, selector, now)``, ``register_user(users, fn)``
-  for delivered messages and ``add_listener(fn)`` for node/link/address events.
+  for delivered messages, ``add_listener(fn)`` for node/link/address events and
+  ``add_timer(layer)`` for their deadlines.  The Stack never builds or names the socket
+  layer: ``tipcpy.core.assembly.build_node`` puts it on top (it sees the Stack only
+  through ``socket.NodeServices``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import heapq
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tipcpy.addr import hash128to32, node_id_from_str, node_id_to_str
 from tipcpy.core.discover import (
@@ -30,6 +33,7 @@ from tipcpy.core.discover import (
     TrialEnded,
     TrialFailed,
 )
+from tipcpy.core.link import Link, LinkRtt
 from tipcpy.core.name_distr import NameDistributor
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
@@ -50,7 +54,7 @@ from tipcpy.wire.consts import (
     User,
 )
 
-__all__ = ["Stack", "StackError", "AddressCommitted", "BearerStats", "LinkRtt",
+__all__ = ["Stack", "StackError", "Timed", "AddressCommitted", "BearerStats", "LinkRtt",
            "INVALID_NODE_SIG"]
 
 INVALID_NODE_SIG = 0x10000
@@ -114,31 +118,12 @@ class _Bearer:
         return self.name.split(":", 1)[1] if ":" in self.name else self.name
 
 
-@dataclass
-class LinkRtt:
-    """Probe -> probe-reply round trips of one link (``tipc link stat show -s``).
+class Timed(Protocol):
+    """A layer above with deadlines of its own, ticked by the Stack (add_timer)."""
 
-    Measured here rather than in the link: the Stack sees every STATE leaving (probe bit
-    set) and every STATE arriving (keepalive bit without probe bit = a reply), with the
-    exact ``now`` of both.  Not cleared on link reset, unlike the kernel's counters."""
+    def next_deadline(self) -> float | None: ...
 
-    count: int = 0
-    total: float = 0.0
-    min: float | None = None
-    max: float | None = None
-
-    def add(self, rtt: float) -> None:
-        self.count += 1
-        self.total += rtt
-        self.min = rtt if self.min is None or rtt < self.min else self.min
-        self.max = rtt if self.max is None or rtt > self.max else self.max
-
-    def as_dict(self) -> dict[str, Any]:
-        """Milliseconds (None until the first reply)."""
-        def ms(v: float | None) -> float | None:
-            return None if v is None else round(v * 1000.0, 3)
-        return {"count": self.count, "min": ms(self.min), "max": ms(self.max),
-                "avg": ms(self.total / self.count) if self.count else None}
+    def tick(self, now: float) -> None: ...
 
 
 DeliverFn = Callable[[int, Msg, float], None]
@@ -148,7 +133,6 @@ ListenerFn = Callable[[object, float], None]
 
 DATA_USERS = (0, 1, 2, 3)
 _LINK_CONFIG = int(User.LINK_CONFIG)
-_LINK_PROTOCOL = int(User.LINK_PROTOCOL)
 _NON_SEQ = 1 << 20
 
 
@@ -191,20 +175,15 @@ class Stack:
         # (topsrv.open/receive/close) and carries topsrv.take_outgoing() to them; the
         # Stack only keeps its address and timers current
         self.topsrv = TopSrv(self.name_table, 0)
-        # probe round trips per (peer addr, bearer id), for `tipc link stat show -s`
-        self.link_rtt: dict[tuple[int, int], LinkRtt] = {}
-        self._probe_at: dict[tuple[int, int], float] = {}
-        self.rtt_clock: Callable[[], float] | None = None
-        """Optional finer clock for round trips only (the daemon's ``now`` may tick in
-        whole milliseconds; a loopback RTT is ~0.1 ms).  None = use ``now``."""
         self.register_user(User.NAME_DISTRIBUTOR,
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
-        # the socket layer (ports, topology server port); it registers itself for data
-        # users 0-3 and CONN_MANAGER and listens for NodeDown / LinkWakeup
-        from tipcpy.core.socket import SocketLayer
-
-        self.sockets = SocketLayer(self)
+        self._timed: list[Timed] = []
+        self.sockets: Any = None
+        """The socket layer, attached by :func:`tipcpy.core.assembly.build_node` (the
+        runtime looks it up here).  The Stack never calls it by this name: the layer
+        reaches the Stack through the ``NodeServices`` protocol and registers its
+        handlers, listener and timer itself."""
 
     # ---------------------------------------------------------------- configuration
     @property
@@ -225,7 +204,8 @@ class Stack:
         """``tipc node set netid``: only before the node has an address."""
         if not TIPC_MIN_NET_ID <= net_id <= TIPC_MAX_NET_ID:
             raise StackError(errno.EINVAL, f"net id must be {TIPC_MIN_NET_ID}..{TIPC_MAX_NET_ID}")
-        if self.own_addr or any(getattr(self, "_bearers", [None]) or []):
+        # (first called from __init__, before there are bearers)
+        if self.own_addr or any(self.__dict__.get("_bearers") or []):
             if net_id != self.net_id:
                 raise StackError(errno.EPERM,
                                  "net id can only be changed before the node has an address "
@@ -340,19 +320,14 @@ class Stack:
         raise StackError(errno.EINVAL, f"no link {link_name!r}")
 
     @staticmethod
-    def _apply_link_props(link: Any, priority: int | None, tolerance: int | None,
+    def _apply_link_props(link: Link, priority: int | None, tolerance: int | None,
                           window: int | None, now: float) -> None:
-        for prop, v in (("priority", priority), ("tolerance", tolerance), ("window", window)):
-            if v is None:
-                continue
-            setter = getattr(link, f"set_{prop}", None)
-            if callable(setter):
-                try:
-                    setter(v, now)
-                except TypeError:
-                    setter(v)
-            else:
-                setattr(link, prop, v)
+        if priority is not None:
+            link.set_priority(priority)
+        if tolerance is not None:
+            link.set_tolerance(tolerance, now)
+        if window is not None:
+            link.set_window(window)
 
     def remove_peer(self, addr: int, now: float) -> None:
         """``tipc peer remove``: forget a peer node that is down (kernel tipc_nl_peer_rm):
@@ -366,8 +341,6 @@ class Stack:
         peer.links.clear()
         del self.peers[addr]
         self._dl.pop(("p", addr), None)
-        for key in [k for k in self._probe_at if k[0] == addr]:
-            del self._probe_at[key]
 
     # ---------------------------------------------------------------- upper layers
     def register_user(self, users: int | Iterable[int], fn: DeliverFn) -> None:
@@ -379,6 +352,11 @@ class Stack:
     def add_listener(self, fn: ListenerFn) -> None:
         """Call ``fn(event, now)`` on NodeUp, NodeDown, LinkStateChanged, AddressCommitted."""
         self._listeners.append(fn)
+
+    def add_timer(self, owner: Timed) -> None:
+        """Tick ``owner`` (a layer above with its own deadlines) from this node's timer:
+        ``next_deadline()`` and ``tick()`` include it."""
+        self._timed.append(owner)
 
     def send_to_node(self, node_addr: int, msg: Msg, selector: int, now: float) -> bool:
         """Send over the active link chosen by ``selector & 1``; own address = loopback.
@@ -404,6 +382,11 @@ class Stack:
     def node_is_up(self, addr: int) -> bool:
         p = self.peers.get(addr)
         return p is not None and p.is_up
+
+    def node_caps(self, addr: int) -> int:
+        """The capability bits a peer advertised (0 if unknown)."""
+        p = self.peers.get(addr)
+        return int(p.caps) if p is not None else 0
 
     def node_mtu(self, addr: int, selector: int = 0) -> int:
         p = self.peers.get(addr)
@@ -454,7 +437,7 @@ class Stack:
             peer = self.peers.get(ev.addr)
             mss = 1400
             if peer is not None and peer.active[0] is not None:
-                mss = int(getattr(peer.links[peer.active[0]].link, "mss", mss))
+                mss = peer.links[peer.active[0]].link.mss
             for m in self.name_distr.node_up(ev.addr, mss):
                 self.send_to_node(ev.addr, m, 0, now)
         elif isinstance(ev, NodeDown):
@@ -520,13 +503,6 @@ class Stack:
         if bearer_id not in peer.links:
             st.rx_no_link += 1
             return
-        if user == _LINK_PROTOCOL and nw > 5 and w[1] >> 29 == 0 \
-                and (w0 >> 19) & 1 and not w[5] & 1:
-            # a STATE with the keepalive bit and no probe bit answers our last probe
-            t0 = self._probe_at.pop((src, bearer_id), None)
-            if t0 is not None:
-                t1 = self.rtt_clock() if self.rtt_clock is not None else now
-                self.link_rtt.setdefault((src, bearer_id), LinkRtt()).add(max(0.0, t1 - t0))
         try:
             if not peer.receive(bearer_id, msg, now):
                 st.rx_node_state += 1
@@ -564,9 +540,10 @@ class Stack:
                 continue
             best = d
             break
-        sd = self.sockets.next_deadline()
-        if sd is not None and (best is None or sd < best):
-            return sd
+        for t in self._timed:
+            sd = t.next_deadline()
+            if sd is not None and (best is None or sd < best):
+                best = sd
         return best
 
     def tick(self, now: float) -> None:
@@ -597,9 +574,10 @@ class Stack:
                 if peer is not None:
                     peer.tick(now)
                     self._pump_peer(peer, now)
-        sd = self.sockets.next_deadline()
-        if sd is not None and sd <= now:
-            self.sockets.tick(now)
+        for t in self._timed:
+            sd = t.next_deadline()
+            if sd is not None and sd <= now:
+                t.tick(now)
 
     # ---------------------------------------------------------------- output
     def take_transmits(self) -> list[tuple[int, Any, bytes]]:
@@ -685,9 +663,7 @@ class Stack:
                                         False), now)
         self._pump_peer(peer, now)
 
-    def _create_link(self, peer: PeerNode, bearer_id: int) -> Any:
-        from tipcpy.core.link import Link
-
+    def _create_link(self, peer: PeerNode, bearer_id: int) -> Link:
         b = self._bearers[bearer_id]
         assert b is not None and self.node_id is not None
         return Link(
@@ -714,11 +690,6 @@ class Stack:
                     b = bearers[bid]
                     if b is not None:
                         b.stats.tx_packets += 1
-                    # a LINK_PROTOCOL STATE with the probe bit: time it (see LinkRtt)
-                    if len(data) >= 24 and (data[0] >> 1) & 0xF == User.LINK_PROTOCOL \
-                            and data[4] >> 5 == 0 and data[23] & 1:
-                        self._probe_at[(peer.addr, bid)] = (
-                            self.rtt_clock() if self.rtt_clock is not None else now)
                     tx.append(item)
             if not evs:
                 continue
@@ -748,6 +719,13 @@ class Stack:
             fn(from_addr, msg, now)
 
     # ---------------------------------------------------------------- introspection
+    @property
+    def link_rtt(self) -> dict[tuple[int, int], LinkRtt]:
+        """Probe round trips per (peer addr, bearer id), measured by each link
+        (``tipc link stat show -s``); cleared with the link's other counters."""
+        return {(a, bid): le.link.stats.rtt
+                for a, p in self.peers.items() for bid, le in p.links.items()}
+
     def node_info(self) -> dict[str, Any]:
         return {"address": self.own_addr, "address_hex": f"{self.own_addr:08x}",
                 "identity": self.identity, "node_id": (self.node_id or b"").hex(),
@@ -770,7 +748,7 @@ class Stack:
             for bid in sorted(p.links):
                 lk = p.links[bid].link
                 out.append({"name": lk.name, "up": bool(lk.is_up), "peer": addr,
-                            "bearer_id": bid, "state": getattr(lk.state, "name", str(lk.state)),
+                            "bearer_id": bid, "state": lk.state.name,
                             "active": bid in p.active_links()})
         return out
 
@@ -786,19 +764,11 @@ class Stack:
                 lk = le.link
                 if name is not None and lk.name != name:
                     continue
-                st = getattr(lk, "stats", None)
-                if st is None:
-                    stats: dict[str, Any] = {}
-                elif hasattr(st, "as_dict"):
-                    stats = st.as_dict()
-                else:
-                    stats = dict(getattr(st, "__dict__", {}))
+                stats: dict[str, Any] = dict(lk.stats.as_dict())
                 out.append({"name": lk.name, "up": bool(lk.is_up),
                             "active": le.bearer_id in p.active_links(),
-                            "mtu": getattr(lk, "mtu", None),
-                            "priority": getattr(lk, "priority", None),
-                            "tolerance": getattr(lk, "tolerance", None),
-                            "window": getattr(lk, "window", None), "stats": stats})
+                            "mtu": lk.mtu, "priority": lk.priority,
+                            "tolerance": lk.tolerance, "window": lk.window, "stats": stats})
         if name is not None and not out:
             raise StackError(errno.EINVAL, f"no link {name!r}")
         return out
@@ -815,5 +785,15 @@ class Stack:
         return rows
 
     def stats(self) -> dict[str, Any]:
+        """Node counters, plus what must stay 0 unless there is a bug: FSM events a
+        node or link table refused (per peer address and per link name) and exceptions
+        the socket layer caught (by kind).  The simulator tests assert both."""
+        illegal: dict[str, int] = {}
+        for a, p in self.peers.items():
+            illegal[f"{a:08x}"] = p.illegal_evts
+            for le in p.links.values():
+                illegal[le.link.name] = le.link.illegal_evts
+        swallowed = dict(self.sockets.swallowed) if self.sockets is not None else {}
         return {"counters": dict(self.counters),
-                "bearers": {b.name: b.stats.as_dict() for b in self._bearers if b is not None}}
+                "bearers": {b.name: b.stats.as_dict() for b in self._bearers if b is not None},
+                "fsm_illegal": illegal, "swallowed": swallowed}

@@ -383,13 +383,16 @@ class Daemon:
                 self.pid_path.unlink()
 
     async def run(self) -> None:
+        from tipcpy.core.assembly import build_node
+
         from .ops import NodeOps
 
         loop = asyncio.get_running_loop()
         self._claim_run_dir()
         try:
             rng = random.Random(self.config.seed)
-            self.ops = NodeOps(self.config, loop, rng, stack_factory=self._stack_factory)
+            self.ops = NodeOps(self.config, loop, rng,
+                               stack_factory=self._stack_factory or build_node)
             self.runtime = self.ops.runtime
             self.ops.apply_startup_config()
             from .clientsrv import ClientServer

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from tipcpy.core.assembly import build_node
 from tipcpy.core.stack import Stack
 from tipcpy.sim.network import FaultModel, SimNetwork
 
@@ -89,7 +90,7 @@ class SimCluster:
         """Create a Stack (identity ``make_node_id(i)`` unless given) and enable bearers."""
         i = len(self.nodes)
         rng = random.Random((self.seed << 16) ^ (i * 7919 + 1))
-        stack = Stack(node_id or make_node_id(i), net_id=net_id or self.net_id, rng=rng)
+        stack = build_node(node_id or make_node_id(i), net_id=net_id or self.net_id, rng=rng)
         node = SimNode(i, stack, [])
         self.nodes.append(node)
         if start:
@@ -132,7 +133,8 @@ class SimCluster:
         self.net.heal(i, segment)
 
     def partition(self, *groups: Iterable[int]) -> None:
-        self.net.partition(*[set(g) for g in groups])
+        sets: list[set[Hashable]] = [set(g) for g in groups]
+        self.net.partition(*sets)
 
     def heal_partition(self) -> None:
         self.net.heal_partition()
@@ -186,7 +188,7 @@ class SimCluster:
         self.steps += 1
         touched: set[int] = set()
         for att, data in self.net.pop_due(now):
-            node = self.nodes[att.node]  # type: ignore[index]
+            node = self.nodes[cast(int, att.node)]
             if not node.alive:
                 continue
             node.stack.receive(att.bearer_id, data, now)
@@ -240,6 +242,20 @@ class SimCluster:
     def links_up(self, i: int) -> int:
         return sum(1 for lk in self.nodes[i].stack.link_list() if lk["up"]
                    and lk["name"] != "broadcast-link")
+
+    def bugs(self) -> dict[str, Any]:
+        """Every FSM event a node or link table refused and every exception a socket
+        layer swallowed, per node index; empty when all is well (tests/sim asserts it
+        after each test)."""
+        out: dict[str, Any] = {}
+        for n in self.nodes:
+            st = n.stack.stats()
+            illegal = {k: v for k, v in st["fsm_illegal"].items() if v}
+            if illegal:
+                out[f"node{n.index} fsm_illegal"] = illegal
+            if st["swallowed"]:
+                out[f"node{n.index} swallowed"] = st["swallowed"]
+        return out
 
     def events_of(self, i: int, cls: type) -> list[tuple[float, Any]]:
         return [(t, e) for t, e in self.nodes[i].events if isinstance(e, cls)]

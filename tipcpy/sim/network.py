@@ -181,7 +181,7 @@ class SimNetwork:
         if dest is None:
             targets = [a for a in seg.members if a is not src]
         else:
-            att = self._by_addr.get(dest)  # type: ignore[arg-type]
+            att = self._by_addr.get(dest) if isinstance(dest, EthMediaAddr) else None
             targets = [att] if att is not None and att.segment == src.segment else []
         for dst in targets:
             self._send_one(src, dst, seg.faults, data, now)
