@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import click
 
-from cli.common import group
+from cli.common import choose, die, group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import WordError, choose, die, pairs, parse_media, udp_tail
+from tipcpy.runtime.words import WordError, pairs, parse_media, udp_tail
 
 ENABLE_USAGE = """Usage: tipc bearer enable [OPTIONS] media MEDIA ARGS...
 
@@ -142,8 +142,10 @@ def add(words: tuple[str, ...]) -> None:
         die(ADD_USAGE)
     if "remoteip" not in args:
         die("error, missing remoteip")
-    cli_call("bearer.add", {"bearer": args["bearer"], "remoteip": args["remoteip"],
-                            "remoteport": args.get("remoteport")})
+    req = {"bearer": args["bearer"], "remoteip": args["remoteip"]}
+    if "remoteport" in args:
+        req["remoteport"] = args["remoteport"]
+    cli_call("bearer.add", req)
 
 
 @cmd.command("list", context_settings=CTX)

@@ -16,18 +16,26 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tipcpy.addr import node_id_from_str
 from tipcpy.runtime import ctlclient
+from tipcpy.runtime.config import DaemonConfig
 from tipcpy.runtime.control import ControlError, ControlServer
-from tipcpy.runtime.daemon import DaemonConfig
 from tipcpy.runtime.ops import NodeOps
+from tipcpy.runtime.runtime import Runtime
 
 
 class FakeStack:
-    """Just enough of the Stack contract to drive the runtime and the ops."""
+    """Just enough of the Stack contract (its real result shapes) to drive the runtime
+    and the ops."""
 
     def __init__(self, node_id: bytes | None, net_id: int, rng: random.Random) -> None:
         self.node_id = node_id
         self.net_id = net_id
+        self.own_addr = 0
+        self.trial_addr = 0
+        self.peers: dict[int, Any] = {}
+        self.link_rtt: dict[Any, Any] = {}
+        self.props: dict[str, dict[str, int]] = {}
         self.bearers: dict[int, str] = {}
         self.rx: list[tuple[int, bytes]] = []
         self.tx: list[tuple[int, Any, bytes]] = []
@@ -43,6 +51,8 @@ class FakeStack:
     def enable_bearer(self, name: str, media: str, media_addr: Any, mtu: int, now: float,
                       **kw: Any) -> int:
         bid = len(self.bearers)
+        self.props[name] = {"priority": 10, "tolerance": 1500, "window": 50, "mtu": mtu,
+                            **kw}
         self.bearers[bid] = name
         self.tx.append((bid, None, b"discovery-from-" + name.encode()))
         self.deadline = now + 0.05
@@ -74,21 +84,33 @@ class FakeStack:
         return []
 
     def node_info(self) -> dict[str, Any]:
-        return {"netid": self.net_id}
+        return {"address": self.own_addr, "netid": self.net_id}
 
     def node_list(self) -> list[dict[str, Any]]:
-        return [{"node_id": b"peer-b".ljust(16, b"\0"), "address": 0x195D0765, "up": True}]
+        return [{"identity": "peer-b", "addr": 0x195D0765, "up": True}]
 
     def link_list(self) -> list[dict[str, Any]]:
-        return [{"name": "a:b0-peer-b:b0", "up": True}]
+        return [{"name": "broadcast-link", "up": True}, {"name": "a:b0-peer-b:b0", "up": True}]
 
     def link_stats(self) -> list[dict[str, Any]]:
-        return [{"name": "a:b0-peer-b:b0", "state": "ACTIVE", "mtu": 14000, "priority": 10,
-                 "tolerance": 1500, "window": 50, "rx_packets": 21, "rx_fragments": 6,
-                 "rx_fragmented": 2, "tx_packets": 18, "tx_fragments": 6, "tx_fragmented": 2,
-                 "profile_sample": 5, "profile_total": 35190,
-                 "profile_counts": [3, 0, 0, 0, 1, 1, 0], "rx_states": 214, "rx_probes": 104,
-                 "tx_states": 218, "tx_probes": 104, "tx_acks": 1}]
+        return [{"name": "broadcast-link", "up": True, "window": 50},
+                {"name": "a:b0-peer-b:b0", "up": True, "active": True, "mtu": 14000,
+                 "priority": 10, "tolerance": 1500, "window": 50,
+                 "stats": {"recv_pkts": 21, "recv_fragments": 6, "recv_fragmented": 2,
+                           "sent_pkts": 18, "sent_fragments": 6, "sent_fragmented": 2,
+                           "msg_length_counts": 5, "msg_lengths_total": 35190,
+                           "msg_length_profile": [3, 0, 0, 0, 1, 1, 0], "recv_states": 214,
+                           "recv_probes": 104, "sent_states": 218, "sent_probes": 104,
+                           "sent_acks": 1}}]
+
+    def bearer_list(self) -> list[dict[str, Any]]:
+        return [{"name": n, **self.props[n]} for n in self.bearers.values()]
+
+    def set_bearer_prop(self, name: str, now: float, **kw: int) -> None:
+        self.props[name].update(kw)
+
+    def stats(self) -> dict[str, Any]:
+        return {"counters": {}}
 
     @property
     def name_table(self) -> list[Any]:
@@ -120,7 +142,9 @@ class Server:
     def _run(self, identity: str | None) -> None:
         asyncio.set_event_loop(self.loop)
         cfg = DaemonConfig(run_dir=self.path.parent, identity=identity)
-        self.ops = NodeOps(cfg, self.loop, random.Random(1), stack_factory=FakeStack)
+        stack = FakeStack(node_id_from_str(identity) if identity else None, 4711,
+                          random.Random(1))
+        self.ops = NodeOps(cfg, Runtime(stack, self.loop))  # type: ignore[arg-type]
         self.server = ControlServer(self.path, self.ops.dispatch)
         self.loop.run_until_complete(self.server.start())
         self.ready.set()
