@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import click
 
-from cli.common import group
+from cli.common import choose, die, group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import choose, die
 
 WORDS = {"nargs": -1, "type": click.UNPROCESSED}
 CTX = {"ignore_unknown_options": True}
