@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,7 +176,7 @@ class Parsed(Field):
     def check(self, name: str, value: Any) -> str:
         if not isinstance(value, str) or not 1 <= len(value) <= self.hi:
             raise self.refuse(name, value)
-        PARSERS[self.parser](value)
+        PARSERS[self.parser](value, name)
         return value
 
 
@@ -215,17 +215,17 @@ def check_args(op: str, schema: Schema, args: Mapping[str, Any]) -> None:
 
 # -- parsers (also used on the config file) -----------------------------------------------
 
-def parse_identity(text: Any) -> bytes:
+def parse_identity(text: Any, what: str = "node identity") -> bytes:
     """Node identity text -> 16 bytes, with an error that says what a valid one is."""
     if not isinstance(text, str) or not text:
-        raise bad("missing node identity")
+        raise bad(f"missing {what}")
     try:
         raw = node_id_from_str(text)
     except (ValueError, UnicodeError):
-        raise bad(f"invalid node identity '{text[:80]}': expected up to 16 characters of "
+        raise bad(f"invalid {what} '{text[:80]}': expected up to 16 characters of "
                   "[0-9A-Za-z.:_-@], or up to 32 hex digits (0x... for fewer)") from None
     if not any(raw):
-        raise bad("invalid node identity: it must not be all zeros")
+        raise bad(f"invalid {what}: it must not be all zeros")
     return raw
 
 
@@ -245,7 +245,7 @@ def parse_prop(key: str, value: Any) -> int:
     return parse_int(key, value, *RANGES[key])
 
 
-def parse_address(text: Any) -> int:
+def parse_address(text: Any, what: str = "network address") -> int:
     """A node address: ``Z.C.N`` (iproute2's syntax) or its 32-bit hash in hex."""
     s = text if isinstance(text, str) else ""
     try:
@@ -261,33 +261,34 @@ def parse_address(text: Any) -> int:
             raise ValueError
         return int(s, 16)
     except ValueError:
-        raise bad(f"invalid network address '{s[:80]}': expected Z.C.N (Z 0-255, C and N "
+        raise bad(f"invalid {what} '{s[:80]}': expected Z.C.N (Z 0-255, C and N "
                   "0-4095) or a node hash of up to 8 hex digits") from None
 
 
-def parse_key(text: Any) -> bytes:
+def parse_key(text: Any, what: str = "key") -> bytes:
     """iproute2's KEY: ASCII, or ``0x`` + hex, of [16|24|32 key octets][4 salt octets]."""
     s = text if isinstance(text, str) else ""
     if s[:2] in ("0x", "0X"):
         if not re.fullmatch(r"[0-9a-fA-F]*", s[2:]):
-            raise bad("invalid key: 0x... must be followed by hex digits only")
+            raise bad(f"invalid {what}: 0x... must be followed by hex digits only")
         try:
             raw = bytes.fromhex(s[2:])
         except ValueError:
-            raise bad("invalid key: 0x... must be followed by an even number of hex "
+            raise bad(f"invalid {what}: 0x... must be followed by an even number of hex "
                       "digits") from None
     else:
         try:
             raw = s.encode("ascii")
         except UnicodeEncodeError:
-            raise bad("invalid key: use ASCII characters or 0x + hex digits") from None
+            raise bad(f"invalid {what}: use ASCII characters or 0x + hex digits") from None
     if len(raw) not in KEY_LENGTHS:
-        raise bad(f"invalid key length {len(raw)} octets: expected 20, 28 or 36 "
+        raise bad(f"invalid {what} length {len(raw)} octets: expected 20, 28 or 36 "
                   "(16, 24 or 32 key octets + 4 salt octets)")
     return raw
 
 
-PARSERS = {"identity": parse_identity, "address": parse_address, "key": parse_key}
+PARSERS: dict[str, Callable[[Any, str], object]] = {
+    "identity": parse_identity, "address": parse_address, "key": parse_key}
 
 # -- the fields the ops share --------------------------------------------------------------
 
