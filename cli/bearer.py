@@ -10,6 +10,8 @@ by the daemon with the valid range in the message (exit 255, node unchanged).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from cli.common import choose, die, group
@@ -80,7 +82,7 @@ MEDIA
 PROPS = ("priority", "tolerance", "window", "mtu")
 UDP_OPTS = ("localip", "localport", "remoteip", "remoteport")
 
-WORDS = {"nargs": -1, "type": click.UNPROCESSED}
+WORDS: dict[str, Any] = {"nargs": -1, "type": click.UNPROCESSED}
 CTX = {"ignore_unknown_options": True}
 
 

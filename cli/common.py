@@ -80,7 +80,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click: a class default only
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -180,7 +180,9 @@ class TipcGroup(click.Group):
             name, cmd, rest = super().resolve_command(ctx, args)
         except click.UsageError as e:
             if e.message.startswith("No such command"):   # say what would be valid
-                e.message += f" Valid: {', '.join(self.list_commands(ctx))}."
+                raise click.UsageError(
+                    f"{e.message} Valid: {', '.join(self.list_commands(ctx))}.",
+                    e.ctx) from None
             raise
         return (cmd.name if cmd is not None else name), cmd, rest
 

@@ -39,7 +39,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tipcpy import _uds as P
 
@@ -156,7 +156,9 @@ class _Client(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  (uvloop's is no subclass)
+        # uvloop's transport is no subclass of asyncio.Transport, but has its methods
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
         srv = self.srv
         sock = transport.get_extra_info("socket")
         cred = None

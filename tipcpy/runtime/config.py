@@ -44,7 +44,7 @@ class DaemonConfig:
         if "identity" in data:
             cfg.identity = str(data["identity"])
         if "netid" in data or "clusterid" in data:
-            cfg.netid = int(data.get("netid", data.get("clusterid")))
+            cfg.netid = int(data["netid"] if "netid" in data else data["clusterid"])
         if "log_level" in data:
             cfg.log_level = str(data["log_level"])
         if "seed" in data:

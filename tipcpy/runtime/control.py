@@ -234,7 +234,7 @@ class ControlServer:
         except ValueError as e:
             return {"ok": False, "errno": errno.EINVAL, "error": f"malformed request: {e}"}
         try:
-            result = self.handler(op, args)
+            result: Any = self.handler(op, args)
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
             if hasattr(result, "__aiter__"):
