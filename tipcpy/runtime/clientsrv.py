@@ -232,7 +232,7 @@ class ClientServer:
     # ------------------------------------------------------------------ lifecycle
     @property
     def layer(self) -> Any:
-        return getattr(self.runtime.stack, "sockets", None)
+        return self.runtime.stack.sockets
 
     async def start(self) -> None:
         """Listen on the socket path (0660, group tipc) and start draining layer events."""
@@ -250,16 +250,13 @@ class ClientServer:
         if gid is not None:
             with contextlib.suppress(OSError):
                 os.chown(self.path, -1, gid)
-        hooks = getattr(self.runtime, "after_pump", None)
-        if isinstance(hooks, list):
-            hooks.append(self.drain_events)
+        self.runtime.after_pump.append(self.drain_events)
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     async def close(self) -> None:
         """Stop listening; close every client connection and its port."""
-        hooks = getattr(self.runtime, "after_pump", None)
-        if isinstance(hooks, list) and self.drain_events in hooks:
-            hooks.remove(self.drain_events)
+        if self.drain_events in self.runtime.after_pump:
+            self.runtime.after_pump.remove(self.drain_events)
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
@@ -583,11 +580,7 @@ class ClientServer:
 
     # ------------------------------------------------------------------ layer events
     def _pump(self) -> None:
-        pump = getattr(self.runtime, "pump", None)
-        if pump is not None:
-            pump()
-        if not isinstance(getattr(self.runtime, "after_pump", None), list):
-            self.drain_events()
+        self.runtime.pump()          # its after_pump hook drains the layer's events
 
     def drain_events(self) -> None:
         """Move SocketLayer events to the clients' output (called after every pump)."""
@@ -607,7 +600,7 @@ class ClientServer:
                     src = ev.src or (0, 0)
                     dest = ev.dest
                     flags = ((DATA_RETURNED if ev.returned else 0)
-                             | (DATA_SYN if getattr(ev, "syn", False) else 0))
+                             | (DATA_SYN if ev.syn else 0))
                     if dest is not None:
                         frame = pack(len(data) + DATA_BODY, E_DATA, src[0], src[1],
                                      ev.errcode or 0, dest[0], dest[1], dest[2],

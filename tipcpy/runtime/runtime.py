@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,9 @@ from typing import Any
 from tipcpy.addr import node_id_to_str
 from tipcpy.bearer.addr import from_media_addr, to_media_addr
 from tipcpy.bearer.base import Bearer
+from tipcpy.core.discover import DuplicateAddress, TrialFailed
+from tipcpy.core.node import LinkStateChanged, NodeDown, NodeUp
+from tipcpy.core.stack import AddressCommitted, Stack
 
 from .control import ControlError
 
@@ -55,7 +59,7 @@ class RuntimeCounters:
 class Runtime:
     """Drives one Stack with real bearers and one timer on an asyncio loop."""
 
-    def __init__(self, stack: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.stack = stack
         self.loop = loop or asyncio.get_event_loop()
         self.bearers: dict[int, Bearer] = {}
@@ -220,18 +224,19 @@ class Runtime:
         with contextlib.suppress(ValueError):
             self._listeners.remove(fn)
 
-    def _on_event(self, ev: Any) -> None:
-        kind = type(ev).__name__
-        if kind == "LinkStateChanged":
-            log.info("link %s: %s", "up" if ev.up else "down", ev.link_name)
-        elif kind in ("NodeUp", "NodeDown"):
-            nid = getattr(ev, "node_id", b"")
-            ident = node_id_to_str(nid) if len(nid) == 16 else ""
-            log.info("node %s: %s (%08x)", "up" if kind == "NodeUp" else "down", ident,
-                     ev.addr)
-        elif kind == "AddressCommitted":
+    def _on_event(self, ev: object) -> None:
+        if isinstance(ev, LinkStateChanged):
+            if ev.up or not ev.reason:
+                log.info("link %s: %s", "up" if ev.up else "down", ev.link_name)
+            else:
+                log.info("link down: %s (%s)", ev.link_name, ev.reason)
+        elif isinstance(ev, NodeUp | NodeDown):
+            ident = node_id_to_str(ev.node_id) if len(ev.node_id) == 16 else ""
+            log.info("node %s: %s (%08x)", "up" if isinstance(ev, NodeUp) else "down",
+                     ident, ev.addr)
+        elif isinstance(ev, AddressCommitted):
             log.info("node address %08x committed", ev.addr)
-        elif kind in ("DuplicateAddress", "TrialFailed"):
+        elif isinstance(ev, DuplicateAddress | TrialFailed):
             log.warning("%r", ev)
         else:
             log.debug("event %r", ev)
@@ -253,9 +258,10 @@ class Runtime:
         try:
             while True:
                 ev = await q.get()
-                d = dict(getattr(ev, "__dict__", {}) or {})
+                raw = ({f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)}
+                       if dataclasses.is_dataclass(ev) else {"repr": repr(ev)})
                 d = {k: (v if isinstance(v, int | str | float | bool | None) else str(v))
-                     for k, v in d.items()}
+                     for k, v in raw.items()}
                 d["event"] = type(ev).__name__
                 yield d
         finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 from tipcpy.addr import hash128to32, node_id_to_str
 from tipcpy.core.link import Link
+from tipcpy.core.node import LinkStateChanged
 from tipcpy.core.stack import Stack
 
 from ..config import DaemonConfig
@@ -54,9 +55,9 @@ class OpsContext:
     def netid(self) -> int:
         return int(self.stack.net_id)
 
-    def _on_stack_event(self, ev: Any) -> None:
+    def _on_stack_event(self, ev: object) -> None:
         """Bookkeeping for `link stat show -s` and `link monitor`."""
-        if type(ev).__name__ == "LinkStateChanged":
+        if isinstance(ev, LinkStateChanged):
             h = self.link_history.setdefault(ev.link_name, {"up_count": 0, "down_count": 0,
                                                              "last_change": None})
             h["up_count" if ev.up else "down_count"] += 1
