@@ -386,3 +386,27 @@ def test_words_parser() -> None:
                 "media udp name b0 localip 1.1.1.1 localport x"):
         with pytest.raises(WordError):
             parse_media(bad.split())
+
+
+def test_deep_json_over_the_socket_gets_an_answer(srv: Server) -> None:
+    """Nesting that would overflow the JSON parser's recursion is one EINVAL answer on a
+    connection that stays usable; a line over the size cap is answered, then closed."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(srv.path))
+    f = s.makefile("rwb")
+    f.write(b"[" * 60_000 + b"\n")
+    f.flush()
+    ans = json.loads(f.readline())
+    assert ans["ok"] is False and ans["errno"] == errno.EINVAL
+    assert "nested deeper" in ans["error"]
+    f.write(b'{"op":"node.get"}\n')
+    f.flush()
+    assert json.loads(f.readline())["result"]["identity"] == "kpeer-a"
+    f.write(b"[" * 100_000 + b"\n")
+    f.flush()
+    ans = json.loads(f.readline())
+    assert ans["ok"] is False and ans["errno"] == errno.EMSGSIZE
+    assert f.readline() == b""                      # closed after the answer
+    s.close()
+    assert ctlclient.call("node.get")["identity"] == "kpeer-a"     # the server lives on
