@@ -44,6 +44,7 @@ from typing import Any, cast
 from tipcpy import _uds as P
 
 from .control import TIPC_GROUP, _tipc_gid, peer_allowed
+from .runtime import Runtime
 
 log = logging.getLogger("tipcpy.clientsrv")
 
@@ -206,7 +207,7 @@ class ClientServer:
     opens a socket, so a daemon without one answers EAFNOSUPPORT instead of failing to start.
     """
 
-    def __init__(self, path: str | os.PathLike[str], runtime: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str], runtime: Runtime) -> None:
         self.path = Path(path)
         self.runtime = runtime
         self.loop: asyncio.AbstractEventLoop = runtime.loop
