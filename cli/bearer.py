@@ -10,11 +10,13 @@ by the daemon with the valid range in the message (exit 255, node unchanged).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from cli.common import group
+from cli.common import choose, die, group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import WordError, choose, die, pairs, parse_media, udp_tail
+from tipcpy.runtime.words import WordError, pairs, parse_media, udp_tail
 
 ENABLE_USAGE = """Usage: tipc bearer enable [OPTIONS] media MEDIA ARGS...
 
@@ -80,7 +82,7 @@ MEDIA
 PROPS = ("priority", "tolerance", "window", "mtu")
 UDP_OPTS = ("localip", "localport", "remoteip", "remoteport")
 
-WORDS = {"nargs": -1, "type": click.UNPROCESSED}
+WORDS: dict[str, Any] = {"nargs": -1, "type": click.UNPROCESSED}
 CTX = {"ignore_unknown_options": True}
 
 
@@ -142,8 +144,10 @@ def add(words: tuple[str, ...]) -> None:
         die(ADD_USAGE)
     if "remoteip" not in args:
         die("error, missing remoteip")
-    cli_call("bearer.add", {"bearer": args["bearer"], "remoteip": args["remoteip"],
-                            "remoteport": args.get("remoteport")})
+    req = {"bearer": args["bearer"], "remoteip": args["remoteip"]}
+    if "remoteport" in args:
+        req["remoteport"] = args["remoteport"]
+    cli_call("bearer.add", req)
 
 
 @cmd.command("list", context_settings=CTX)

@@ -14,6 +14,8 @@ the pieces here instead of re-deciding them:
 * `emit_json` / `format_iproute2_json` - JSON exactly as iproute2 prints it.
 * `print_table` - a rich table for human output.
 * `fail(msg)` - the standard error path: message on stderr, exit status 1.
+* `die(text)` / `choose(word, choices, what)` - iproute2's usage-error exit (255) and
+  its unique-prefix matching of keyword values.
 
 Exit statuses: 0 success, 1 runtime error (`fail`, unexpected exception), 2 usage error
 (click's convention: unknown word, bad argument, missing file).
@@ -35,6 +37,8 @@ __all__ = [
     "CliError",
     "CliState",
     "TipcGroup",
+    "choose",
+    "die",
     "emit_json",
     "fail",
     "format_iproute2_json",
@@ -76,7 +80,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click: a class default only
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -176,7 +180,9 @@ class TipcGroup(click.Group):
             name, cmd, rest = super().resolve_command(ctx, args)
         except click.UsageError as e:
             if e.message.startswith("No such command"):   # say what would be valid
-                e.message += f" Valid: {', '.join(self.list_commands(ctx))}."
+                raise click.UsageError(
+                    f"{e.message} Valid: {', '.join(self.list_commands(ctx))}.",
+                    e.ctx) from None
             raise
         return (cmd.name if cmd is not None else name), cmd, rest
 
@@ -344,3 +350,22 @@ def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]],
     for r in rows:
         table.add_row(*("" if v is None else str(v) for v in r))
     Console(file=sys.stdout, soft_wrap=True).print(table)
+
+
+def die(text: str, status: int = 255) -> NoReturn:
+    """iproute2's way out of a usage error: the text on stderr, exit status 255."""
+    print(text.rstrip("\n"), file=sys.stderr)
+    sys.exit(status)
+
+
+def choose(value: str, choices: Sequence[str], what: str) -> str:
+    """The word ``value`` stands for (itself or its unique prefix, as iproute2 matches
+    words); otherwise click's usage error listing the valid choices (exit status 2)."""
+    if value in choices:
+        return value
+    hits = [c for c in choices if c.startswith(value)] if value else []
+    if len(hits) == 1:
+        return hits[0]
+    listed = ", ".join(repr(c) for c in choices)
+    raise click.BadParameter(f"{value!r} is not one of {listed}.",
+                             ctx=click.get_current_context(silent=True), param_hint=f"'{what}'")

@@ -186,7 +186,7 @@ def _topsrv(run_dir: str, typ: int, lower: int, upper: int) -> object:
 def _events(sub: object, wait: float, nodes: bool = False) -> list[str]:
     from tipcpy import socket as ts
 
-    out = []
+    out: list[str] = []
     sub.settimeout(wait)  # type: ignore[attr-defined]
     while True:
         try:

@@ -25,6 +25,8 @@ from typing import Any
 import click
 
 from cli.common import CONTEXT_SETTINGS, fail, json_options, state
+from tipcpy.wire.bundle import unbundle
+from tipcpy.wire.fragment import Reassembler
 from tipcpy.wire.pcap import TIPC_UDP_PORT, PcapError, PcapRecord, parse_pcap
 
 USER_BUNDLER = 6
@@ -83,14 +85,6 @@ class Walker:
         self._decode_error = DecodeError
         # bundle/fragment helpers are optional: without them the dump still shows the
         # inner messages from its own reading of the bytes, and --check skips comparing.
-        try:
-            from tipcpy.wire.bundle import unbundle
-        except ImportError:
-            unbundle = None
-        try:
-            from tipcpy.wire.fragment import Reassembler
-        except ImportError:
-            Reassembler = None
         self._unbundle = unbundle
         self._reassembler_cls = Reassembler
         self.check = check

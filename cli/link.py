@@ -15,11 +15,11 @@ from typing import Any
 
 import click
 
-from cli.common import emit_json, group, state
+from cli.common import choose, die, emit_json, group, state
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import WordError, choose, die, pairs
+from tipcpy.runtime.words import WordError, pairs
 
-WORDS = {"nargs": -1, "type": click.UNPROCESSED}
+WORDS: dict[str, Any] = {"nargs": -1, "type": click.UNPROCESSED}
 CTX = {"ignore_unknown_options": True}
 PROFILE_BINS = ("0-64", "-256", "-1024", "-4096", "-16384", "-32768", "-66000")
 

@@ -8,13 +8,14 @@ the media `eth` and `udp` (no InfiniBand), so `media list` shows those two.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from cli.common import group
+from cli.common import choose, die, group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import choose, die
 
-WORDS = {"nargs": -1, "type": click.UNPROCESSED}
+WORDS: dict[str, Any] = {"nargs": -1, "type": click.UNPROCESSED}
 CTX = {"ignore_unknown_options": True}
 PROPS = ("tolerance", "priority", "window", "mtu")
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import click
 
-from cli.common import emit_json, group, state
+from cli.common import die, emit_json, group, state
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import die
 
 HEADER = f"{'Type':<10} {'Lower':<10} {'Upper':<10} {'Scope':<8} {'Port':<10} {'Node':<33}"
 

@@ -8,13 +8,14 @@ says so on stderr every time.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from cli.common import group
+from cli.common import die, group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import die
 
-WORDS = {"nargs": -1, "type": click.UNPROCESSED}
+WORDS: dict[str, Any] = {"nargs": -1, "type": click.UNPROCESSED}
 CTX = {"ignore_unknown_options": True}
 
 ID_HEADER = f"{'Node Identity':<32} Hash"

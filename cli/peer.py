@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import click
 
-from cli.common import group
+from cli.common import choose, die, group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import choose, die
 
 # Every free word `tipc peer` accepts (iproute2's usage text shows only `identity`).
 KEYWORDS = ("remove", "address", "identity")

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import click
 
-from cli.common import group
+from cli.common import die, group
 from tipcpy.runtime.ctlclient import cli_call
-from tipcpy.runtime.words import die
 
 
 @group("socket")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from tipcpy.runtime.daemon import DaemonConfig, run, setup_logging
+from tipcpy.runtime.config import DaemonConfig
+from tipcpy.runtime.daemon import run, setup_logging
 from tipcpy.runtime.words import WordError, parse_media
 
 

@@ -16,88 +16,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.fake_stack import FakeStack
+from tipcpy.addr import node_id_from_str
 from tipcpy.runtime import ctlclient
+from tipcpy.runtime.config import DaemonConfig
 from tipcpy.runtime.control import ControlError, ControlServer
-from tipcpy.runtime.daemon import DaemonConfig
 from tipcpy.runtime.ops import NodeOps
+from tipcpy.runtime.runtime import Runtime
 
 from .conftest import free_udp_port as free_port
-
-
-class FakeStack:
-    """Just enough of the Stack contract to drive the runtime and the ops."""
-
-    def __init__(self, node_id: bytes | None, net_id: int, rng: random.Random) -> None:
-        self.node_id = node_id
-        self.net_id = net_id
-        self.bearers: dict[int, str] = {}
-        self.rx: list[tuple[int, bytes]] = []
-        self.tx: list[tuple[int, Any, bytes]] = []
-        self.deadline: float | None = None
-        self.ticks = 0
-
-    def set_identity(self, node_id: bytes) -> None:
-        self.node_id = node_id
-
-    def set_netid(self, net_id: int) -> None:
-        self.net_id = net_id
-
-    def enable_bearer(self, name: str, media: str, media_addr: Any, mtu: int, now: float,
-                      **kw: Any) -> int:
-        bid = len(self.bearers)
-        self.bearers[bid] = name
-        self.tx.append((bid, None, b"discovery-from-" + name.encode()))
-        self.deadline = now + 0.05
-        return bid
-
-    def disable_bearer(self, name: str, now: float) -> None:
-        for bid, n in list(self.bearers.items()):
-            if n == name:
-                self.tx.append((bid, None, b"reset-peer-stopping"))
-                del self.bearers[bid]
-
-    def receive(self, bearer_id: int, data: bytes, now: float) -> None:
-        if data == b"crash":
-            raise RuntimeError("bug")
-        self.rx.append((bearer_id, data))
-
-    def tick(self, now: float) -> None:
-        self.ticks += 1
-        self.deadline = None
-
-    def next_deadline(self) -> float | None:
-        return self.deadline
-
-    def take_transmits(self) -> list[tuple[int, Any, bytes]]:
-        out, self.tx = self.tx, []
-        return out
-
-    def take_events(self) -> list[Any]:
-        return []
-
-    def node_info(self) -> dict[str, Any]:
-        return {"netid": self.net_id}
-
-    def node_list(self) -> list[dict[str, Any]]:
-        return [{"node_id": b"peer-b".ljust(16, b"\0"), "address": 0x195D0765, "up": True}]
-
-    def link_list(self) -> list[dict[str, Any]]:
-        return [{"name": "a:b0-peer-b:b0", "up": True}]
-
-    def link_stats(self) -> list[dict[str, Any]]:
-        return [{"name": "a:b0-peer-b:b0", "state": "ACTIVE", "mtu": 14000, "priority": 10,
-                 "tolerance": 1500, "window": 50, "rx_packets": 21, "rx_fragments": 6,
-                 "rx_fragmented": 2, "tx_packets": 18, "tx_fragments": 6, "tx_fragmented": 2,
-                 "profile_sample": 5, "profile_total": 35190,
-                 "profile_counts": [3, 0, 0, 0, 1, 1, 0], "rx_states": 214, "rx_probes": 104,
-                 "tx_states": 218, "tx_probes": 104, "tx_acks": 1}]
-
-    @property
-    def name_table(self) -> list[Any]:
-        from types import SimpleNamespace as P
-
-        return [P(type=0, lower=425526373, upper=425526373, scope=2, port=0, node=0x195D0465),
-                P(type=1, lower=1, upper=1, scope=3, port=133953688, node=0x195D0465)]
 
 
 class Server:
@@ -114,7 +41,9 @@ class Server:
     def _run(self, identity: str | None) -> None:
         asyncio.set_event_loop(self.loop)
         cfg = DaemonConfig(run_dir=self.path.parent, identity=identity)
-        self.ops = NodeOps(cfg, self.loop, random.Random(1), stack_factory=FakeStack)
+        stack = FakeStack(node_id_from_str(identity) if identity else None, 4711,
+                          random.Random(1))
+        self.ops = NodeOps(cfg, Runtime(stack, self.loop))  # type: ignore[arg-type]
         self.server = ControlServer(self.path, self.ops.dispatch)
         self.loop.run_until_complete(self.server.start())
         self.ready.set()
@@ -356,3 +285,27 @@ def test_words_parser() -> None:
                 "media udp name b0 localip 1.1.1.1 localport x"):
         with pytest.raises(WordError):
             parse_media(bad.split())
+
+
+def test_deep_json_over_the_socket_gets_an_answer(srv: Server) -> None:
+    """Nesting that would overflow the JSON parser's recursion is one EINVAL answer on a
+    connection that stays usable; a line over the size cap is answered, then closed."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(srv.path))
+    f = s.makefile("rwb")
+    f.write(b"[" * 60_000 + b"\n")
+    f.flush()
+    ans = json.loads(f.readline())
+    assert ans["ok"] is False and ans["errno"] == errno.EINVAL
+    assert "nested deeper" in ans["error"]
+    f.write(b'{"op":"node.get"}\n')
+    f.flush()
+    assert json.loads(f.readline())["result"]["identity"] == "kpeer-a"
+    f.write(b"[" * 100_000 + b"\n")
+    f.flush()
+    ans = json.loads(f.readline())
+    assert ans["ok"] is False and ans["errno"] == errno.EMSGSIZE
+    assert f.readline() == b""                      # closed after the answer
+    s.close()
+    assert ctlclient.call("node.get")["identity"] == "kpeer-a"     # the server lives on

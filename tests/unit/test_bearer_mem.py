@@ -43,7 +43,7 @@ def test_two_real_stacks_link_up_over_mem_hub() -> None:
     import random
 
     from tipcpy.core.stack import Stack
-    from tipcpy.runtime.daemon import Runtime
+    from tipcpy.runtime.runtime import Runtime
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -39,11 +39,12 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tipcpy import _uds as P
 
 from .control import TIPC_GROUP, _tipc_gid, peer_allowed
+from .runtime import Runtime
 
 log = logging.getLogger("tipcpy.clientsrv")
 
@@ -156,7 +157,9 @@ class _Client(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  (uvloop's is no subclass)
+        # uvloop's transport is no subclass of asyncio.Transport, but has its methods
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
         srv = self.srv
         sock = transport.get_extra_info("socket")
         cred = None
@@ -204,7 +207,7 @@ class ClientServer:
     opens a socket, so a daemon without one answers EAFNOSUPPORT instead of failing to start.
     """
 
-    def __init__(self, path: str | os.PathLike[str], runtime: Any) -> None:
+    def __init__(self, path: str | os.PathLike[str], runtime: Runtime) -> None:
         self.path = Path(path)
         self.runtime = runtime
         self.loop: asyncio.AbstractEventLoop = runtime.loop
@@ -230,7 +233,7 @@ class ClientServer:
     # ------------------------------------------------------------------ lifecycle
     @property
     def layer(self) -> Any:
-        return getattr(self.runtime.stack, "sockets", None)
+        return self.runtime.stack.sockets
 
     async def start(self) -> None:
         """Listen on the socket path (0660, group tipc) and start draining layer events."""
@@ -248,16 +251,13 @@ class ClientServer:
         if gid is not None:
             with contextlib.suppress(OSError):
                 os.chown(self.path, -1, gid)
-        hooks = getattr(self.runtime, "after_pump", None)
-        if isinstance(hooks, list):
-            hooks.append(self.drain_events)
+        self.runtime.after_pump.append(self.drain_events)
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     async def close(self) -> None:
         """Stop listening; close every client connection and its port."""
-        hooks = getattr(self.runtime, "after_pump", None)
-        if isinstance(hooks, list) and self.drain_events in hooks:
-            hooks.remove(self.drain_events)
+        if self.drain_events in self.runtime.after_pump:
+            self.runtime.after_pump.remove(self.drain_events)
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
@@ -581,11 +581,7 @@ class ClientServer:
 
     # ------------------------------------------------------------------ layer events
     def _pump(self) -> None:
-        pump = getattr(self.runtime, "pump", None)
-        if pump is not None:
-            pump()
-        if not isinstance(getattr(self.runtime, "after_pump", None), list):
-            self.drain_events()
+        self.runtime.pump()          # its after_pump hook drains the layer's events
 
     def drain_events(self) -> None:
         """Move SocketLayer events to the clients' output (called after every pump)."""
@@ -605,7 +601,7 @@ class ClientServer:
                     src = ev.src or (0, 0)
                     dest = ev.dest
                     flags = ((DATA_RETURNED if ev.returned else 0)
-                             | (DATA_SYN if getattr(ev, "syn", False) else 0))
+                             | (DATA_SYN if ev.syn else 0))
                     if dest is not None:
                         frame = pack(len(data) + DATA_BODY, E_DATA, src[0], src[1],
                                      ev.errcode or 0, dest[0], dest[1], dest[2],

@@ -12,7 +12,10 @@ served; anyone else gets one EACCES answer and is disconnected. Checking credent
 well as file modes matters because the run dir may be shared or mis-permissioned.
 
 Robustness: a malformed line, an unknown op, a bad argument or a bug in a handler gives
-that client an error answer; it never takes the daemon down.
+that client an error answer; it never takes the daemon down. A request line is at most
+MAX_LINE bytes and its JSON at most MAX_DEPTH deep: the depth is counted before the JSON
+parser (which recurses) sees the line, so 100,000 nested ``[`` are one EINVAL answer and
+the connection stays usable.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from typing import Any
 
 log = logging.getLogger("tipcpy.control")
 
-MAX_LINE = 1 << 20
+MAX_LINE = 1 << 16        # the largest real request (bearer.enable) is ~250 bytes
+MAX_DEPTH = 8             # {"op", "args": {...}}: 2 is all a valid request needs
 TIPC_GROUP = "tipc"
 
 Handler = Callable[[str, dict[str, Any]], Any | Awaitable[Any]]
@@ -83,6 +87,56 @@ def _peercred(writer: asyncio.StreamWriter) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return struct.unpack("3i", raw)  # pid, uid, gid
+
+
+def json_depth(line: bytes, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of the JSON text ``line`` (brackets inside strings skipped), counted
+    up to just past ``limit``: linear, without recursion, and skipped outright when the
+    line holds too few brackets to be that deep."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return min(line.count(b"[") + line.count(b"{"), limit)
+    depth = top = 0
+    in_str = escaped = False
+    for c in line:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:                     # backslash
+                escaped = True
+            elif c == 0x22:                     # quote
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x5B, 0x7B):                 # [ {
+            depth += 1
+            if depth > top:
+                top = depth
+                if top > limit:
+                    break
+        elif c in (0x5D, 0x7D):                 # ] }
+            depth -= 1
+    return top
+
+
+def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
+    """One request line -> (op, args); ValueError says what is wrong with it."""
+    if json_depth(line) > MAX_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        req = json.loads(line)
+    except RecursionError:          # not reachable after the depth check; belt and braces
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+        raise ValueError("expected an object with a string 'op'")
+    args = req.get("args")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ValueError("'args' must be an object")
+    unknown = set(req) - {"op", "args"}
+    if unknown:
+        raise ValueError(f"unknown request key(s) {', '.join(sorted(unknown))[:80]}")
+    return req["op"], args
 
 
 def _encode(obj: Any) -> bytes:
@@ -168,23 +222,25 @@ class ControlServer:
             writer.write(_encode(answer))
             await writer.drain()
 
-    async def _answer(self, line: bytes, writer: asyncio.StreamWriter,
+    async def answer(self, line: bytes) -> dict[str, Any] | None:
+        """The answer to one request line, as the socket would carry it (in-process: for
+        tests and tools); a streaming op's iterator is closed at once."""
+        return await self._answer(line, None)
+
+    async def _answer(self, line: bytes, writer: asyncio.StreamWriter | None,
                       reader: asyncio.StreamReader | None = None) -> dict[str, Any] | None:
         try:
-            req = json.loads(line)
-            if not isinstance(req, dict) or not isinstance(req.get("op"), str):
-                raise ValueError("expected an object with a string 'op'")
-            args = req.get("args") or {}
-            if not isinstance(args, dict):
-                raise ValueError("'args' must be an object")
+            op, args = parse_request(line)
         except ValueError as e:
             return {"ok": False, "errno": errno.EINVAL, "error": f"malformed request: {e}"}
-        op = req["op"]
         try:
-            result = self.handler(op, args)
+            result: Any = self.handler(op, args)
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
             if hasattr(result, "__aiter__"):
+                if writer is None:
+                    await result.aclose()
+                    return {"ok": True, "result": "stream"}
                 await self._stream(result, writer, reader)
                 return None
             return {"ok": True, "result": result}

@@ -80,29 +80,6 @@ def parse_media(words: Sequence[str], extra_keys: Sequence[str] = COMMON_KEYS,
     return args
 
 
-def die(text: str, status: int = 255) -> None:
-    """iproute2's way out of a usage error: the text on stderr, exit status 255."""
-    import sys
-
-    print(text.rstrip("\n"), file=sys.stderr)
-    sys.exit(status)
-
-
-def choose(value: str, choices: Sequence[str], what: str) -> str:
-    """The word ``value`` stands for (itself or its unique prefix, as iproute2 matches
-    words); otherwise click's usage error listing the valid choices (exit status 2)."""
-    if value in choices:
-        return value
-    hits = [c for c in choices if c.startswith(value)] if value else []
-    if len(hits) == 1:
-        return hits[0]
-    import click
-
-    listed = ", ".join(repr(c) for c in choices)
-    raise click.BadParameter(f"{value!r} is not one of {listed}.",
-                             ctx=click.get_current_context(silent=True), param_hint=f"'{what}'")
-
-
 def udp_tail(words: Sequence[str], opts: Sequence[str]) -> tuple[list[str], str | None]:
     """Split a trailing single-word option (``... name b0 localip``) off key/value words."""
     w = list(words)

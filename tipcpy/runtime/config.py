@@ -1,0 +1,63 @@
+"""What tipcd is told at start: command-line flags and/or a TOML file.
+
+Plain data with no dependency on the runtime, so the CLI, the daemon and the tests can
+all build one without pulling in asyncio machinery.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class DaemonConfig:
+    """Everything tipcd is told at start (flags and/or a TOML file)."""
+
+    run_dir: Path = Path("/run/tipcpy")
+    identity: str | None = None
+    netid: int = 4711
+    bearers: list[dict[str, Any]] = field(default_factory=list)
+    link: dict[str, int] = field(default_factory=dict)   # defaults: priority/tolerance/window
+    log_level: str = "info"
+    seed: int | None = None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], base: DaemonConfig | None = None
+                  ) -> DaemonConfig:
+        """Read a TOML config. Keys: ``run_dir identity netid log_level``, a ``[link]``
+        table and ``[[bearer]]`` tables with the CLI's argument names (media, name,
+        localip, localport, remoteip, remoteport, device, priority, tolerance, window)."""
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        cfg = base or cls()
+        known = {"run_dir", "identity", "netid", "clusterid", "log_level", "link", "bearer",
+                 "seed"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        if "run_dir" in data:
+            cfg.run_dir = Path(data["run_dir"])
+        if "identity" in data:
+            cfg.identity = str(data["identity"])
+        if "netid" in data or "clusterid" in data:
+            cfg.netid = int(data["netid"] if "netid" in data else data["clusterid"])
+        if "log_level" in data:
+            cfg.log_level = str(data["log_level"])
+        if "seed" in data:
+            cfg.seed = int(data["seed"])
+        link = data.get("link", {})
+        if not isinstance(link, dict):
+            raise ValueError(f"{path}: [link] must be a table")
+        cfg.link.update({k: int(v) for k, v in link.items()})
+        bearers = data.get("bearer", [])
+        if not isinstance(bearers, list):
+            raise ValueError(f"{path}: use [[bearer]] tables")
+        for b in bearers:
+            if "media" not in b:
+                raise ValueError(f"{path}: a [[bearer]] lacks 'media'")
+            cfg.bearers.append(dict(b))
+        return cfg

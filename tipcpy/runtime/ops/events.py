@@ -1,0 +1,133 @@
+"""``tipc events`` (topology event streams) and the daemon's diagnostics ops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tipcpy.core.name_table import NameTable, Publication
+from tipcpy.core.topsrv import TopSrv
+from tipcpy.wire.consts import TIPC_SUB_PORTS, TIPC_WAIT_FOREVER
+
+from .context import OpsContext
+from .validate import U32, Schema, bad
+
+QUEUE_MAX = 100000
+
+
+def daemon_stats(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
+    return {"runtime": ctx.runtime.counters.as_dict(),
+            "bearers": {b.name: b.counters.as_dict() for b in ctx.runtime.bearers.values()},
+            "stack": ctx.stack.stats()}
+
+
+def stack_events(ctx: OpsContext, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """Raw Stack events (LinkStateChanged, NodeUp, ...) as dicts - for debugging."""
+    return ctx.runtime.events()
+
+
+def events(ctx: OpsContext, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """``tipc events [TYPE [LOWER [UPPER]]]``: a stream of topology events.
+
+    With a type: a subscription to the topology server (a TopSrv connection of the
+    daemon's own, on the node's name table; ``TIPC_SUB_PORTS``, no timeout), so the
+    events are exactly what a TIPC application subscribing to {TYPE, LOWER, UPPER}
+    gets, existing bindings first.  Without: every binding of every type (the
+    table itself; a subscription covers one type only), existing ones first.
+    Bindings of type 0 are nodes coming and going, type 2 links going up and down.
+    """
+    table = ctx.stack.name_table
+    typ = args.get("type")
+    if typ is None:
+        if "lower" in args or "upper" in args:
+            raise bad("give a type with lower/upper")
+        return _table_events(ctx, table)
+    lower = args.get("lower", 0)
+    upper = args.get("upper", 0xFFFFFFFF if "lower" not in args else lower)
+    if lower > upper:
+        raise bad(f"invalid range: lower {lower} > upper {upper}")
+    return _topsrv_events(ctx, table, typ, lower, upper)
+
+
+def _event(ctx: OpsContext, published: bool | None, typ: int, lower: int, upper: int,
+           port: int, node: int) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event": "published" if published else "withdrawn" if published is not None
+        else "timeout", "type": typ, "lower": lower, "upper": upper, "port": port,
+        "node": ctx.node_name(node), "hash": f"{node:08x}", "time": round(time.time(), 3)}
+    if typ == 0 and published is not None:
+        ev.update(what="node", state="up" if published else "down",
+                  node=ctx.node_name(lower), hash=f"{lower:08x}")
+    elif typ == 2 and published is not None:
+        key = (lower, port & 0xFFFF)
+        name = ctx.link_names.get(key)
+        peer = ctx.stack.peers.get(lower)
+        le = peer.links.get(port & 0xFFFF) if peer is not None else None
+        if le is not None:
+            name = ctx.link_names[key] = le.link.name
+        ev.update(what="link", state="up" if published else "down",
+                  link=name or f"{lower:08x}/{port:x}")
+    return ev
+
+
+async def _table_events(ctx: OpsContext, table: NameTable) -> AsyncIterator[dict[str, Any]]:
+    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_MAX)
+
+    def put(ev: dict[str, Any]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            q.put_nowait(ev)
+
+    def observer(p: Publication, published: bool, edge: bool) -> None:
+        put(_event(ctx, published, p.type, p.lower, p.upper, p.port, p.node))
+
+    for p in sorted(table, key=lambda p: p.id):
+        put(_event(ctx, True, p.type, p.lower, p.upper, p.port, p.node))
+    table.add_observer(observer)
+    try:
+        while True:
+            yield await q.get()
+    finally:
+        table.remove_observer(observer)
+
+
+async def _topsrv_events(ctx: OpsContext, table: NameTable, typ: int, lower: int,
+                         upper: int) -> AsyncIterator[dict[str, Any]]:
+    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_MAX)
+    srv = TopSrv(table, ctx.stack.own_addr)
+    conn = object()
+
+    def drain(*_: Any) -> None:
+        for _conn, data in srv.take_outgoing():
+            ev, lo, up, port, node = struct.unpack_from("<5I", data, 0)
+            pub = True if ev == 1 else False if ev == 2 else None
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(_event(ctx, pub, typ, lo, up, port, node))
+
+    srv.open(conn)
+    rec = struct.pack("<5I", typ, lower, upper, TIPC_WAIT_FOREVER, TIPC_SUB_PORTS)
+    rec += b"tipc-cli"
+    closed = srv.receive(conn, rec, ctx.runtime.now())
+    if closed is not None:
+        raise bad(closed.reason)
+    drain()
+    table.add_observer(drain)       # after the TopSrv's own observer: drain its output
+    try:
+        while True:
+            yield await q.get()
+    finally:
+        table.remove_observer(drain)
+        srv.close(conn)
+        with contextlib.suppress(ValueError):
+            table.remove_observer(srv._on_table)
+
+
+SCHEMAS: dict[str, Schema] = {
+    "events": {"type": U32, "lower": U32, "upper": U32},
+    "stack.events": {},
+    "daemon.stats": {},
+}
+HANDLERS = {"events": events, "stack.events": stack_events, "daemon.stats": daemon_stats}

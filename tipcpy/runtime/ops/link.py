@@ -1,0 +1,222 @@
+"""``tipc link``: list, properties, the broadcast link, statistics and the monitor."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from ..control import ControlError
+from .context import OpsContext
+from .validate import (
+    BCAST_METHODS,
+    BEARER,
+    LINK,
+    MONITOR_THRESHOLD_MAX,
+    Bool,
+    Enum,
+    Int,
+    Schema,
+    bad,
+    parse_int,
+    parse_prop,
+    props,
+)
+
+#: CLI counter name <- the kernel's ``struct tipc_stats`` name the core's LinkStats uses
+CLI_STATS: dict[str, str] = {
+    "rx_packets": "recv_pkts", "rx_fragments": "recv_fragments",
+    "rx_fragmented": "recv_fragmented", "rx_bundles": "recv_bundles",
+    "rx_bundled": "recv_bundled", "tx_packets": "sent_pkts",
+    "tx_fragments": "sent_fragments", "tx_fragmented": "sent_fragmented",
+    "tx_bundles": "sent_bundles", "tx_bundled": "sent_bundled",
+    "rx_states": "recv_states", "rx_probes": "recv_probes", "rx_naks": "recv_nacks",
+    "rx_defs": "deferred_recv", "rx_dups": "duplicates", "tx_states": "sent_states",
+    "tx_probes": "sent_probes", "tx_naks": "sent_nacks", "tx_acks": "sent_acks",
+    "tx_retrans": "retransmitted", "congestion": "link_congs",
+    "queue_max": "max_queue_sz", "queue_total": "accu_queue_sz",
+    "queue_samples": "queue_sz_counts", "profile_sample": "msg_length_counts",
+    "profile_total": "msg_lengths_total",
+}
+
+
+def cli_link_stats(d: dict[str, Any], bc_window: int) -> dict[str, Any]:
+    """One entry of ``Stack.link_stats()`` -> the flat shape ``cli/link.py`` formats.
+
+    State follows iproute2: ACTIVE if the link is an active link of its peer, STANDBY
+    if up, else DEFUNCT; the broadcast link has no state line."""
+    bc = d["name"] == "broadcast-link"
+    st: dict[str, Any] = d.get("stats", {})
+    out: dict[str, Any] = {"name": d["name"], "broadcast": bc}
+    for cli_name, core_name in CLI_STATS.items():
+        out[cli_name] = int(st.get(core_name, 0))
+    out["profile_counts"] = [int(x) for x in st.get("msg_length_profile", [0] * 7)][:7]
+    if "avg_queue_sz" in st:
+        out["queue_avg"] = int(st["avg_queue_sz"])
+    if bc:
+        out.update(mtu=0, priority=10, tolerance=1500, window=bc_window, state="ACTIVE")
+    else:
+        out.update(mtu=int(d["mtu"]), priority=int(d["priority"]),
+                   tolerance=int(d["tolerance"]), window=int(d["window"]),
+                   state="ACTIVE" if d["active"] else "STANDBY" if d["up"] else "DEFUNCT")
+    return out
+
+
+def link_list(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": str(ln["name"]), "up": bool(ln["up"])} for ln in ctx.stack.link_list()]
+
+
+def link_get(ctx: OpsContext, args: dict[str, Any]) -> dict[str, int]:
+    name = args.get("link")
+    if not name:
+        raise bad("missing link")
+    if name == "broadcast-link":
+        return {"window": ctx.bc_window}
+    lk, _, _ = ctx.link_obj(name)
+    return {"priority": int(lk.priority), "tolerance": int(lk.tolerance),
+            "window": int(lk.window)}
+
+
+def link_set(ctx: OpsContext, args: dict[str, Any]) -> None:
+    name = args.get("link")
+    if not name:
+        raise bad("missing link")
+    prop_vals = {k: parse_prop(k, args[k]) for k in ("priority", "tolerance", "window")
+                 if k in args}
+    if not prop_vals:
+        raise bad("nothing to set: give priority, tolerance or window")
+    if name == "broadcast-link":
+        if set(prop_vals) != {"window"}:
+            raise bad("the broadcast link has only a window")
+        ctx.bc_window = parse_int("window", prop_vals["window"], 32, 8191)
+        return
+    ctx.link_obj(name)
+    try:
+        ctx.stack.set_link_prop(name, ctx.runtime.now(), **prop_vals)
+    except OSError as e:
+        raise ControlError(e.errno or errno.EINVAL, str(e)) from None
+    ctx.runtime.pump()
+
+
+def link_bcast_get(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
+    return dict(ctx.bcast)
+
+
+def link_bcast_set(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
+    """Stored and reported; tipcpy always replicates multicast over the unicast
+    links (it never sends on the broadcast link), whatever the method says."""
+    method = args.get("method")
+    if method is None:
+        raise bad(f"missing method: expected one of {', '.join(BCAST_METHODS)}")
+    ratio = args.get("ratio")
+    if ratio is not None:
+        if method != "AUTOSELECT":
+            raise bad("ratio is only valid with AUTOSELECT")
+        ratio = parse_int("ratio", ratio, 0, 100)
+    ctx.bcast["method"] = method
+    if ratio is not None:
+        ctx.bcast["ratio"] = ratio
+    return dict(ctx.bcast)
+
+
+def link_stat_show(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Counters per link; ``link`` selects by name, substring or ``all`` (iproute2
+    semantics: no match prints nothing and succeeds).  ``extended`` adds probe round
+    trips, up/down counts and the time of the last state change."""
+    want = args.get("link")
+    ext = bool(args.get("extended"))
+    ids = {le.link.name: (addr, bid) for addr, peer in ctx.stack.peers.items()
+           for bid, le in peer.links.items()}
+    out = []
+    for d in ctx.stack.link_stats():
+        name = str(d["name"])
+        if want and want != "all" and want not in name:
+            continue
+        n = cli_link_stats(d, ctx.bc_window)
+        if ext and not n["broadcast"]:
+            r = ctx.stack.link_rtt.get(ids.get(name, (-1, -1)))
+            n["rtt"] = r.as_dict() if r is not None else {"count": 0, "min": None,
+                                                          "avg": None, "max": None}
+            h = ctx.link_history.get(name, {})
+            n["up_count"] = h.get("up_count", 0)
+            n["down_count"] = h.get("down_count", 0)
+            n["last_change"] = h.get("last_change")
+        out.append(n)
+    return out
+
+
+def link_stat_reset(ctx: OpsContext, args: dict[str, Any]) -> None:
+    name = args.get("link")
+    if not name:
+        raise bad("missing link")
+    if name == "broadcast-link":
+        return
+    lk, addr, bid = ctx.link_obj(name)
+    lk.stats.clear()
+    ctx.stack.link_rtt.pop((addr, bid), None)
+
+
+# -- link monitor (we always run full mesh: every peer supervised directly) ------------
+def monitor_get(ctx: OpsContext, args: dict[str, Any]) -> dict[str, int]:
+    return {"threshold": ctx.monitor_threshold}
+
+
+def monitor_set(ctx: OpsContext, args: dict[str, Any]) -> None:
+    if "threshold" not in args:
+        raise bad("missing threshold")
+    ctx.monitor_threshold = parse_int("threshold", args["threshold"], 0,
+                                      MONITOR_THRESHOLD_MAX)
+
+
+def monitor_summary(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"bearer": name, "table_generation": ctx.table_generation.get(name, 0),
+             "cluster_size": 1 + len(ctx.bearer_peers(bid)), "algorithm": "full-mesh"}
+            for name, bid in ctx.runtime.by_name.items()]
+
+
+def monitor_list(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
+    want = args.get("bearer")
+    if want and want not in ctx.runtime.by_name:
+        raise bad("Bearer not found")
+    own = ctx.own_address()
+    out = []
+    for name, bid in ctx.runtime.by_name.items():
+        if want and name != want:
+            continue
+        peers = ctx.bearer_peers(bid)
+        # kernel dom_size(): our domain holds ceil(sqrt(cluster size)) - 1 members
+        size = 1 + len(peers)
+        dom = 0
+        while dom * dom < size:
+            dom += 1
+        applied = peers[:max(dom - 1, 0)]
+        rows: list[dict[str, Any]] = [
+            {"addr": own, "up": True, "direct": True,
+             "generation": ctx.table_generation.get(name, 0),
+             "applied": "".join("U" if up else "D" for _, up in applied),
+             "non_applied": [[a, "U" if up else "D"] for a, up in peers[len(applied):]]}]
+        rows += [{"addr": a, "up": up, "direct": True, "generation": 0} for a, up in peers]
+        out.append({"bearer": name, "peers": rows})
+    return out
+
+
+SCHEMAS: dict[str, Schema] = {
+    "link.list": {},
+    "link.get": {"link": LINK},
+    "link.set": {"link": LINK, **props(text=True, keys=("priority", "tolerance", "window"))},
+    "link.broadcast.get": {},
+    "link.broadcast.set": {"method": Enum(BCAST_METHODS), "ratio": Int(0, 100, text=True)},
+    "link.stat.show": {"link": LINK, "extended": Bool()},
+    "link.stat.reset": {"link": LINK},
+    "link.monitor.get": {},
+    "link.monitor.set": {"threshold": Int(0, MONITOR_THRESHOLD_MAX, text=True)},
+    "link.monitor.summary": {},
+    "link.monitor.list": {"bearer": BEARER},
+}
+
+HANDLERS = {
+    "link.list": link_list, "link.get": link_get, "link.set": link_set,
+    "link.broadcast.get": link_bcast_get, "link.broadcast.set": link_bcast_set,
+    "link.stat.show": link_stat_show, "link.stat.reset": link_stat_reset,
+    "link.monitor.get": monitor_get, "link.monitor.set": monitor_set,
+    "link.monitor.summary": monitor_summary, "link.monitor.list": monitor_list,
+}

@@ -1,0 +1,281 @@
+"""The asyncio runtime: the only place in tipcpy with sockets and clocks.
+
+:class:`Runtime` drives one sans-IO ``Stack``:
+
+    datagram(s) in  -> stack.receive(bearer_id, data, loop.time())
+                    -> flush stack.take_transmits() to the bearers
+                    -> stack.take_events() to the layer above (logged, fanned out)
+                    -> re-arm the single timer at stack.next_deadline()
+
+Bearers hand over every datagram available per wakeup as one batch, so transmits are
+flushed once per batch. The timer is one ``loop.call_at`` handle, re-armed only when the
+deadline changes. Any exception from the Stack while handling *received* bytes is counted
+and logged, never propagated: bad input must not take the node down.
+
+It knows nothing of config files, control ops or the process around it (daemon.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tipcpy.addr import node_id_to_str
+from tipcpy.bearer.addr import from_media_addr, to_media_addr
+from tipcpy.bearer.base import Bearer
+from tipcpy.core.discover import DuplicateAddress, TrialFailed
+from tipcpy.core.node import LinkStateChanged, NodeDown, NodeUp
+from tipcpy.core.stack import AddressCommitted, Stack
+
+from .control import ControlError
+
+log = logging.getLogger("tipcpy.daemon")
+
+MAX_BEARERS = 3
+
+
+@dataclass
+class RuntimeCounters:
+    """What the runtime itself counts (the Stack counts protocol-level things)."""
+
+    rx_batches: int = 0
+    rx_packets: int = 0
+    rx_dropped_no_bearer: int = 0
+    rx_errors: int = 0          # exceptions raised by stack.receive for a received packet
+    tx_packets: int = 0
+    tx_no_bearer: int = 0
+    timer_fires: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class Runtime:
+    """Drives one Stack with real bearers and one timer on an asyncio loop."""
+
+    def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.stack = stack
+        self.loop = loop or asyncio.get_event_loop()
+        self.bearers: dict[int, Bearer] = {}
+        self.by_name: dict[str, int] = {}
+        self.counters = RuntimeCounters()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._listeners: list[Callable[[Any], None]] = []
+        self._native: dict[int, tuple[Any, Any]] = {}    # id(media addr) -> (it, native)
+        self._closed = False
+        # called at the end of every pump(): the client server drains SocketLayer events
+        self.after_pump: list[Callable[[], None]] = []
+
+    # -- time ---------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.loop.time()
+
+    # -- bearers ------------------------------------------------------------------------
+    def enable_bearer(self, bearer: Bearer, **props: Any) -> int:
+        """Open ``bearer`` and attach it to the Stack; on any failure nothing changes.
+
+        The socket is opened first (the usual failure point: busy port, missing device),
+        then the Stack is told; if the Stack refuses, the socket is closed again.
+        """
+        if bearer.name in self.by_name:
+            raise ControlError(errno.EEXIST, f"bearer {bearer.name} is already enabled")
+        if len(self.bearers) >= MAX_BEARERS:
+            raise ControlError(errno.ENOSPC, f"at most {MAX_BEARERS} bearers can be enabled")
+        bearer.open(self.loop)
+        try:
+            native = bearer.media_addr()
+            # (a node without identity takes it from its first bearer: the Stack does that)
+            kw = {k: v for k, v in props.items() if v is not None}
+            bid = self.stack.enable_bearer(bearer.name, bearer.media,
+                                           to_media_addr(bearer.media, native),
+                                           bearer.mtu, self.now(), **kw)
+        except BaseException:
+            bearer.close()
+            raise
+        bearer.on_batch = self._make_batch_handler(bid)
+        self.bearers[bid] = bearer
+        self.by_name[bearer.name] = bid
+        for k in ("priority", "tolerance", "window"):
+            if props.get(k) is not None:
+                setattr(bearer, k, props[k])
+        self.pump()
+        return bid
+
+    def disable_bearer(self, name: str) -> None:
+        """Politely detach: the Stack resets the links (RESET, peer_stopping), we flush
+        those packets, then close the socket."""
+        bid = self.by_name.get(name)
+        if bid is None:
+            raise ControlError(errno.ENODEV, f"bearer {name} is not enabled")
+        try:
+            self.stack.disable_bearer(name, self.now())
+        finally:
+            self.pump()
+            bearer = self.bearers.pop(bid)
+            del self.by_name[name]
+            bearer.close()
+
+    def _make_batch_handler(self, bid: int) -> Callable[[Bearer, list[tuple[bytes, Any]]], None]:
+        def on_batch(_bearer: Bearer, batch: list[tuple[bytes, Any]]) -> None:
+            self.receive_batch(bid, batch)
+        return on_batch
+
+    # -- the loop body ------------------------------------------------------------------
+    def receive_batch(self, bid: int, batch: list[tuple[bytes, Any]]) -> None:
+        if self._closed:
+            return
+        if bid not in self.bearers:
+            self.counters.rx_dropped_no_bearer += len(batch)
+            return
+        counters = self.counters
+        counters.rx_batches += 1
+        counters.rx_packets += len(batch)
+        now = self.now()                 # one clock read per batch
+        receive = self.stack.receive
+        for data, _src in batch:
+            try:
+                receive(bid, data, now)
+            except Exception:
+                # The codec raises DecodeError and the Stack should count it itself; this
+                # is the last line of defence so a bug on the receive path drops one
+                # packet instead of the daemon.
+                counters.rx_errors += 1
+                if counters.rx_errors <= 10:
+                    log.exception("stack.receive failed on %d bytes from bearer %d",
+                                  len(data), bid)
+        self.pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closed:
+            return
+        self.counters.timer_fires += 1
+        try:
+            self.stack.tick(self.now())
+        except Exception:
+            log.exception("stack.tick failed")
+        self.pump()
+
+    def pump(self) -> None:
+        """Flush transmits, dispatch events, re-arm the timer. Call after touching the Stack."""
+        stack = self.stack
+        tx = stack.take_transmits()
+        if tx:
+            bearers = self.bearers
+            native = self._native
+            sent = 0
+            for bid, maddr, data in tx:
+                bearer = bearers.get(bid)
+                if bearer is None:
+                    self.counters.tx_no_bearer += 1
+                    continue
+                sent += 1
+                if maddr is None:
+                    bearer.send(None, data)
+                    continue
+                # the Stack hands the same media address object for a peer again and
+                # again: convert it once (kept alive by the cache, so its id is stable)
+                ent = native.get(id(maddr))
+                if ent is None or ent[0] is not maddr:
+                    if len(native) > 256:
+                        native.clear()
+                    ent = native[id(maddr)] = (maddr, from_media_addr(maddr))
+                bearer.send(ent[1], data)
+            self.counters.tx_packets += sent
+        events = stack.take_events()
+        if events:
+            for ev in events:
+                self._on_event(ev)
+        for fn in self.after_pump:
+            fn()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self._closed:
+            return
+        deadline = self.stack.next_deadline()
+        at = self._timer_at
+        if self._timer is not None and at is not None and (
+                deadline == at or (deadline is not None and at <= deadline)):
+            # an armed timer at or before the new deadline: keep it (re-arming on every
+            # pump costs a TimerHandle each time the deadline moves later, which it does
+            # with every packet); firing early just ticks and re-arms at the real deadline
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(max(deadline, self.now()), self._on_timer)
+
+    # -- events -------------------------------------------------------------------------
+    def add_listener(self, fn: Callable[[Any], None]) -> None:
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[Any], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
+    def _on_event(self, ev: object) -> None:
+        if isinstance(ev, LinkStateChanged):
+            if ev.up or not ev.reason:
+                log.info("link %s: %s", "up" if ev.up else "down", ev.link_name)
+            else:
+                log.info("link down: %s (%s)", ev.link_name, ev.reason)
+        elif isinstance(ev, NodeUp | NodeDown):
+            ident = node_id_to_str(ev.node_id) if len(ev.node_id) == 16 else ""
+            log.info("node %s: %s (%08x)", "up" if isinstance(ev, NodeUp) else "down",
+                     ident, ev.addr)
+        elif isinstance(ev, AddressCommitted):
+            log.info("node address %08x committed", ev.addr)
+        elif isinstance(ev, DuplicateAddress | TrialFailed):
+            log.warning("%r", ev)
+        else:
+            log.debug("event %r", ev)
+        for fn in list(self._listeners):
+            try:
+                fn(ev)
+            except Exception:
+                log.exception("event listener failed")
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Stream of Stack events as dicts (for a future ``events`` control op)."""
+        q: asyncio.Queue[Any] = asyncio.Queue(maxsize=10000)
+
+        def put(ev: Any) -> None:
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(ev)
+
+        self.add_listener(put)
+        try:
+            while True:
+                ev = await q.get()
+                raw = ({f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)}
+                       if dataclasses.is_dataclass(ev) else {"repr": repr(ev)})
+                d = {k: (v if isinstance(v, int | str | float | bool | None) else str(v))
+                     for k, v in raw.items()}
+                d["event"] = type(ev).__name__
+                yield d
+        finally:
+            self.remove_listener(put)
+
+    # -- shutdown -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Disable every bearer politely, then stop the timer."""
+        for name in list(self.by_name):
+            try:
+                self.disable_bearer(name)
+            except Exception:
+                log.exception("disabling %s failed", name)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
