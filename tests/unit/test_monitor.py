@@ -413,3 +413,14 @@ def test_thousand_nodes_sqrt_monitoring_and_crash_reported_by_all() -> None:
         if a != victim:
             assert not m.peer(victim).is_up  # type: ignore[union-attr]
             assert all(p.down_cnt == 0 for p in m.ring() if p.addr != victim)
+
+
+def test_bench_model_rates_scale_like_sqrt_n() -> None:
+    from bench.monitor_model import rates
+
+    small, big = rates(64), rates(256)
+    assert small["active"] and big["active"]
+    assert small["monitor_design_msgs"] < small["full_mesh_msgs"]
+    # 4x the nodes: full mesh 4x the messages, the monitor about 2x (sqrt)
+    assert big["full_mesh_msgs"] / small["full_mesh_msgs"] > 3.9
+    assert big["monitor_design_msgs"] / small["monitor_design_msgs"] < 3.0
