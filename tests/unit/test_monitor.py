@@ -424,3 +424,16 @@ def test_bench_model_rates_scale_like_sqrt_n() -> None:
     # 4x the nodes: full mesh 4x the messages, the monitor about 2x (sqrt)
     assert big["full_mesh_msgs"] / small["full_mesh_msgs"] > 3.9
     assert big["monitor_design_msgs"] / small["monitor_design_msgs"] < 3.0
+
+
+def test_two_nodes_match_the_kernel_capture() -> None:
+    # /work/shared/reference/cli/tipc-link.txt: kpeer-a with one peer, below threshold
+    m = Monitor(0x1000, bearer_name="udp:b0")
+    m.peer_up(0x2000)
+    assert m.summary() == {"bearer": "udp:b0", "table_generation": 1, "cluster_size": 2,
+                           "algorithm": "full-mesh"}
+    me, peer = m.list_peers()
+    assert (me["status"], me["monitored"], me["generation"]) == ("up", "direct", 1)
+    assert me["applied_node_status"] == ["U"] and me["non_applied"] == []
+    assert (peer["status"], peer["monitored"], peer["generation"]) == ("up", "direct", 0)
+    assert "applied_node_status" not in peer
