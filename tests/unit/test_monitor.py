@@ -349,6 +349,7 @@ def test_list_rows_have_the_kernel_columns() -> None:
 # ---------------------------------------------------------------- the 1000-node model
 
 
+@pytest.mark.slow  # ~50 s: the full-size model; run with -m slow
 def test_thousand_nodes_sqrt_monitoring_and_crash_reported_by_all() -> None:
     n = 1000
     mons = make_cluster(n, seed=1000)
