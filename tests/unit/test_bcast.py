@@ -567,3 +567,18 @@ def test_receive_side_state_nack_and_legacy() -> None:
     r3 = n2.sync_rcv(st, rcv_up=True, rcv_nxt=5, deferred={}, peer_caps=old, own_addr=1)
     assert r1.legacy_nack is None and r2.legacy_nack is not None and r3.legacy_nack is None
     assert (r2.legacy_nack.bcast_ack, r2.legacy_nack.bcgap_to, r2.legacy_nack.destnode) == (4, 9, SENDER)
+
+
+def test_bc_ack_invalid_is_ignored_from_a_synched_peer() -> None:
+    bc = new_link(1)
+    p = 0x2000
+    for i in range(5):
+        bc.xmit(data_msg(bytes([i])), 0.0)
+    bc.proto_rcv(p, state(p, bcast_ack=5, invalid=1), 0.0)
+    # a bulk NAME_DISTRIBUTOR carries bc_ack_invalid too; data reuses w5 as destport
+    bulk = Msg.build(11, 0, prevnode=p, bcast_ack=5, bc_ack_invalid=1)
+    bc.ack_rcv(p, bulk, 0.0)
+    assert bc.transmq_len == 5
+    dm = Msg.build(0, 3, prevnode=p, bcast_ack=2, destport=1 << 14)
+    bc.ack_rcv(p, dm, 0.0)
+    assert bc.transmq_len == 3
