@@ -582,3 +582,32 @@ def test_bc_ack_invalid_is_ignored_from_a_synched_peer() -> None:
     dm = Msg.build(0, 3, prevnode=p, bcast_ack=2, destport=1 << 14)
     bc.ack_rcv(p, dm, 0.0)
     assert bc.transmq_len == 3
+
+
+def test_name_updates_bundle_as_system_importance_and_stats_shape() -> None:
+    from tipcpy.core.bcast import ADVERTISE_CAPS
+    from tipcpy.runtime.ops import normalise_link_stats
+
+    assert ADVERTISE_CAPS == 0x97F
+    bc = new_link(1)
+    for _ in range(50):
+        bc.xmit(data_msg(b"d" * 1000), 0.0)
+    bc.take_outgoing()
+    for i in range(24):  # single PUBLICATIONs while the window is full
+        upd = Msg.build(11, 0, data=bytes(20), prevnode=SENDER, orignode=SENDER,
+                        named_seqno=i, non_legacy=1)
+        assert bc.xmit(upd, 0.0)
+    # 23 x 60 B fill a bundle at MTU 1500, as the kernel's 1420-byte 0x00170004 (§2.9)
+    assert bc.backlog_len == 2
+    bc.proto_rcv(0x2000, state(0x2000, bcast_ack=50), 0.1)
+    (_, _, raw), (_, _, raw2) = bc.take_outgoing()
+    b = decode(raw)
+    assert (b.user, b.non_seq, b.w[5], b.w[9]) == (User.MSG_BUNDLER, 1, NET_ID, 0x00170004)
+    assert len(raw) == 1420
+    assert decode(raw2).user == User.NAME_DISTRIBUTOR  # the 24th alone: no bundle of one
+    inner = unbundle(b)  # type: ignore[arg-type]
+    assert [m.named_seqno for m in inner] == list(range(23))  # type: ignore[attr-defined]
+    assert all(m.non_seq == 0 for m in inner)
+    n = normalise_link_stats(bc.stats_dict())
+    assert n["name"] == "broadcast-link" and n["broadcast"]
+    assert (n["tx_packets"], n["tx_bundles"], n["tx_bundled"], n["window"]) == (52, 1, 23, 50)

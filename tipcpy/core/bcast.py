@@ -81,6 +81,7 @@ from enum import IntEnum
 from typing import Any
 
 from tipcpy.core._event import SlotEvent
+from tipcpy.core.discover import OWN_CAPS
 from tipcpy.wire import Msg
 from tipcpy.wire.consts import INT_H_SIZE, MCAST_H_SIZE, Cap, User
 
@@ -91,7 +92,7 @@ __all__ = [
     "BC_RETR_INTERVAL",
     "METHOD_EXPIRE",
     "ONE_PAGE_MTU",
-    "NAMED_BCAST_CAPS",
+    "ADVERTISE_CAPS",
     "BcMode",
     "BcastWakeup",
     "BcastPeerFailure",
@@ -136,11 +137,21 @@ BC_GAP_MASK = 0x3FF
 _SYSTEM = 4
 _TIPC_ERR_NO_PORT = 2
 _MCAST_MSG = 1
-NAMED_BCAST_CAPS = int(Cap.NAMED_BCAST | Cap.BCAST_STATE_NACK | Cap.BCAST_SYNCH
-                       | Cap.GAP_ACK_BLOCK | Cap.BCAST_RCAST)
-"""The capability bits that describe our broadcast link once it sends: advertising
-them (on top of what discover.OWN_CAPS already has) is what makes a kernel send its
-name updates to us on its broadcast link and accept ours there."""
+ADVERTISE_CAPS = int(OWN_CAPS | Cap.NAMED_BCAST)
+"""What the node should advertise once this link is wired in (0x97F today).
+
+* ``TIPC_NAMED_BCAST`` (0x800) is the bit that changes behaviour: with it every
+  kernel peer sends its single name updates to us on its broadcast link (§9.3:
+  received and acked by node.py already) and, when *all* peers have it, we send
+  ours on this link (:func:`named_use_bcast`).
+* ``TIPC_BCAST_SYNCH`` (0x002), ``TIPC_BCAST_STATE_NACK`` (0x004),
+  ``TIPC_BCAST_RCAST`` (0x010) and ``TIPC_GAP_ACK_BLOCK`` (0x100), already in
+  discover.OWN_CAPS, become true statements: we send the BCAST_PROTOCOL init, NACK
+  in STATE (bc_gap + broadcast Gap-ACK blocks), take replicast copies, parse blocks.
+* Not ``TIPC_MCAST_RBCTL`` (0x080) yet: with it the kernels switch multicast
+  method per message and bridge each switch with a SYN dummy, which our socket
+  layer must then filter (the kernel's tipc_mcast_filter_msg).  Without it they
+  fall back to the 5 s hysteresis and send no SYN dummies."""
 
 _USER_BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
 _USER_BUNDLER = int(User.MSG_BUNDLER)
