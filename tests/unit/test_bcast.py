@@ -586,7 +586,7 @@ def test_bc_ack_invalid_is_ignored_from_a_synched_peer() -> None:
 
 def test_name_updates_bundle_as_system_importance_and_stats_shape() -> None:
     from tipcpy.core.bcast import ADVERTISE_CAPS
-    from tipcpy.runtime.ops import normalise_link_stats
+    from tipcpy.runtime.ops.link import cli_link_stats
 
     assert ADVERTISE_CAPS == 0x97F
     bc = new_link(1)
@@ -608,6 +608,6 @@ def test_name_updates_bundle_as_system_importance_and_stats_shape() -> None:
     inner = unbundle(b)  # type: ignore[arg-type]
     assert [m.named_seqno for m in inner] == list(range(23))  # type: ignore[attr-defined]
     assert all(m.non_seq == 0 for m in inner)
-    n = normalise_link_stats(bc.stats_dict())
+    n = cli_link_stats(bc.stats_dict(), bc.max_win)
     assert n["name"] == "broadcast-link" and n["broadcast"]
     assert (n["tx_packets"], n["tx_bundles"], n["tx_bundled"], n["window"]) == (52, 1, 23, 50)

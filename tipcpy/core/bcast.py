@@ -947,7 +947,7 @@ class BcastLink:
 
     def stats_dict(self) -> dict[str, Any]:
         """One entry for ``tipc link stat show`` (the shape Stack.link_stats returns;
-        tipcpy/runtime/ops.normalise_link_stats reads the counter names)."""
+        tipcpy/runtime/ops/link.py cli_link_stats reads the counter names)."""
         return {"name": BCLINK_NAME, "up": True, "broadcast": True,
                 "window": self.max_win, "mtu": self.mtu,
                 "stats": self.stats.as_dict(), **self.get_broadcast()}
