@@ -454,59 +454,61 @@ class NameTable:
         of its service, as a bulk delivers them). Returns ``(inserted, duplicates,
         malformed)``; malformed = ``lower > upper``, skipped."""
         services = self._services
-        local = node == 0 or node == self.own_addr
         observers = self._observers
         insert = self.insert
         new = Publication.__new__
         P = Publication
         by_node = self._by_node
+        fast = not (node == 0 or node == self.own_addr)  # local ones need the port bag
         done = dup = bad = 0
         for t, lo, up, port, key in items:
             if lo > up:
                 bad += 1
                 continue
             p = new(P)
-            p.lower = lo
             p.scope = scope
             p.node = node
             p.port = port
             p.key = key
             svc = services.get(t)
-            if (svc is None or lo != up or lo in svc.point or local
-                    or not svc.lowers or lo <= svc.lowers[-1]):  # fmt: skip
-                p.type = t
-                p.upper = up
-                p.id = -1
-                if insert(p):
+            if svc is not None and lo == up and fast:
+                lows = svc.lowers
+                # after every range's lower: no range {lo, lo} exists (its lower would
+                # be in lows), and the new one is last in tree order
+                if lows and lo > lows[-1]:
+                    p.type = svc.type
+                    p.lower = p.upper = lo
+                    svc.point[lo] = p
+                    svc.n += 1
+                    pmax = svc.pmax
+                    m = pmax[-1]
+                    if m >= lo:
+                        svc.disjoint = False
+                    else:
+                        m = lo
+                    lows.append(lo)
+                    svc.srs.append(p)
+                    pmax.append(m)
+                    self._publ_seq += 1
+                    p.id = self._publ_seq
+                    bag = by_node.get(node)
+                    if bag is None:
+                        bag = by_node[node] = _Bag()
+                    bag.items.append(p)
+                    bag.live += 1
+                    self._count += 1
                     done += 1
-                else:
-                    dup += 1
-                continue
-            # new point range, last in tree order, remote node: append
-            p.type = svc.type
-            p.upper = lo
-            svc.point[lo] = p
-            svc.n += 1
-            pmax = svc.pmax
-            m = pmax[-1]
-            if m >= lo:
-                svc.disjoint = False
+                    for cb in observers:
+                        cb(p, True, True)
+                    continue
+            p.type = t
+            p.lower = lo
+            p.upper = up
+            p.id = -1
+            if insert(p):
+                done += 1
             else:
-                m = lo
-            svc.lowers.append(lo)
-            svc.srs.append(p)
-            pmax.append(m)
-            self._publ_seq += 1
-            p.id = self._publ_seq
-            bag = by_node.get(node)
-            if bag is None:
-                bag = by_node[node] = _Bag()
-            bag.items.append(p)
-            bag.live += 1
-            self._count += 1
-            done += 1
-            for cb in observers:
-                cb(p, True, True)
+                dup += 1
         return done, dup, bad
 
     def _track(self, p: Publication, local: bool) -> None:
