@@ -455,3 +455,26 @@ def test_bulk_apply_fast_path_equals_item_by_item(
         (p.type, p.lower, p.upper, p.node, p.port, p.key, p.id) for p in tp]
     assert ev1 == ev2
     assert di.stats.as_dict() == dp.stats.as_dict()
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=st.lists(_binding, min_size=1, max_size=6), seq=st.sampled_from([0, 9, 0xFFFF]),
+       mtype=st.sampled_from([PUB, WD]), own=st.sampled_from([A, B, 0]))
+def test_single_messages_from_the_template_equal_msg_build(
+    spec: list[tuple[int, int, int, int, int]], seq: int, mtype: int, own: int
+) -> None:
+    """publish/withdraw/withdraw_many build singles from a cached header template; the
+    plain ``_single`` (Msg.build per message) gives the same header words, payload and
+    bytes, also after the node address changes (the template must follow it)."""
+    _, d1 = node(own)
+    _, d2 = node(own)
+    ps = [Publication(ty, lo, lo + w, scope, own, port, 77 + i)
+          for i, (ty, lo, w, port, scope) in enumerate(spec)]  # fmt: skip
+    for addr in (own, B + 1):
+        d1.own_addr = d2.own_addr = addr
+        d1.snd_nxt = d2.snd_nxt = seq
+        plain = [d1._single(mtype, p) for p in ps]
+        fast = d2._singles(mtype, ps)
+        assert [(m.w, m.data) for m in fast] == [(m.w, m.data) for m in plain]
+        assert [m.encode() for m in fast] == [m.encode() for m in plain]
+        assert d1.snd_nxt == d2.snd_nxt

@@ -120,6 +120,8 @@ class NameDistributor:
         # (node, type, lower, upper, key) -> expiry; insertion order = age
         self._deferred: dict[tuple[int, int, int, int, int], float] = {}
         self._now = 0.0
+        # (mtype, own_addr) -> header words of a single-item message (_singles)
+        self._tmpl: dict[tuple[int, int], list[int]] = {}
 
     # ------------------------------------------------------------------ local side
     def set_own_addr(self, addr: int) -> None:
@@ -144,6 +146,7 @@ class NameDistributor:
         return DistrItem(p.type, p.lower, p.upper, p.port, p.key)
 
     def _single(self, mtype: int, p: Publication) -> NameDistrMsg:
+        """The plain construction of one single update (``_singles`` is its fast twin)."""
         m = self._build(mtype, [self._item(p)])
         m.named_seqno = self.snd_nxt
         m.non_legacy = 1
@@ -156,9 +159,12 @@ class NameDistributor:
         ``Msg.build`` (keyword parsing, property setters) per message."""
         if not publs:
             return []
-        t = self._build(mtype, [self._item(publs[0])])
-        t.non_legacy = 1
-        w = t.w
+        k = (mtype, self.own_addr)
+        w = self._tmpl.get(k)
+        if w is None:
+            t = self._build(mtype, [DistrItem(0, 0, 0, 0, 0)])  # size field: one item
+            t.non_legacy = 1
+            w = self._tmpl[k] = t.w
         pack = _ITEM.pack
         seq = self.snd_nxt
         w4 = w[4] & ~0xFFFF
@@ -191,7 +197,7 @@ class NameDistributor:
         if publ.scope != TIPC_CLUSTER_SCOPE:
             return None
         self.stats.tx_publ += 1
-        return self._single(NameDistrType.PUBLICATION, publ)
+        return self._singles(NameDistrType.PUBLICATION, [publ])[0]
 
     def withdraw(self, publ: Publication) -> NameDistrMsg | None:
         """Unbind locally: remove ``publ`` from the table if it is still there and return
@@ -201,7 +207,7 @@ class NameDistributor:
         if publ.scope != TIPC_CLUSTER_SCOPE:
             return None
         self.stats.tx_withdraw += 1
-        return self._single(NameDistrType.WITHDRAWAL, publ)
+        return self._singles(NameDistrType.WITHDRAWAL, [publ])[0]
 
     def withdraw_many(self, publs: Iterable[Publication]) -> list[NameDistrMsg]:
         """Unbind many at once (a closing socket): the same table changes, observer calls,
