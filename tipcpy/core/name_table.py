@@ -17,6 +17,11 @@ Mirrors net/tipc/name_table.c so that lookups pick the same socket the kernel wo
   ``L[h:] + L[:h]``): head insertion is ``L.insert(h, p)``, a lookup is ``L[h]; h += 1``.
   That reproduces the kernel's round-robin order exactly, including the order in which
   ``tipc nametable show`` lists identical bindings after lookups have rotated them.
+* memory: a range with a single publication (most of them) is that Publication itself,
+  not a range object with a list and a cached tuple; removed ranges leave tombstones
+  in the sorted lists (compacted in bulk) and publications are kept per node and per
+  local port in lists with lazy deletion. ~290 bytes a point binding instead of ~580,
+  and withdrawing a socket's 65,535 bindings is linear, not a memmove each.
 
 The table is sans-IO and knows nothing about distribution or subscriptions: observers
 registered with :meth:`NameTable.add_observer` are called on every insert/remove with a
