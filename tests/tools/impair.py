@@ -106,6 +106,7 @@ class DirStats:
     rewritten: int = 0
     rewrite_errors: int = 0
     overflow: int = 0
+    overtaken: int = 0         # sent after a datagram that arrived later (real reorders)
     send_errors: int = 0
     bytes: int = 0
 
@@ -123,6 +124,8 @@ class Direction:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.rx_index = 0          # arrival number of the datagram being processed
+        self.tx_highest = -1       # highest arrival number sent so far
 
     def process(self, data: bytes) -> list[tuple[float, bytes]]:
         """The copies to send for one received datagram, each with its delay (s)."""
@@ -368,9 +371,11 @@ class Relay:
     def _received(self, side: str, data: bytes) -> None:
         direction = self.dirs["ab" if side == "a" else "ba"]
         out_side, dest = ("b", self.b) if side == "a" else ("a", self.a)
+        idx = direction.rx_index
+        direction.rx_index += 1
         for delay, d in direction.process(data):
             if delay <= 0:
-                self._send(direction, out_side, dest, d)
+                self._send(direction, out_side, dest, d, idx)
             elif len(self._pending) >= self.max_pending:
                 direction.stats.overflow += 1
             else:
@@ -379,15 +384,20 @@ class Relay:
 
                 def fire(d: bytes = d, cell: list[asyncio.TimerHandle] = cell) -> None:
                     self._pending.discard(cell[0])
-                    self._send(direction, out_side, dest, d)
+                    self._send(direction, out_side, dest, d, idx)
 
                 cell.append(self._loop.call_later(delay, fire))
                 self._pending.add(cell[0])
 
-    def _send(self, direction: Direction, side: str, dest: Addr, data: bytes) -> None:
+    def _send(self, direction: Direction, side: str, dest: Addr, data: bytes,
+              idx: int) -> None:
         tr = self._tr.get(side)
         if tr is None:
             return
+        if idx < direction.tx_highest:
+            direction.stats.overtaken += 1
+        else:
+            direction.tx_highest = idx
         try:
             tr.sendto(data, dest)
         except OSError:
@@ -395,6 +405,70 @@ class Relay:
             return
         direction.stats.forwarded += 1
         direction.stats.bytes += len(data)
+
+
+class RelayThread:
+    """A :class:`Relay` on its own event loop in a daemon thread, for synchronous code
+    (pytest tests, the soak's main thread).  Every method runs in the loop's thread and
+    waits for it, so there is no data race with the data path."""
+
+    def __init__(self, a: Addr, b: Addr, **kw: Any) -> None:
+        import threading
+
+        self.relay = Relay(a, b, **kw)
+        self.relay.bind()              # in the caller's thread, so in the caller's netns
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="impair",
+                                        daemon=True)
+        self._thread.start()
+        self._call_async(self.relay.start())
+
+    def _call_async(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        async def run() -> Any:
+            return fn(*args, **kw)
+        return self._call_async(run())
+
+    @property
+    def addr_a(self) -> Addr:
+        return self.relay.addr_a
+
+    @property
+    def addr_b(self) -> Addr:
+        return self.relay.addr_b
+
+    def set(self, direction: str = "both", **kw: Any) -> None:
+        self.call(self.relay.set, direction, **kw)
+
+    def clear(self, direction: str = "both") -> None:
+        self.call(self.relay.clear, direction)
+
+    def cut(self, direction: str = "both") -> None:
+        self.call(self.relay.cut, direction)
+
+    def uncut(self, direction: str = "both") -> None:
+        self.call(self.relay.uncut, direction)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return dict(self.call(self.relay.stats))
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            self._call_async(self.relay.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+    def __enter__(self) -> RelayThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def control(path: str, req: dict[str, Any], timeout: float = 5.0) -> Any:

@@ -143,6 +143,8 @@ def test_relay_sockets_cut_uncut_one_direction_and_control(tmp_path: Path) -> No
                     a.sendto(i.to_bytes(4, "big"), r.addr_a)
                 got = [int.from_bytes(x, "big") for x in await _recv_all(b, 0.4)]
                 assert sorted(got) == list(range(200)) and got != list(range(200))
+                inversions = sum(1 for i, x in enumerate(got) if x < max(got[:i + 1]))
+                assert r.stats()["ab"]["overtaken"] == inversions > 0
             assert r.socks == {} and r._pending == set()
         finally:
             a.close()
