@@ -25,8 +25,6 @@ from tests.integration.sockhelp import REPO, Daemon, links_up, node_addr, wait_f
 from tests.tools.impair import RelayThread
 from tipcpy.runtime import ctlclient
 
-pytestmark = pytest.mark.faults
-
 
 def rss_kb(pid: int) -> int:
     """Resident set size of a process we started (kB), from /proc."""

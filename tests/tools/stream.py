@@ -62,6 +62,8 @@ class Report:
     lost_gap: list[int] = field(default_factory=list)
     lost_tail: int = 0
     errors: list[StreamError] = field(default_factory=list)
+    error_counts: dict[int | None, int] = field(default_factory=dict)
+    lost_accepted_at: list[float] = field(default_factory=list)
     first_rx: float | None = None
     last_rx: float | None = None
     done_at: float | None = None
@@ -84,7 +86,8 @@ class Report:
         return (f"{self.kind}: n={self.n} accepted={self.accepted} delivered={self.delivered}"
                 f" lost={self.lost} (gaps {len(self.lost_gap)}, tail {self.lost_tail})"
                 f" dup={self.duplicated} reord={self.reordered} corrupt={self.corrupt}"
-                f" errors={[(round(e.t, 3), e.side, e.op, e.errno) for e in self.errors]}")
+                f" errors={self.error_counts} first="
+                f"{[(round(e.t, 3), e.side, e.op, e.errno) for e in self.errors]}")
 
 
 class Checker:
@@ -155,18 +158,24 @@ class Stream:
         self.t0 = time.monotonic()
         self.checker = Checker(n, size, self.t0)
         self.accepted_mask = bytearray(n)   # a refused RDM send leaves a hole
+        self.accepted_at = [0.0] * n
         self.rep = Report(kind, n)
         self._lock = threading.Lock()
         self._sender_done = threading.Event()
+        self._tx_broken = False
         self._ready = threading.Event()
         self._rx: threading.Thread | None = None
         self._tx: threading.Thread | None = None
         self._srv: Any = None
 
     def _err(self, side: str, op: str, e: BaseException) -> None:
+        """Counted by errno; the first few of each errno kept with their time."""
+        no = getattr(e, "errno", None)
         with self._lock:
-            self.rep.errors.append(StreamError(time.monotonic() - self.t0, side, op,
-                                               getattr(e, "errno", None), str(e)))
+            c = self.rep.error_counts[no] = self.rep.error_counts.get(no, 0) + 1
+            if c <= 3:
+                self.rep.errors.append(StreamError(time.monotonic() - self.t0, side, op,
+                                                   no, str(e)))
 
     # ---- receiver
     def start(self) -> Stream:
@@ -225,7 +234,9 @@ class Stream:
             buf = bytearray()
             last = time.monotonic()
             while not self._expired():
-                if self._sender_done.is_set():
+                if self._sender_done.is_set() and not self._tx_broken:
+                    # (a connection the sender saw break must break here too: wait for
+                    # its error or EOF, up to the deadline)
                     if self.checker.unique >= self.rep.accepted:
                         return
                     if time.monotonic() - last > self.idle:
@@ -287,11 +298,13 @@ class Stream:
                     self._err("tx", "send", e)
                     if st != ts.SOCK_RDM or e.errno not in (_errno.EAGAIN,
                                                              _errno.EHOSTUNREACH):
+                        self._tx_broken = st != ts.SOCK_RDM
                         break
                     continue
                 with self._lock:
                     self.rep.accepted += 1
                     self.accepted_mask[seq] = 1
+                    self.accepted_at[seq] = time.monotonic() - self.t0
         finally:
             self._sender_done.set()
             self._sent_socket = s
@@ -317,6 +330,9 @@ class Stream:
             self._srv.close()
         self.rep.done_at = time.monotonic() - self.t0
         self.checker.fill(self.rep, self.accepted_mask)
+        seen, acc = self.checker.seen, self.accepted_mask
+        self.rep.lost_accepted_at = [self.accepted_at[i] for i in range(self.n)
+                                     if acc[i] and not seen[i]]
         return self.rep
 
     def run(self) -> Report:
