@@ -220,9 +220,10 @@ class Relay:
 
     def __init__(self, a: Addr, b: Addr, *, host: str = "127.0.0.1", port_a: int = 0,
                  port_b: int = 0, seed: int = 1, max_pending: int = 8192,
-                 rewrite: bool = True) -> None:
+                 rewrite: bool = True, host_b: str | None = None) -> None:
         self.a, self.b = a, b
         self.host = host
+        self._hosts = {"a": host, "b": host_b or host}
         self._ports = {"a": port_a, "b": port_b}
         self.max_pending = max_pending
         self.rewrite = rewrite
@@ -238,13 +239,14 @@ class Relay:
         """Create and bind both sockets now (they stay in the caller's netns)."""
         if self.socks:
             return
-        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for side in ("a", "b"):
-            s = socket.socket(fam, socket.SOCK_DGRAM)
+            host = self._hosts[side]
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                              socket.SOCK_DGRAM)
             try:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-                s.bind((self.host, self._ports[side]))
+                s.bind((host, self._ports[side]))
             except OSError:
                 s.close()
                 for o in self.socks.values():
@@ -405,6 +407,46 @@ class Relay:
             return
         direction.stats.forwarded += 1
         direction.stats.bytes += len(data)
+
+
+class RelayLoop:
+    """One event loop thread hosting any number of relays (the soak runs one per pair of
+    nodes and plane).  Bind each relay first (``Relay.bind``, possibly inside a netns),
+    then ``add`` it; every call runs in the loop's thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.relays: list[Relay] = []
+        self._thread = threading.Thread(target=self.loop.run_forever, name="impair-loop",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def add(self, relay: Relay) -> Relay:
+        self._run(relay.start())
+        self.relays.append(relay)
+        return relay
+
+    def call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        async def run() -> Any:
+            return fn(*args, **kw)
+        return self._run(run())
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            for r in self.relays:
+                with contextlib.suppress(Exception):
+                    self._run(r.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
 
 
 class RelayThread:
