@@ -151,3 +151,45 @@ def test_relay_sockets_cut_uncut_one_direction_and_control(tmp_path: Path) -> No
             b.close()
 
     asyncio.run(main())
+
+
+def test_cli_relays_and_answers_its_control_socket(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    a, b = _udp(), _udp()
+    ctl = tmp_path / "r.sock"
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.tools.impair", "--a", "{}:{}".format(*a.getsockname()),
+         "--b", "{}:{}".format(*b.getsockname()), "--control", str(ctl), "--seed", "3"],
+        cwd=repo, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        assert proc.stdout is not None
+        addrs = json.loads(proc.stdout.readline())
+        a.sendto(b"hello", tuple(addrs["a"]))
+        end = time.monotonic() + 5
+        got = b""
+        while not got and time.monotonic() < end:
+            try:
+                got = b.recv(100)
+            except BlockingIOError:
+                time.sleep(0.02)
+        assert got == b"hello"
+        assert control(str(ctl), {"op": "cut", "dir": "ab"}) == "ok"
+        a.sendto(b"lost", tuple(addrs["a"]))
+        time.sleep(0.2)
+        st = control(str(ctl), {"op": "stats"})
+        assert st["ab"]["forwarded"] == 1 and st["ab"]["cut_dropped"] == 1
+        assert st["ab"]["impairment"]["cut"] is True and st["ba"]["impairment"]["cut"] is False
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(10)
+        a.close()
+        b.close()
+    assert not ctl.exists()
