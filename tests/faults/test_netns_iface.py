@@ -142,8 +142,8 @@ def _set_link(ns: str, dev: str, state: str) -> None:
 def test_interface_down_up_under_one_of_two_links(
         veth2: tuple[NsDaemon, NsDaemon, str, str]) -> None:
     a, b, ns_a, dev = veth2
-    streams = start_streams(a, b, {"rdm": 3500, "seqpacket": 3500, "stream": 3500},  # type: ignore[arg-type]
-                            rate=500, deadline=14)
+    streams = start_streams(a, b, {"rdm": 2500, "seqpacket": 2500, "stream": 2500},  # type: ignore[arg-type]
+                            rate=500, deadline=9)
     time.sleep(1.0)
     _set_link(ns_a, dev, "down")
     wait_for(lambda: links_up(a.rd) == 1, 5, "the link over the downed interface down")

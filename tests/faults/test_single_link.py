@@ -154,7 +154,7 @@ def test_bitflip_corruption_never_breaks_the_daemon(pair: Pair) -> None:
     clean again the link is (or comes back) up and a fresh stream is exact."""
     a, b = pair.a, pair.b
     pair.relay.set("both", corrupt=0.1, corrupt_mode="bitflip")
-    first = [s.join() for s in start_streams(a, b, FAST_N, rate=1500, deadline=15)]
+    first = [s.join() for s in start_streams(a, b, FAST_N, rate=1500, deadline=6)]
     corrupted = pair.relay.stats()["ab"]["corrupted"]
     pair.relay.clear()
     print("under bit flips:", *(r.summary() for r in first), sep="\n")
@@ -191,10 +191,10 @@ def test_peer_stopped_or_killed(pair: Pair, sig: str) -> None:
     b0 = pair.b
     rss0 = rss_kb(a.proc.pid)
     ud0 = up_down(a)
-    n = {"rdm": 4000, "seqpacket": 4000, "stream": 4000}
+    n = {"rdm": 2500, "seqpacket": 2500, "stream": 2500}
     # n1 -> n2 (receivers on the faulty node) and n2 -> n1 (receivers on the good one)
-    out = start_streams(a, b0, n, rate=500, deadline=25)
-    back = start_streams(b0, a, n, rate=500, deadline=25)
+    out = start_streams(a, b0, n, rate=500, deadline=15)
+    back = start_streams(b0, a, n, rate=500, deadline=15)
     time.sleep(1.0)
     t = time.monotonic()
     if sig == "stop":

@@ -72,8 +72,8 @@ def test_link_flap_every_2s_loses_nothing(two: TwoLinks) -> None:
     """Each link in turn is cut for 2 s (past the tolerance: it goes down) and restored,
     while numbered streams of every type run; the other link stays up all along."""
     rss0 = rss_kb(two.a.proc.pid)
-    streams = start_streams(two.a, two.b, {"rdm": 3500, "seqpacket": 3500,
-                                           "stream": 3500}, rate=500, deadline=14)
+    streams = start_streams(two.a, two.b, {"rdm": 2500, "seqpacket": 2500,
+                                           "stream": 2500}, rate=500, deadline=9)
     time.sleep(0.5)
     for r in two.relays:
         r.cut()
