@@ -93,14 +93,14 @@ FAST_N = {"rdm": 3000, "seqpacket": 1000, "stream": 1000}
 SLOW_N = {"rdm": 30000, "seqpacket": 10000, "stream": 10000}
 
 
-def _impaired(pair: Pair, case: str, n: dict[str, int]) -> None:
+def _impaired(pair: Pair, case: str, n: dict[str, int], deadline: float = 60) -> None:
     direction, imp = IMPAIRMENTS[case]
     a, b = pair.a, pair.b
     rss0 = {d.name: rss_kb(d.proc.pid) for d in (a, b)}
     ud0 = up_down(a), up_down(b)
     st0 = link_stats(a), link_stats(b)
     pair.relay.set(direction, **imp)
-    reports = [s.join() for s in start_streams(a, b, n, deadline=60)]
+    reports = [s.join() for s in start_streams(a, b, n, deadline=deadline)]
     pair.relay.clear()
     relay = pair.relay.stats()
     assert_exactly_once(reports)
@@ -144,7 +144,7 @@ def test_impaired_link_delivers_exactly_once_in_order(pair: Pair, case: str) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(IMPAIRMENTS))
 def test_impaired_link_long(pair: Pair, case: str) -> None:
-    _impaired(pair, case, SLOW_N)
+    _impaired(pair, case, SLOW_N, deadline=400)
 
 
 def test_bitflip_corruption_never_breaks_the_daemon(pair: Pair) -> None:
