@@ -44,6 +44,12 @@ BEARER0 = f"media udp name b0 localip {HOST_IP} remoteip {GUEST_IP}"
 BEARER1 = f"media udp name b1 localip {HOST_IP2} remoteip {GUEST_IP2}"
 LINK0 = f"{OUR_ID}:b0-kpeer1:b0"  # our names; the kernel's are kpeer1:bX-tipcpy3:bX
 LINK1 = f"{OUR_ID}:b1-kpeer1:b1"
+# Another identity where bearer priorities differ: the kernel keeps a peer's link
+# objects (and their priority) after the peer leaves, so a fresh identity gets links
+# created with the bearer priorities set for the test.
+PRIO_ID = "tipcpy4"
+PLINK0 = f"{PRIO_ID}:b0-kpeer1:b0"
+PLINK1 = f"{PRIO_ID}:b1-kpeer1:b1"
 N = 20000
 SYNCH_PRIO = 20
 FAILOVER_XFAIL = pytest.mark.xfail(strict=True,
@@ -287,18 +293,18 @@ def test_priority_makes_standby_as_kernel(kernel_two_nics: KernelPeer) -> None:
     and b0 the STANDBY one, on both sides."""
     kp = kernel_two_nics
     kp.exec(f"tipc bearer set priority {SYNCH_PRIO} media udp name b1")
-    node = NsNode(OUR_ID, [BEARER0, f"priority {SYNCH_PRIO} {BEARER1}"])
+    node = NsNode(PRIO_ID, [BEARER0, f"priority {SYNCH_PRIO} {BEARER1}"])
     try:
-        want = {_kname(LINK0), _kname(LINK1)}
+        want = {_kname(PLINK0), _kname(PLINK1)}
         assert _wait(lambda: want <= _kernel_up(kp), 30, 0.5), node.log()
-        assert _wait(lambda: {LINK0, LINK1} <= _our_up(node), 10), node.log()
+        assert _wait(lambda: {PLINK0, PLINK1} <= _our_up(node), 10), node.log()
         _, kstat = kp.exec("tipc link stat show")
         kb = _stat_blocks(kstat)
         ob = _ours_stats(node)
-        assert _link_state(kb[_kname(LINK1)]) == "ACTIVE", kstat
-        assert _link_state(kb[_kname(LINK0)]) == "STANDBY", kstat
-        assert _link_state(ob[LINK1]) == "ACTIVE", ob
-        assert _link_state(ob[LINK0]) == "STANDBY", ob
+        assert _link_state(kb[_kname(PLINK1)]) == "ACTIVE", kstat
+        assert _link_state(kb[_kname(PLINK0)]) == "STANDBY", kstat
+        assert _link_state(ob[PLINK1]) == "ACTIVE", ob
+        assert _link_state(ob[PLINK0]) == "STANDBY", ob
     finally:
         node.stop()
         kp.exec("tipc bearer set priority 10 media udp name b1")
@@ -347,9 +353,9 @@ def _stop_bg(kp: KernelPeer, what: str) -> None:
     kp.exec(f"kill $(cat /tmp/{what}.pid) 2>/dev/null; rm -f /tmp/{what}.pid; true")
 
 
-def _wait_named(kp: KernelPeer, svc: int) -> None:
+def _wait_named(kp: KernelPeer, svc: int, ident: str = OUR_ID) -> None:
     kp.wait_for("tipc nametable show",
-                lambda out: re.search(rf"^{svc}\s+1\s+1\s+cluster\s+\d+\s+{OUR_ID}", out, re.M)
+                lambda out: re.search(rf"^{svc}\s+1\s+1\s+cluster\s+\d+\s+{ident}", out, re.M)
                 is not None, timeout=10, every=0.2)
 
 
@@ -450,10 +456,10 @@ def one_link_then_two(kernel_two_nics: KernelPeer) -> Iterator[tuple[KernelPeer,
     a b1 link we bring up later takes all traffic on both sides."""
     kp = kernel_two_nics
     kp.exec(f"tipc bearer set priority {SYNCH_PRIO} media udp name b1")
-    node = NsNode(OUR_ID, [BEARER0])
+    node = NsNode(PRIO_ID, [BEARER0])
     try:
-        assert _wait(lambda: _kname(LINK0) in _kernel_up(kp), 30, 0.5), node.log()
-        assert _wait(lambda: LINK0 in _our_up(node), 10), node.log()
+        assert _wait(lambda: _kname(PLINK0) in _kernel_up(kp), 30, 0.5), node.log()
+        assert _wait(lambda: PLINK0 in _our_up(node), 10), node.log()
         yield kp, node
     finally:
         node.stop()
@@ -468,8 +474,8 @@ def _second_link_up(node: NsNode) -> float:
 
 
 def _synch_time(node: NsNode, t_enable: float) -> str:
-    ups = [t for t in _log_times(node, f"link up: {LINK1}") if t >= t_enable - 1]
-    return f"bearer enable -> '{LINK1}' up: {ups[0] - t_enable:.3f} s" if ups else "b1 never up"
+    ups = [t for t in _log_times(node, f"link up: {PLINK1}") if t >= t_enable - 1]
+    return f"bearer enable -> '{PLINK1}' up: {ups[0] - t_enable:.3f} s" if ups else "b1 never up"
 
 
 @FAILOVER_XFAIL
@@ -481,18 +487,18 @@ def test_kernel_to_us_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
     sotype = tsock.SOCK_RDM if kind == "rdm" else tsock.SOCK_SEQPACKET
     rx = Receiver(str(node.run_dir), sotype, svc, N)
     try:
-        _wait_named(kp, svc)
+        _wait_named(kp, svc, PRIO_ID)
         _start_flood(kp, kind, svc, N, 1000)
         assert _wait(lambda: len(rx.tally.seqs) >= N // 20, 20, 0.02), "flood did not start"
         t_en = _second_link_up(node)
         at_en = len(rx.tally.seqs)
         rx.done.wait(60)
-        up_at = [t for t in _log_times(node, f"link up: {LINK1}") if t >= t_en - 1]
+        up_at = [t for t in _log_times(node, f"link up: {PLINK1}") if t >= t_en - 1]
         print(f"{kind}: second link enabled after {at_en} of {N}; {_synch_time(node, t_en)}")
         print(f"{kind}: {rx.tally.summary()}; error={rx.error!r}")
         print(_report(kp, node, f"{kind} after the second link came up"))
         ob = _ours_stats(node)
-        assert up_at and LINK1 in ob and _packets(ob[LINK1], "RX") > 0, \
+        assert up_at and PLINK1 in ob and _packets(ob[PLINK1], "RX") > 0, \
             "the stream never moved to the new link: nothing tested"
         assert rx.error is None, rx.error
         assert rx.tally.exact(), rx.tally.summary()
@@ -521,7 +527,7 @@ def test_us_to_kernel_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
         print(f"{kind}: sent {tx.sent}, error={tx.error!r}; sink: {verdict.strip()}")
         print(_report(kp, node, f"{kind} after the second link came up"))
         ob = _ours_stats(node)
-        assert LINK1 in ob and _packets(ob[LINK1], "TX") > 0, \
+        assert PLINK1 in ob and _packets(ob[PLINK1], "TX") > 0, \
             "the stream never moved to the new link: nothing tested"
         assert tx.error is None and tx.sent == N, (tx.sent, tx.error)
         assert "RESULT OK" in verdict, verdict
