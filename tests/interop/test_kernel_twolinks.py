@@ -51,6 +51,10 @@ PRIO_ID = "tipcpy4"
 PLINK0 = f"{PRIO_ID}:b0-kpeer1:b0"
 PLINK1 = f"{PRIO_ID}:b1-kpeer1:b1"
 N = 20000
+SEND_STALL = 4.0
+"""A send blocked this long (a stalled stream) ends our sender, and a receive waiting
+this long ends our receiver: a failure shows within seconds, not at a CI timeout."""
+SINK_SECS = 20
 SYNCH_PRIO = 20
 FAILOVER_XFAIL = pytest.mark.xfail(strict=True,
                                    reason="failover/synch not implemented yet (issue 11)")
@@ -170,7 +174,7 @@ class Receiver:
                 s.settimeout(30)
                 conn, _ = s.accept()
                 s = conn
-            s.settimeout(6)  # a stalled stream ends the receive after 6 s of silence
+            s.settimeout(SEND_STALL)
             seqs = self.tally.seqs
             while len(seqs) < self.tally.n:
                 try:
@@ -201,7 +205,7 @@ class Sender:
         self.error: BaseException | None = None
         self.done = threading.Event()
         self.sock = tsock.socket(tsock.AF_TIPC, sotype, run_dir=run_dir)
-        self.sock.settimeout(10)
+        self.sock.settimeout(SEND_STALL)
         if sotype == tsock.SOCK_SEQPACKET:
             self.sock.connect((tsock.TIPC_ADDR_NAME, svc, 1, 0))
         self.sotype, self.svc, self.n, self.size = sotype, svc, n, size
@@ -245,11 +249,25 @@ def two_links(kernel_two_nics: KernelPeer) -> Iterator[tuple[KernelPeer, NsNode]
             kp.exec(f"tipc bearer list | grep -q 'udp:{b}' || kp-bearer up {b}")
 
 
-def _carrying_link(node: NsNode, before: dict[str, str], direction: str) -> str:
+def _link_packets(node: NsNode) -> dict[str, tuple[int, int]]:
+    """{link name: (rx packets, tx packets)} straight from tipcd's control socket (the
+    `tipc` CLI costs a Python start-up, too slow to cut a link mid-stream)."""
+    from tipcpy.runtime.ctlclient import call
+
+    out: dict[str, tuple[int, int]] = {}
+    for s in call("link.stat.show", {}, path=node.run_dir):
+        if s.get("broadcast") or s.get("name") == "broadcast-link":
+            continue
+        st = {**(s.get("stats") or {}), **s}
+        out[s["name"]] = (int(st.get("rx_packets") or 0), int(st.get("tx_packets") or 0))
+    return out
+
+
+def _carrying_link(node: NsNode, before: dict[str, tuple[int, int]], direction: str) -> str:
     """The link whose packet counter grew most since ``before``: the stream's link."""
-    after = _stat_blocks(node.tipc("link", "stat", "show").stdout)
-    grown = {name: _packets(after[name], direction) - _packets(before.get(name, ""), direction)
-             if name in before else _packets(after[name], direction)
+    i = 0 if direction == "RX" else 1
+    after = _link_packets(node)
+    grown = {name: after[name][i] - before.get(name, (0, 0))[i]
              for name in (LINK0, LINK1) if name in after}
     return max(grown, key=lambda k: grown[k])
 
@@ -343,7 +361,7 @@ def _start_flood(kp: KernelPeer, kind: str, svc: int, n: int, size: int) -> None
 
 
 def _start_sink(kp: KernelPeer, kind: str, svc: int, n: int) -> None:
-    rc, out = kp.exec(f"tipc-peer sink {kind} {svc} 1 {n} 40 > /tmp/sink.log 2>&1 & "
+    rc, out = kp.exec(f"tipc-peer sink {kind} {svc} 1 {n} {SINK_SECS} > /tmp/sink.log 2>&1 & "
                       "echo $! > /tmp/sink.pid")
     assert rc == 0, out
 
@@ -365,7 +383,7 @@ def _wait_sink(node: NsNode, svc: int) -> None:
                  10), node.tipc("nametable", "show").stdout
 
 
-def _sink_result(kp: KernelPeer, timeout: float = 45) -> str:
+def _sink_result(kp: KernelPeer, timeout: float = SINK_SECS + 5) -> str:
     out = ""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -376,7 +394,7 @@ def _sink_result(kp: KernelPeer, timeout: float = 45) -> str:
     return out
 
 
-def _cut_carrying(kp: KernelPeer, node: NsNode, before: dict[str, str],
+def _cut_carrying(kp: KernelPeer, node: NsNode, before: dict[str, tuple[int, int]],
                   direction: str) -> tuple[str, float]:
     link = _carrying_link(node, before, direction)
     t_cut = time.time()
@@ -400,13 +418,13 @@ def test_kernel_to_us_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
     rx = Receiver(str(node.run_dir), sotype, svc, N)
     try:
         _wait_named(kp, svc)
-        before = _ours_stats(node)
+        before = _link_packets(node)
         t0 = time.monotonic()
         _start_flood(kp, kind, svc, N, 1000)
         assert _wait(lambda: len(rx.tally.seqs) >= N // 10, 20, 0.02), "flood did not start"
         link, t_cut = _cut_carrying(kp, node, before, "RX")
         at_cut = len(rx.tally.seqs)
-        rx.done.wait(60)
+        rx.done.wait(SINK_SECS)
         dt = time.monotonic() - t0
         print(f"{kind}: cut {link} after {at_cut} of {N} msgs; {_detect_time(node, link, t_cut)}")
         print(f"{kind}: {rx.tally.summary()} in {dt:.2f} s; error={rx.error!r}")
@@ -428,14 +446,14 @@ def test_us_to_kernel_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
     sotype = tsock.SOCK_RDM if kind == "rdm" else tsock.SOCK_SEQPACKET
     _start_sink(kp, kind, svc, N)
     _wait_sink(node, svc)
-    before = _ours_stats(node)
+    before = _link_packets(node)
     t0 = time.monotonic()
     tx = Sender(str(node.run_dir), sotype, svc, N, 1000)
     try:
         assert _wait(lambda: tx.sent >= N // 10, 20, 0.02), f"sender stuck at {tx.sent}"
         link, t_cut = _cut_carrying(kp, node, before, "TX")
         at_cut = tx.sent
-        tx.done.wait(60)
+        tx.done.wait(SINK_SECS)
         verdict = _sink_result(kp)
         dt = time.monotonic() - t0
         print(f"{kind}: cut {link} after {at_cut} of {N} sent; {_detect_time(node, link, t_cut)}")
@@ -450,6 +468,10 @@ def test_us_to_kernel_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
 
 
 # ---------------------------------------------------------------- c: synch
+# Today (no SYNCH_MSG) RDM reorders/loses when the stream moves to the new link; a
+# SEQPACKET connection came through intact in every run so far, so it is a plain test.
+SYNCH_KINDS = [pytest.param("rdm", marks=FAILOVER_XFAIL), "seqpkt"]
+
 @pytest.fixture
 def one_link_then_two(kernel_two_nics: KernelPeer) -> Iterator[tuple[KernelPeer, NsNode]]:
     """Our node with bearer b0 only (one link up); the kernel's b1 at priority 20, so
@@ -466,6 +488,16 @@ def one_link_then_two(kernel_two_nics: KernelPeer) -> Iterator[tuple[KernelPeer,
         kp.exec("tipc bearer set priority 10 media udp name b1")
 
 
+MOVED_MIN = 100
+"""Packets the new link must carry for a synch case to have tested anything (20,000
+messages of 1000 B are thousands of packets, bundled or not)."""
+
+
+def _moved(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+           i: int) -> dict[str, int]:
+    return {name: after[name][i] - before.get(name, (0, 0))[i] for name in after}
+
+
 def _second_link_up(node: NsNode) -> float:
     t = time.time()
     r = node.tipc("bearer", "enable", "priority", str(SYNCH_PRIO), *BEARER1.split())
@@ -478,8 +510,7 @@ def _synch_time(node: NsNode, t_enable: float) -> str:
     return f"bearer enable -> '{PLINK1}' up: {ups[0] - t_enable:.3f} s" if ups else "b1 never up"
 
 
-@FAILOVER_XFAIL
-@pytest.mark.parametrize("kind", ["rdm", "seqpkt"])
+@pytest.mark.parametrize("kind", SYNCH_KINDS)
 def test_kernel_to_us_second_link_mid_stream(one_link_then_two: tuple[KernelPeer, NsNode],
                                              kind: str) -> None:
     kp, node = one_link_then_two
@@ -488,17 +519,19 @@ def test_kernel_to_us_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
     rx = Receiver(str(node.run_dir), sotype, svc, N)
     try:
         _wait_named(kp, svc, PRIO_ID)
+        before = _link_packets(node)
         _start_flood(kp, kind, svc, N, 1000)
         assert _wait(lambda: len(rx.tally.seqs) >= N // 20, 20, 0.02), "flood did not start"
         t_en = _second_link_up(node)
         at_en = len(rx.tally.seqs)
-        rx.done.wait(60)
+        rx.done.wait(SINK_SECS)
         up_at = [t for t in _log_times(node, f"link up: {PLINK1}") if t >= t_en - 1]
         print(f"{kind}: second link enabled after {at_en} of {N}; {_synch_time(node, t_en)}")
         print(f"{kind}: {rx.tally.summary()}; error={rx.error!r}")
         print(_report(kp, node, f"{kind} after the second link came up"))
-        ob = _ours_stats(node)
-        assert up_at and PLINK1 in ob and _packets(ob[PLINK1], "RX") > 0, \
+        moved = _moved(before, _link_packets(node), 0)
+        print(f"{kind}: packets received per link during the stream: {moved}")
+        assert up_at and moved.get(PLINK1, 0) >= MOVED_MIN, \
             "the stream never moved to the new link: nothing tested"
         assert rx.error is None, rx.error
         assert rx.tally.exact(), rx.tally.summary()
@@ -507,8 +540,7 @@ def test_kernel_to_us_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
         _stop_bg(kp, "flood")
 
 
-@FAILOVER_XFAIL
-@pytest.mark.parametrize("kind", ["rdm", "seqpkt"])
+@pytest.mark.parametrize("kind", SYNCH_KINDS)
 def test_us_to_kernel_second_link_mid_stream(one_link_then_two: tuple[KernelPeer, NsNode],
                                              kind: str) -> None:
     kp, node = one_link_then_two
@@ -516,18 +548,20 @@ def test_us_to_kernel_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
     sotype = tsock.SOCK_RDM if kind == "rdm" else tsock.SOCK_SEQPACKET
     _start_sink(kp, kind, svc, N)
     _wait_sink(node, svc)
+    before = _link_packets(node)
     tx = Sender(str(node.run_dir), sotype, svc, N, 1000)
     try:
         assert _wait(lambda: tx.sent >= N // 20, 20, 0.02), f"sender stuck at {tx.sent}"
         t_en = _second_link_up(node)
         at_en = tx.sent
-        tx.done.wait(60)
+        tx.done.wait(SINK_SECS)
         verdict = _sink_result(kp)
         print(f"{kind}: second link enabled after {at_en} of {N}; {_synch_time(node, t_en)}")
         print(f"{kind}: sent {tx.sent}, error={tx.error!r}; sink: {verdict.strip()}")
         print(_report(kp, node, f"{kind} after the second link came up"))
-        ob = _ours_stats(node)
-        assert PLINK1 in ob and _packets(ob[PLINK1], "TX") > 0, \
+        moved = _moved(before, _link_packets(node), 1)
+        print(f"{kind}: packets sent per link during the stream: {moved}")
+        assert moved.get(PLINK1, 0) >= MOVED_MIN, \
             "the stream never moved to the new link: nothing tested"
         assert tx.error is None and tx.sent == N, (tx.sent, tx.error)
         assert "RESULT OK" in verdict, verdict
