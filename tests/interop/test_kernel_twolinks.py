@@ -54,7 +54,7 @@ N = 20000
 SEND_STALL = 4.0
 """A send blocked this long (a stalled stream) ends our sender, and a receive waiting
 this long ends our receiver: a failure shows within seconds, not at a CI timeout."""
-SINK_SECS = 20
+SINK_SECS = 12
 SYNCH_PRIO = 20
 FAILOVER_XFAIL = pytest.mark.xfail(strict=True, raises=AssertionError,
                                    reason="failover/synch not implemented yet (issue 11)")
@@ -216,7 +216,10 @@ class Sender:
     def _run(self) -> None:
         try:
             dest = (tsock.TIPC_ADDR_NAME, self.svc, 1, 0)
+            end = time.monotonic() + SINK_SECS
             for i in range(self.n):
+                if time.monotonic() > end:
+                    raise TimeoutError(f"gave up after {SINK_SECS} s")
                 msg = _numbered(i, self.size)
                 if self.sotype == tsock.SOCK_SEQPACKET:
                     self.sock.send(msg)
