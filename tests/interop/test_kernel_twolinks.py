@@ -472,9 +472,19 @@ def test_us_to_kernel_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
 
 
 # ---------------------------------------------------------------- c: synch
-# Today (no SYNCH_MSG) RDM reorders/loses when the stream moves to the new link; a
-# SEQPACKET connection came through intact in every run so far, so it is a plain test.
-SYNCH_KINDS = [pytest.param("rdm", marks=FAILOVER_XFAIL), "seqpkt"]
+# What happens today without SYNCH_MSG depends on a race (whether the old link still
+# has packets in flight when the traffic moves, and which UDP socket our daemon reads
+# first).  Observed over four runs each: kernel -> us RDM failed 1/4 (728 lost, 1
+# reordered), kernel -> us SEQPACKET 0/4; us -> kernel RDM 4/4 (756-1713 reordered),
+# us -> kernel SEQPACKET 2/4 (38, 48 reordered).  A case that always failed is a
+# strict xfail; one that fails sometimes is a non-strict xfail (a strict one would
+# make CI flaky); one that never failed is a plain test.  All become plain tests
+# when synch lands.
+RACY_XFAIL = pytest.mark.xfail(strict=False, raises=AssertionError,
+                               reason="synch not implemented yet (issue 11): racy today")
+SYNCH_IN_KINDS = [pytest.param("rdm", marks=RACY_XFAIL), "seqpkt"]
+SYNCH_OUT_KINDS = [pytest.param("rdm", marks=FAILOVER_XFAIL),
+                   pytest.param("seqpkt", marks=RACY_XFAIL)]
 
 @pytest.fixture
 def one_link_then_two(kernel_two_nics: KernelPeer) -> Iterator[tuple[KernelPeer, NsNode]]:
@@ -514,7 +524,7 @@ def _synch_time(node: NsNode, t_enable: float) -> str:
     return f"bearer enable -> '{PLINK1}' up: {ups[0] - t_enable:.3f} s" if ups else "b1 never up"
 
 
-@pytest.mark.parametrize("kind", SYNCH_KINDS)
+@pytest.mark.parametrize("kind", SYNCH_IN_KINDS)
 def test_kernel_to_us_second_link_mid_stream(one_link_then_two: tuple[KernelPeer, NsNode],
                                              kind: str) -> None:
     kp, node = one_link_then_two
@@ -544,7 +554,7 @@ def test_kernel_to_us_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
         _stop_bg(kp, "flood")
 
 
-@pytest.mark.parametrize("kind", SYNCH_KINDS)
+@pytest.mark.parametrize("kind", SYNCH_OUT_KINDS)
 def test_us_to_kernel_second_link_mid_stream(one_link_then_two: tuple[KernelPeer, NsNode],
                                              kind: str) -> None:
     kp, node = one_link_then_two
