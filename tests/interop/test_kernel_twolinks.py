@@ -18,8 +18,10 @@ from the links' packet counters once the stream runs), so a cut is never a no-op
 The synch cases start with one link and bring the second one up mid-stream with a
 higher priority on both sides, so both nodes move all traffic to it.
 
-Failover and synch (TUNNEL_PROTOCOL) are not implemented yet: the stream cases are
-strict xfails until they are, and print what happens today.
+Failover and synch (TUNNEL_PROTOCOL) are not implemented yet.  Each case that failed
+in every run today is a strict xfail; a case that failed in some runs only is a
+non-strict xfail (RACY_XFAIL); all of them print what happened (lost / duplicated /
+reordered, the sink's verdict, the kernel's link statistics).  Run with ``-s -rxX``.
 """
 
 from __future__ import annotations
@@ -54,11 +56,16 @@ N = 20000
 SEND_STALL = 4.0
 """A send blocked this long (a stalled stream) ends our sender, and a receive waiting
 this long ends our receiver: a failure shows within seconds, not at a CI timeout."""
-SINK_SECS = 12
+SINK_SECS = 8
 SYNCH_PRIO = 20
 FAILOVER_XFAIL = pytest.mark.xfail(strict=True, raises=AssertionError,
                                    reason="failover/synch not implemented yet (issue 11)")
 """Only a failed check is the expected failure: a broken harness stays an error."""
+RACY_XFAIL = pytest.mark.xfail(strict=False, raises=AssertionError,
+                               reason="failover/synch not implemented yet (issue 11): "
+                                      "fails or passes today depending on a race")
+"""Cases that failed in some runs and passed in others today (see the notes at the
+tests): a strict xfail would make CI flaky.  They become plain tests with failover."""
 
 
 # ---------------------------------------------------------------- helpers
@@ -347,9 +354,10 @@ def test_cut_link_comes_back_while_other_up(two_links: tuple[KernelPeer, NsNode]
     rc, out = kp.exec("kp-bearer up b0")
     assert rc == 0, out
     t_up = time.time()
-    back = _wait(lambda: LINK0 in _our_up(node) and _kname(LINK0) in _kernel_up(kp), 15, 0.5)
+    # (with the FAILOVER_MSG fix the kernel re-links in about 0.3 s)
+    back = _wait(lambda: LINK0 in _our_up(node) and _kname(LINK0) in _kernel_up(kp), 8, 0.5)
     print(_report(kp, node, "after kp-bearer up b0"))
-    assert back, f"b0 link not back 15 s after the bearer came up\n{node.log(4000)}"
+    assert back, f"b0 link not back 8 s after the bearer came up\n{node.log(4000)}"
     ups = [t for t in _log_times(node, f"link up: {LINK0}") if t >= t_up - 1]
     print(f"bearer up -> our link up: {ups[0] - t_up:.3f} s" if ups else "no up logged")
     # and it came back while b1 stayed up the whole time (no second fault needed)
@@ -413,9 +421,13 @@ def _detect_time(node: NsNode, link: str, t_cut: float) -> str:
     return f"cut -> our '{link}' down: {downs[0] - t_cut:.3f} s" if downs else "no link down"
 
 
-@FAILOVER_XFAIL
+@RACY_XFAIL
 @pytest.mark.parametrize("kind", ["rdm", "seqpkt"])
 def test_kernel_to_us_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind: str) -> None:
+    """The kernel fails over at once and tunnels its unacked queue to us as
+    FAILOVER_MSG, which we drop (no TUNNEL_PROTOCOL handler): whatever was in flight on
+    the cut link is lost.  Observed today: RDM lost 835 and 2070 in two runs and 0 in a
+    third; SEQPACKET lost 6481 (stalled) and 133 (+ ECONNRESET), and 0 in a third."""
     kp, node = two_links
     svc = 7100 if kind == "rdm" else 7101
     sotype = tsock.SOCK_RDM if kind == "rdm" else tsock.SOCK_SEQPACKET
@@ -445,6 +457,10 @@ def test_kernel_to_us_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
 @FAILOVER_XFAIL
 @pytest.mark.parametrize("kind", ["rdm", "seqpkt"])
 def test_us_to_kernel_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind: str) -> None:
+    """Our node notices the cut only after the tolerance; its link reset then drops the
+    transmit queue and backlog (nothing tunnels them).  Observed today, every run: RDM
+    1756-1769 missing at the sink; SEQPACKET stalls for good (our sender times out,
+    the sink gets ~8000-9700 of 20,000 in order)."""
     kp, node = two_links
     svc = 7200 if kind == "rdm" else 7201
     sotype = tsock.SOCK_RDM if kind == "rdm" else tsock.SOCK_SEQPACKET
@@ -480,8 +496,6 @@ def test_us_to_kernel_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
 # strict xfail; one that fails sometimes is a non-strict xfail (a strict one would
 # make CI flaky); one that never failed is a plain test.  All become plain tests
 # when synch lands.
-RACY_XFAIL = pytest.mark.xfail(strict=False, raises=AssertionError,
-                               reason="synch not implemented yet (issue 11): racy today")
 SYNCH_IN_KINDS = [pytest.param("rdm", marks=RACY_XFAIL), "seqpkt"]
 SYNCH_OUT_KINDS = [pytest.param("rdm", marks=FAILOVER_XFAIL),
                    pytest.param("seqpkt", marks=RACY_XFAIL)]
