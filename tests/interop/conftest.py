@@ -88,8 +88,17 @@ class _Kernels:
             return self.current
         self.stop()
         kp = KernelPeer(env)
+        try:
+            kp.start()
+        except BaseException:
+            # Only a guest we booted is ours to stop: while we still waited for the
+            # lock (timeout, interrupt), the running guest is another run's.
+            if kp._lock is not None:
+                kp.stop()
+            raise
+        # current only once it runs: after a failed start the next test must not
+        # drive (or tear down) whatever guest is there
         self.current, self.env = kp, env
-        kp.start()
         return kp
 
     def stop(self) -> None:
