@@ -225,8 +225,11 @@ class Sender:
             dest = (tsock.TIPC_ADDR_NAME, self.svc, 1, 0)
             end = time.monotonic() + SINK_SECS
             for i in range(self.n):
-                if time.monotonic() > end:
+                left = end - time.monotonic()
+                if left <= 0:
                     raise TimeoutError(f"gave up after {SINK_SECS} s")
+                if left < SEND_STALL:  # a blocked send must not outlive the sink
+                    self.sock.settimeout(left)
                 msg = _numbered(i, self.size)
                 if self.sotype == tsock.SOCK_SEQPACKET:
                     self.sock.send(msg)
