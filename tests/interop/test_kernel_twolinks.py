@@ -370,13 +370,13 @@ def test_cut_link_comes_back_while_other_up(two_links: tuple[KernelPeer, NsNode]
 
 # ---------------------------------------------------------------- c: streams
 def _start_flood(kp: KernelPeer, kind: str, svc: int, n: int, size: int) -> None:
-    rc, out = kp.exec(f"tipc-peer flood {kind} {svc} 1 {n} {size} > /tmp/flood.log 2>&1 & "
+    rc, out = kp.exec(f"tipc-peer flood {kind} {svc} 1 {n} {size} </dev/null >/tmp/flood.log 2>&1 & "
                       "echo $! > /tmp/flood.pid")
     assert rc == 0, out
 
 
 def _start_sink(kp: KernelPeer, kind: str, svc: int, n: int) -> None:
-    rc, out = kp.exec(f"tipc-peer sink {kind} {svc} 1 {n} {SINK_SECS} > /tmp/sink.log 2>&1 & "
+    rc, out = kp.exec(f"tipc-peer sink {kind} {svc} 1 {n} {SINK_SECS} </dev/null >/tmp/sink.log 2>&1 & "
                       "echo $! > /tmp/sink.pid")
     assert rc == 0, out
 
