@@ -397,7 +397,7 @@ def test_two_senders_one_slow_receiver() -> None:
         g.settle(0.01)
     assert len(r.unread) < 600
     r.slow = False
-    for _ in range(200):
+    for _ in range(1000):
         g.read(r)
         for s in (a, b):
             if cnt[s.port] < 300 and g.sends(s, (ID, r.port, g.c.addr(2)),
@@ -496,7 +496,6 @@ def test_malformed_group_protocol_counted_and_dropped() -> None:
     a, b = g.join(0, 1), g.join(1, 2)
     assert g.joined([a, b])
     L = g.L(1)
-    st = g.c.nodes[1].stack
     peer = g.c.addr(0)
     dst = (b.port, g.c.addr(1))
     plain = L.open(S.SOCK_RDM, g.c.now)
