@@ -29,11 +29,25 @@ OUR_ID = "tipcpyg"
 GT = 6100  # group types used here: 6100..6199
 
 
+@pytest.fixture(scope="module")
+def _kp(_kernels: Any) -> KernelPeer:
+    """The unicast-mode guest (shared with the other interop files)."""
+    kp: KernelPeer = _kernels.get({"KP_REMOTE": "10.77.0.1"})
+    return kp
+
+
 @pytest.fixture
-def node(kernel_unicast: KernelPeer) -> Iterator[NsNode]:
+def kernel_unicast(_kp: KernelPeer) -> KernelPeer:
+    return _kp
+
+
+@pytest.fixture(scope="module")
+def node(_kp: KernelPeer) -> Iterator[NsNode]:
+    """One tipcd for the whole file (each test uses its own group type): linking to
+    the guest costs seconds, the CI budget of this file is ~90 s."""
     n = NsNode(OUR_ID, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}")
     try:
-        kernel_unicast.wait_for(
+        _kp.wait_for(
             "tipc link list", lambda out: f"-{OUR_ID}:b1: up" in out, timeout=30)
         end = time.monotonic() + 10
         while time.monotonic() < end and "1002 " not in n.tipc("nametable", "show").stdout:
@@ -117,7 +131,7 @@ def test_kernel_member_and_ours_see_each_other_and_echo(node: NsNode, kernel_uni
     kp = kernel_unicast
     typ = GT + 1
     log = "/tmp/grp1.log"
-    _bg(kp, f"tipc-peer group {typ} 1 12", log)
+    _bg(kp, f"tipc-peer group {typ} 1 8", log)
     kp.wait_for(f"cat {log}", lambda o: "joined group" in o, timeout=10)
     m = EchoMember(str(node.run_dir), typ, 2, echo=False)
     try:
