@@ -39,6 +39,10 @@ from tipcpy.runtime.control import ControlError
 from tipcpy.runtime.ctlclient import ControlClient, DaemonNotRunning
 
 
+#: the words `tipc events` takes besides numbers (tests/unit/test_manpages.py)
+KEYWORDS = ("group",)
+
+
 def format_event(ev: dict[str, Any]) -> str:
     t = datetime.datetime.fromtimestamp(float(ev.get("time") or 0)).strftime("%H:%M:%S.%f")
     t = t[:-3]

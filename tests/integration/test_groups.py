@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -262,3 +263,29 @@ def test_tipc_events_group_watches_membership(pair: tuple[Daemon, Daemon]) -> No
             proc.wait(5)
     x.close()
     wait_for(lambda: True)
+
+
+def _man_blocks() -> tuple[str, str]:
+    """The group example program of tipcpy(7) EXAMPLES and the output it documents."""
+    src = (REPO / "man" / "tipcpy.7").read_text()
+    ex = src.split(".SH EXAMPLES", 1)[1]
+    blocks = [b.split("\n.fi", 1)[0] for b in ex.split(".nf\n")[1:]]
+    i = next(k for k, b in enumerate(blocks) if "TIPC_GROUP_JOIN, req)" in b)
+
+    def unroff(t: str) -> str:
+        return t.replace("\\-", "-").replace("\\e", "\\").replace("\\(aq", "'")
+
+    return unroff(blocks[i]), unroff(blocks[i + 1])
+
+
+def test_manpage_group_example_prints_what_it_says(pair: tuple[Daemon, Daemon]) -> None:
+    """The example program in tipcpy(7) runs against a real tipcd and prints exactly
+    the output the page shows."""
+    a, _ = pair
+    prog, want = _man_blocks()
+    assert "a.send(b\"to all\")" in prog and "member {4711, 2} joined" in want
+    r = subprocess.run([sys.executable,
+                        "-c", prog], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "TIPCPY_RUN_DIR": a.rd, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines() == want.strip().splitlines()
