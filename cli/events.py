@@ -38,7 +38,6 @@ from cli.common import state
 from tipcpy.runtime.control import ControlError
 from tipcpy.runtime.ctlclient import ControlClient, DaemonNotRunning
 
-
 #: the words `tipc events` takes besides numbers (tests/unit/test_manpages.py)
 KEYWORDS = ("group",)
 

@@ -554,3 +554,21 @@ def test_join_struct_is_host_order() -> None:
     assert (r.type, r.instance, r.scope, r.flags) == (GTYPE, 7, 3, 2)
     assert r.pack() == raw
     assert sys.byteorder in ("little", "big")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_plain_send_to_a_member_is_dropped_fast_and_slow(fast: bool) -> None:
+    """A non-group socket sending to a member's binding on the same node: dropped and
+    counted (kernel tipc_group_filter_msg), on the node-local fast path as on the
+    message path (twin test)."""
+    g = Grp(1)
+    L = g.L(0)
+    L.fast_local = fast
+    a = g.join(0, 1)
+    plain = L.open(S.SOCK_RDM, g.c.now)
+    assert L.sendto(plain, (NAMED, GTYPE, 1, 0), b"not a group message", g.c.now)
+    g.c._flush(0)
+    g.collect()
+    assert L.counters["grp_not_member"] == 1
+    assert a.unread == [] and a.log == []
+    assert not [e for e in g.other if isinstance(e, S.Deliver)]

@@ -637,7 +637,7 @@ class SocketLayer:
             # case (an existing connectionless port, data that fits its rcvbuf); anything
             # else (no such port, OVERLOAD, a connection port) goes the slow way below.
             dp = self._ports.get(dport)
-            if dp is not None and not dp.conn and not dp.role:
+            if dp is not None and not dp.conn and not dp.role and dp.grp is None:
                 n = len(data)
                 counters = self.counters
                 if not n or dp.rcv_used + n < dp.rcvbuf << p.imp:
