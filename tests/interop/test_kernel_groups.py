@@ -238,3 +238,27 @@ def test_kernel_multicast_once_per_socket(node: NsNode, kernel_unicast: KernelPe
             t.join(2)
         for s in socks:
             s.close()
+
+
+def test_our_node_going_away_is_a_leave_for_the_kernel(node: NsNode,
+                                                       kernel_unicast: KernelPeer) -> None:
+    """Our member's node dies (tipcd killed, no LEAVE sent): the kernel member sees it
+    leave when the link fails. Runs last in the file: it ends the module's node."""
+    kp = kernel_unicast
+    typ = GT + 60
+    log = "/tmp/grp9.log"
+    _bg(kp, f"tipc-peer group {typ} 1 12", log)
+    kp.wait_for(f"cat {log}", lambda o: "joined group" in o, timeout=10)
+    m = EchoMember(str(node.run_dir), typ, 2, echo=False)
+    my_node, my_port = m.addr()
+    try:
+        kp.wait_for(f"cat {log}", lambda o: f"MEMBER JOIN <node=0x{my_node:08x} "
+                    f"port={my_port}>" in o)
+        node.proc.kill()  # SIGKILL: no polite LEAVE, no bearer disable
+        node.proc.wait(10)
+        out = kp.wait_for(f"cat {log}", lambda o: f"MEMBER LEAVE <node=0x{my_node:08x} "
+                          f"port={my_port}>" in o, timeout=15)
+        assert out.count("MEMBER LEAVE") == 1
+    finally:
+        m._stop = True
+        m.s.close()
