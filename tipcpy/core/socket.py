@@ -384,8 +384,9 @@ def _reverse(msg: Msg, err: int, own: int) -> Msg | None:
 # ---------------------------------------------------------------- the layer
 class SocketLayer:
     """All ports of one node, on top of the node's :class:`NodeServices` (built by
-    ``tipcpy.core.assembly.build_node``); registers itself for data users 0-3 and
-    CONN_MANAGER, as a listener for NodeDown / LinkWakeup, and for the node's timer."""
+    ``tipcpy.core.assembly.build_node``); registers itself for data users 0-3,
+    CONN_MANAGER and GROUP_PROTOCOL, as a name-table observer (groups), as a listener
+    for NodeDown / LinkWakeup, and for the node's timer."""
 
     fast_local = True
     """RDM/DGRAM to a port of this node skip building the TIPC message when nothing
@@ -414,6 +415,7 @@ class SocketLayer:
         }  # fmt: skip
         self._grp_types: dict[int, set[int]] = {}  # group type -> member ports here
         self._gdirty: set[int] = set()  # ports whose Group has output or events
+        self._grp_own = stack.own_addr  # the node address the groups were told
         self.swallowed: dict[str, int] = {}
         """Exceptions _stack_rcv caught, by kind: each is a bug (the simulator tests
         assert this stays empty); counted so that one bad message cannot stop the node."""
@@ -863,6 +865,8 @@ class SocketLayer:
         except OSError:
             self.counters["grp_join_refused"] += 1
             raise
+        if self._grp_own != self.stack.own_addr:
+            self._grp_readdress(self.stack.own_addr)
         p.grp = g
         p.flags |= _D_BIT
         # the table now holds our own binding too: build_group after publish (join()
@@ -992,6 +996,23 @@ class SocketLayer:
                         p.want_wakeup = True
                     else:
                         evs.append(Wakeup(p.port))
+
+    def _grp_readdress(self, own: int) -> None:
+        """The node got its address after sockets joined (kernel: tipc_net_finalize
+        re-addresses everything): members known by the old address (or 0, local ones)
+        are the same sockets under the new one."""
+        old, self._grp_own = self._grp_own, own
+        for ports in self._grp_types.values():
+            for port in ports:
+                p = self._ports.get(port)
+                if p is None or p.grp is None:
+                    continue
+                g = p.grp
+                g.own_node = own
+                for key in [k for k in g.members if k[0] in (0, old)]:
+                    m = g.members.pop(key)
+                    m.node = own
+                    g.members[(own, m.port)] = m
 
     def _grp_consumed(self, p: _Port, e: list[int], now: float) -> None:
         """The application read a group message: reopen that member's window."""
@@ -1412,6 +1433,8 @@ class SocketLayer:
 
     def _stack_event(self, ev: object, now: float) -> None:
         self._now = now
+        if self._grp_types and self.stack.own_addr != self._grp_own:
+            self._grp_readdress(self.stack.own_addr)
         if isinstance(ev, NodeDown):
             self._node_down(ev.addr, now)
         elif isinstance(ev, LinkWakeup):
