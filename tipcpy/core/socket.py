@@ -18,7 +18,13 @@ Driving contract (see docs/HACKING.md, "Socket layer contract"):
 * the client reports what the application has read with ``consumed()``: that frees the
   receive buffer (``rcvbuf`` limits) and drives the connection flow control (CONN_ACK);
 * ``take_events()`` returns :class:`Deliver`, :class:`Connected`, :class:`Accepted`,
-  :class:`ConnError` and :class:`Wakeup` in the order they happened.
+  :class:`ConnError`, :class:`Wakeup` and (group members) :class:`GroupData` in the
+  order they happened;
+* groups (``join_group``/``leave_group`` or setsockopt TIPC_GROUP_JOIN/LEAVE): the
+  protocol is :mod:`tipcpy.core.group`'s; this layer feeds it the name table's
+  changes (an observer: its output is carried out at the next call or tick, never
+  inside the table's update), GROUP_PROTOCOL and group data, and carries out what it
+  decides.
 
 Addresses are the AF_TIPC tuples in ``struct sockaddr_tipc`` word order:
 ``(TIPC_ADDR_NAMESEQ, type, lower, upper[, scope])``, ``(TIPC_ADDR_NAME, type, instance,
