@@ -54,6 +54,7 @@ class AsyncSocket:
         self.sock = sock if sock is not None else tsocket.socket(tsocket.AF_TIPC, type,
                                                                  run_dir=run_dir)
         self.sock.setblocking(False)
+        self.sock._group_pipelined = True
         self._run_dir = run_dir
         self._gbuf: deque[GroupMessage] = deque()  # group data read past by member_events
 
@@ -141,16 +142,26 @@ class AsyncSocket:
                 await self._wait(False)
 
     async def sendto(self, data: Any, addr: tuple[int, ...]) -> int:
+        delay = 0.001
         while True:
             try:
                 return self.sock.sendto(data, addr)
+            except tsocket.GroupCongested:
+                # a group send's first try to a destination, answered EAGAIN: the fd
+                # is writable, so back off instead of spinning on it
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
             except BlockingIOError:
                 await self._wait(True)
 
     async def send(self, data: Any) -> int:
+        delay = 0.001
         while True:
             try:
                 return self.sock.send(data)
+            except tsocket.GroupCongested:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
             except BlockingIOError:
                 await self._wait(True)
 

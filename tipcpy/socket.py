@@ -247,6 +247,11 @@ def _sock_addr(node: int, port: int) -> tuple[int, int, int, int, int]:
     return (TIPC_ADDR_ID, node, port, 0, 0)
 
 
+class GroupCongested(BlockingIOError):
+    """EAGAIN from tipcd for a non-blocking group send: a destination member's window
+    is full (nothing to wait for on the file descriptor; retry later)."""
+
+
 class MemberAddr(tuple):  # type: ignore[type-arg]
     """The address recvfrom()/recvmsg() return on a group socket: the sending member's
     socket address ``(TIPC_ADDR_ID, node, ref, 0, 0)`` as CPython builds it, carrying
@@ -339,6 +344,7 @@ class socket:  # noqa: N801 - the stdlib's name
         self._last_parsed: Any = None
         self._last_raw = b""
         self._group: tuple[int, int, int, int] | None = None  # joined: the tipc_group_req
+        self._group_pipelined = False  # tipcpy.aio: non-blocking group sends pipelined
         if _claim is not None:
             chan, port, node, pport, pnode = _claim
             self._chan = chan
@@ -789,12 +795,18 @@ class socket:  # noqa: N801 - the stdlib's name
         if raw is None:
             raw = _ADDR_PACK(*addr) if addr is not None else _NO_ADDR
         nowait = bool(flags & _F_DONTWAIT) or self._timeout == 0.0
-        sync = nowait or raw not in self._good_dests
+        known = raw in self._good_dests
+        pipelined = False
+        if nowait and known and self._group_pipelined:
+            # tipcpy.aio: pipelined like RDM; when the window is full tipcd stops
+            # reading us and the write itself gets EAGAIN (the loop waits for POLLOUT)
+            nowait, pipelined = False, True
+        sync = nowait or not known
         sflags = (_P_SEND_SYNC if sync else 0) | (P.SEND_NOWAIT if nowait else 0)
         head = _SEND_HEAD_PACK(n + 16, _P_SEND, sflags, raw)
         timeout = self._timeout
         try:
-            if nowait:
+            if nowait or pipelined:
                 chan.write(head, data, None, True)
             elif timeout is None:
                 chan.write(head, data, None, False)
@@ -805,9 +817,9 @@ class socket:  # noqa: N801 - the stdlib's name
                     chan.wait_reply(None)
                 except OSError as e:
                     if e.errno == _errno.EAGAIN:
-                        raise BlockingIOError(_errno.EAGAIN, str(e.strerror or e)) from None
+                        raise GroupCongested(_errno.EAGAIN, str(e.strerror or e)) from None
                     raise
-                if not nowait:
+                if not nowait or self._group_pipelined:
                     if len(self._good_dests) > 256:
                         self._good_dests.clear()
                     self._good_dests.add(raw)

@@ -289,3 +289,43 @@ def test_manpage_group_example_prints_what_it_says(pair: tuple[Daemon, Daemon]) 
                        env={**os.environ, "TIPCPY_RUN_DIR": a.rd, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines() == want.strip().splitlines()
+
+
+def test_asyncio_sender_throttled_by_slow_member(pair: tuple[Daemon, Daemon]) -> None:
+    """An asyncio member broadcasting to a member that does not read is held back
+    (its send task does not finish) without blocking the event loop; when the member
+    reads, every message arrives once and in order."""
+    a, b = pair
+    t = gtype()
+    n = 3000
+
+    async def main() -> tuple[bool, int, list[int]]:
+        r = await aio.join_group(t, 2, flags=0, run_dir=b.rd)
+        s = await aio.join_group(t, 1, run_dir=a.rd)
+        async for ev in s.member_events():
+            assert ev.joined
+            break
+
+        async def sender() -> None:
+            for i in range(n):
+                await s.send_bcast(struct.pack("!I", i) + bytes(1000))
+
+        task = asyncio.create_task(sender())
+        ticks = 0
+        for _ in range(20):  # the loop keeps running while the sender is held
+            await asyncio.sleep(0.05)
+            ticks += 1
+        held = not task.done()
+        got = []
+        while len(got) < n:
+            m = await asyncio.wait_for(r.recv_group(), 20)
+            got.append(struct.unpack("!I", m.data[:4])[0])
+        await asyncio.wait_for(task, 20)
+        s.close()
+        r.close()
+        return held, ticks, got
+
+    held, ticks, got = asyncio.run(asyncio.wait_for(main(), 90))
+    assert held, "3000 broadcasts of 1 KB went out although the member read nothing"
+    assert ticks == 20
+    assert got == list(range(n))
