@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from tipcpy import _uds as P
+from tipcpy.core.group import GroupReq
 
 from .control import TIPC_GROUP, _tipc_gid, peer_allowed
 from .runtime import Runtime
@@ -65,6 +66,7 @@ ADDR_UNPACK = P.ADDR.unpack_from
 MAX_FRAME = P.MAX_FRAME
 SEND = P.SEND
 SEND_SYNC = P.SEND_SYNC
+SEND_NOWAIT = P.SEND_NOWAIT
 SEND_MIN = 2 + P.ADDR_SIZE          # kind + flags + address (the data may be empty)
 DATA_FRAME_PACK = P.DATA_FRAME.pack
 DATA_BODY = 1 + P.DATA_HDR.size     # kind + E_DATA header: the length field's fixed part
@@ -227,7 +229,8 @@ class ClientServer:
             P.CONSUMED: self._op_consumed, P.SHUTDOWN: self._op_shutdown,
             P.SETOPT: self._op_setopt, P.GETOPT: self._op_getopt,
             P.SOCKNAME: self._op_sockname, P.PEERNAME: self._op_peername,
-            P.PING: self._op_ping,
+            P.PING: self._op_ping, P.GROUPJOIN: self._op_group_join,
+            P.GROUPLEAVE: self._op_group_leave,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -370,11 +373,16 @@ class ClientServer:
                                          f"internal error in tipcd: {e!r}")
                         ok = True
                     else:
-                        if not ok:
+                        if not ok and sflags & SEND_NOWAIT:
+                            # a non-blocking sender: EAGAIN now instead of waiting
+                            stats.sends_blocked += 1
+                            self._send_error(c, sflags, errno.EAGAIN,
+                                             "the destination cannot take more now")
+                        elif not ok:
                             stats.sends_blocked += 1
                             self._hold(c)
                             break
-                        if sflags & SEND_SYNC:
+                        elif sflags & SEND_SYNC:
                             self._reply(c)
                     if c.closed:
                         return -1, touched
@@ -620,6 +628,11 @@ class ClientServer:
                         c.outlen += len(frame)
                     else:
                         self._to_port(ev.port, frame, by_port)
+                elif kind == "GroupData":
+                    data = ev.data
+                    frame = pack(len(data) + DATA_BODY, E_DATA, ev.src[0], ev.src[1], 0,
+                                 ev.member[0], ev.member[1], ev.evt, P.DATA_GROUP) + data
+                    self._to_port(ev.port, frame, by_port)
                 elif kind == "Connected":
                     self._to_port(ev.port, P.frame(P.E_CONNECTED, P.II.pack(*ev.peer[:2])),
                                   by_port)
@@ -790,6 +803,9 @@ class ClientServer:
             return True
         if not ok:
             self.stats.sends_blocked += 1
+            if flags & P.SEND_NOWAIT:
+                self._send_error(c, flags, errno.EAGAIN, "the destination cannot take more now")
+                return True
             return False
         if flags & P.SEND_SYNC:
             self._reply(c)
@@ -840,6 +856,18 @@ class ClientServer:
         v = self._call(c, lambda: self.layer.getpeername(c.port), reply=False)
         if v is not _FAILED:
             self._reply(c, from_layer(v))
+        return True
+
+    def _op_group_join(self, c: _Client, body: memoryview) -> bool:
+        """setsockopt(TIPC_GROUP_JOIN): the struct's four words, as the client read
+        them from the application's host-order struct."""
+        words = _unpack(P.IIII_GROUP, body, "GROUPJOIN")
+        req = GroupReq(*words)
+        self._call(c, lambda: self.layer.join_group(c.port, req, self.runtime.now()))
+        return True
+
+    def _op_group_leave(self, c: _Client, body: memoryview) -> bool:
+        self._call(c, lambda: self.layer.leave_group(c.port, self.runtime.now()))
         return True
 
     def _op_ping(self, c: _Client, body: memoryview) -> bool:
