@@ -98,7 +98,11 @@ class Daemon:
             # before ctl.sock: whoever sees ctl.sock can also open sockets
             self.clients = ClientServer(self.run_dir / "tipc.sock", self.runtime)
             await self.clients.start()
-            self.control = ControlServer(self.ctl_path, self.ops.dispatch)
+            self.control = ControlServer(self.ctl_path, self.ops.dispatch,
+                                         self.runtime.guard)
+            clients, control = self.clients, self.control
+            self.runtime.stats_sources["clients"] = clients.stats.as_dict
+            self.runtime.stats_sources["control"] = control.stats.as_dict
             await self.control.start()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)

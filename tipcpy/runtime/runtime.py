@@ -40,11 +40,13 @@ from tipcpy.core.node import LinkStateChanged, NodeDown, NodeUp
 from tipcpy.core.stack import AddressCommitted, Stack
 
 from .control import ControlError
-from .guard import Guard
+from .guard import Budget, Guard
 
 log = logging.getLogger("tipcpy.daemon")
 
 MAX_BEARERS = 3
+STREAM_EVENTS_BUDGET = 100_000
+"""Events queued, unread, for all event streams together (~300 bytes each)."""
 
 
 @dataclass
@@ -80,6 +82,9 @@ class Runtime:
         self._closed = False
         self.guard = Guard(self.loop)
         self.guard.start()
+        # what `tipc node get stats` shows beside the runtime's own counters
+        self.stats_sources: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.stream_budget = Budget("event streams", STREAM_EVENTS_BUDGET)
         # called at the end of every pump(): the client server drains SocketLayer events
         self.after_pump: list[Callable[[], None]] = []
 
@@ -288,11 +293,10 @@ class Runtime:
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Stream of Stack events as dicts (for a future ``events`` control op)."""
-        q: asyncio.Queue[Any] = asyncio.Queue(maxsize=10000)
+        q = self.stream_budget.queue()
 
         def put(ev: Any) -> None:
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(ev)
+            q.put(ev)
 
         self.add_listener(put)
         try:
@@ -306,6 +310,7 @@ class Runtime:
                 yield d
         finally:
             self.remove_listener(put)
+            q.close()
 
     # -- shutdown -----------------------------------------------------------------------
     def close(self) -> None:
