@@ -51,6 +51,8 @@ one per stream)."""
 IN_BUDGET = 8 << 20
 """Bytes of request text held for all control connections together."""
 MAX_QUEUED_LINES = 32
+IDLE_EVICT = 1.0
+"""At the connection cap, a connection idle this long (seconds) makes room for a new one."""
 """Complete request lines queued on one connection before its reading pauses."""
 
 Handler = Callable[[str, dict[str, Any]], Any | Awaitable[Any]]
@@ -79,6 +81,7 @@ class ControlStats:
     refused_too_many: int = 0           # EMFILE: MAX_CONNS reached
     refused_in_budget: int = 0          # ENOBUFS: IN_BUDGET exhausted
     refused_too_long: int = 0           # EMSGSIZE: a line over MAX_LINE
+    evicted_idle: int = 0               # ETIMEDOUT: idle, closed to make room at the cap
     in_bytes: int = 0                   # request bytes held now, all connections
 
     def as_dict(self) -> dict[str, int]:
@@ -191,6 +194,8 @@ class _Conn(asyncio.Protocol):
         self.can_write.set()
         self.task: asyncio.Task[None] | None = None
         self.reading_paused = False
+        self.busy = False                # a request is being answered (or streaming)
+        self.last_active = time.monotonic()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -211,6 +216,7 @@ class _Conn(asyncio.Protocol):
         if self.closed:
             return
         srv = self.srv
+        self.last_active = time.monotonic()
         if self.too_long:
             i = data.find(b"\n")
             if i < 0:
@@ -429,6 +435,8 @@ class ControlServer:
                 c.refuse(errno.EACCES, "permission denied: only root and members of "
                          f"group '{TIPC_GROUP}' may control tipcd")
                 return
+            if len(self._conns) >= MAX_CONNS and not self._closing:
+                self._evict_idle()
             if len(self._conns) >= MAX_CONNS or self._closing:
                 self.stats.refused_too_many += 1
                 self.refusal("too many", f"refused a control client: {MAX_CONNS} "
@@ -448,6 +456,23 @@ class ControlServer:
             c.abort()
         finally:
             self._timed("control connect", t0)
+
+    def _evict_idle(self) -> None:
+        """At the connection cap, close the connection idle longest (nothing asked for
+        IDLE_EVICT seconds, no request or stream in progress), so that clients holding
+        connections open cannot lock the administrator's `tipc` out."""
+        limit = time.monotonic() - IDLE_EVICT
+        idle = [c for c in self._conns if not c.busy and c.last_active < limit
+                and not c.lines]
+        if not idle:
+            return
+        victim = min(idle, key=lambda c: c.last_active)
+        self.stats.evicted_idle += 1
+        self.refusal("evict", "closing idle control connections to make room (the "
+                     f"{MAX_CONNS} connection limit is reached)")
+        victim.refuse(errno.ETIMEDOUT, "closed: idle while tipcd was at its control "
+                      "connection limit")
+        self._disconnected(victim)
 
     def _disconnected(self, c: _Conn) -> None:
         if c in self._conns:
@@ -478,7 +503,12 @@ class ControlServer:
                 continue
             self.stats.requests += 1
             t0 = time.perf_counter()
-            answer = await self._answer(line, c)
+            c.busy = True
+            try:
+                answer = await self._answer(line, c)
+            finally:
+                c.busy = False
+                c.last_active = time.monotonic()
             self._timed("control request", t0)
             if answer is None:      # streaming op finished (client went away)
                 return
