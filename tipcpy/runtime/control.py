@@ -16,6 +16,17 @@ that client an error answer; it never takes the daemon down. A request line is a
 MAX_LINE bytes and its JSON at most MAX_DEPTH deep: the depth is counted before the JSON
 parser (which recurses) sees the line, so 100,000 nested ``[`` are one EINVAL answer and
 the connection stays usable.
+
+Budgets (each refusal is an answer line with the kernel's errno, a log line once per
+kind, and a counter in :class:`ControlStats`): at most ``MAX_CONNS`` connections at once
+(EMFILE), at most ``IN_BUDGET`` bytes of unanswered request text over all connections
+(the connection that pushes the total over it gets ENOBUFS and is closed), and a line
+longer than MAX_LINE gets EMSGSIZE (its bytes are discarded as they arrive, never
+buffered). At the connection cap, the connection idle longest (over IDLE_EVICT s, no
+request in progress) is closed (ETIMEDOUT) to make room: clients holding connections
+open cannot lock the administrator out. The server is a plain ``asyncio.Protocol`` so
+that every byte it holds is accounted; a request is answered by one task per
+connection, and a closed connection costs one callback, however many close at once.
 """
 
 from __future__ import annotations
@@ -502,14 +513,12 @@ class ControlServer:
             if not line.strip():
                 continue
             self.stats.requests += 1
-            t0 = time.perf_counter()
             c.busy = True
             try:
                 answer = await self._answer(line, c)
             finally:
                 c.busy = False
                 c.last_active = time.monotonic()
-            self._timed("control request", t0)
             if answer is None:      # streaming op finished (client went away)
                 return
             c.write(_encode(answer))
@@ -526,7 +535,11 @@ class ControlServer:
         except ValueError as e:
             return {"ok": False, "errno": errno.EINVAL, "error": f"malformed request: {e}"}
         try:
-            result: Any = self.handler(op, args)
+            t0 = time.perf_counter()
+            try:
+                result: Any = self.handler(op, args)      # the synchronous part of the op
+            finally:
+                self._timed("control request", t0)
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
             if hasattr(result, "__aiter__"):
