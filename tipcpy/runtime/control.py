@@ -62,6 +62,8 @@ one per stream)."""
 IN_BUDGET = 8 << 20
 """Bytes of request text held for all control connections together."""
 MAX_QUEUED_LINES = 32
+STREAM_SLICE = 8
+"""Events one stream writes before it lets the loop serve others."""
 IDLE_EVICT = 1.0
 """At the connection cap, a connection idle this long (seconds) makes room for a new one."""
 """Complete request lines queued on one connection before its reading pauses."""
@@ -568,9 +570,17 @@ class ControlServer:
         ControlError: the stream overflowed its budget) becomes the last answer line; the
         daemon stopping ends the stream without a traceback."""
         async def pump() -> None:
+            # a queue full of events is there without awaiting anything: hand the loop
+            # back every STREAM_SLICE events, or a few dozen streams catching up at once
+            # would hold it for hundreds of milliseconds
+            n = 0
             async for item in it:
                 conn.write(_encode({"ok": True, "event": item}))
                 await conn.drain()
+                n += 1
+                if n >= STREAM_SLICE:
+                    n = 0
+                    await asyncio.sleep(0)
 
         tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(conn.wait_eof())]
         try:

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import random
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -90,6 +91,7 @@ class Daemon:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._claim_run_dir()
+        _raise_nofile()
         try:
             stack = build_stack(self.config, random.Random(self.config.seed))
             self.runtime = Runtime(stack, loop)
@@ -126,6 +128,19 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _raise_nofile(want: int = 65536) -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: tipcd's own connection caps (clients,
+    control) must be what refuses a client, not accept() failing with EMFILE (asyncio
+    then stops accepting anyone, `tipc` included, for a second)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = want if hard == resource.RLIM_INFINITY else min(hard, want)
+        if soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError):
+        log.debug("could not raise RLIMIT_NOFILE", exc_info=True)
 
 
 def setup_logging(level: str = "info") -> None:

@@ -29,6 +29,7 @@ def daemon_stats(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
     for name, fn in rt.stats_sources.items():
         out[name] = fn()
     out["memory"] = memory_stats()
+    out["names"] = {"publications": len(ctx.stack.name_table)}
     out["stack"] = ctx.stack.stats()
     return out
 
@@ -103,7 +104,8 @@ async def _table_events(ctx: OpsContext, table: NameTable) -> AsyncIterator[dict
     q = ctx.runtime.stream_budget.queue()
 
     def observer(p: Publication, published: bool, edge: bool) -> None:
-        q.put(_event(ctx, published, p.type, p.lower, p.upper, p.port, p.node))
+        # a compact record queued; the event dict is built when the client reads it
+        q.put((published, p.type, p.lower, p.upper, p.port, p.node))
 
     try:
         snapshot = sorted(table, key=lambda p: p.id)
@@ -113,7 +115,7 @@ async def _table_events(ctx: OpsContext, table: NameTable) -> AsyncIterator[dict
                 yield _event(ctx, True, p.type, p.lower, p.upper, p.port, p.node)
             del snapshot
             while True:
-                yield await q.get()
+                yield _event(ctx, *await q.get())
         finally:
             table.remove_observer(observer)
     finally:
@@ -136,7 +138,7 @@ async def _topsrv_events(ctx: OpsContext, table: NameTable, typ: int, lower: int
 
     def drain(*_: Any) -> None:
         for r in records():
-            q.put(event(r))
+            q.put(r)
 
     try:
         srv.open(conn)
@@ -152,7 +154,7 @@ async def _topsrv_events(ctx: OpsContext, table: NameTable, typ: int, lower: int
                 yield event(r)
             del initial
             while True:
-                yield await q.get()
+                yield event(await q.get())
         finally:
             table.remove_observer(drain)
             srv.close(conn)
