@@ -72,7 +72,7 @@ MAX_PENDING_EVENTS = 8 << 20
 FRAMES_PER_TURN = 256
 """Frames of one client handled in one loop turn; the rest is handled on the next turn."""
 TURN_BUDGET = 0.004
-"""Seconds of one client's frames per loop turn (checked every 16 frames): a frame can
+"""Seconds of one client's frames per loop turn (checked every 8 frames): a frame can
 cost much more than usual (a BIND watched by many event streams), and everything else
 the loop serves -- `tipc` included -- waits a few turns for an answer."""
 WITHDRAW_CHUNK = 512
@@ -397,11 +397,11 @@ class ClientServer:
         nsend = 0
         left = FRAMES_PER_TURN            # frames this turn may still handle
         t_end = perf_counter() + TURN_BUDGET
-        check = left - 16                 # look at the clock again when left gets here
+        check = left - 8                  # look at the clock again when left gets here
         try:
             while n - off >= HDR_SIZE:
                 if left <= check:
-                    check = left - 16
+                    check = left - 8
                     if perf_counter() > t_end:
                         left = 0
                 if left <= 0:

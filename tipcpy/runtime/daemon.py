@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import random
@@ -108,6 +109,7 @@ class Daemon:
             await self.control.start()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
+            _tune_gc()
             log.info("tipcd %d ready (run dir %s, netid %d)", os.getpid(), self.run_dir,
                      self.ops.netid)
             await self._stop.wait()
@@ -128,6 +130,17 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _tune_gc() -> None:
+    """The cyclic GC is a pause on the loop: everything built at start (modules, the
+    Stack) is frozen out of it, and the young generation is collected every 10,000
+    allocations instead of 700 (each young collection stays ~1 ms; a burst of events
+    queued for many streams no longer triggers hundreds of them)."""
+    gc.collect()
+    gc.freeze()
+    _g0, g1, g2 = gc.get_threshold()
+    gc.set_threshold(10_000, g1, g2)
 
 
 def _raise_nofile(want: int = 65536) -> None:
