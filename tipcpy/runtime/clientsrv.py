@@ -75,8 +75,9 @@ TURN_BUDGET = 0.004
 """Seconds of one client's frames per loop turn (checked every 8 frames): a frame can
 cost much more than usual (a BIND watched by many event streams), and everything else
 the loop serves -- `tipc` included -- waits a few turns for an answer."""
-WITHDRAW_CHUNK = 512
-"""Bindings withdrawn per loop turn when a port closes (~25 us each)."""
+WITHDRAW_CHUNK = 32
+"""Bindings withdrawn at a time when a port closes (25-80 us each), as many chunks per
+loop turn as fit in TURN_BUDGET."""
 MAX_CLIENTS = 4096
 """Client connections (= application sockets) served at once."""
 IN_BUDGET = 32 << 20
@@ -678,7 +679,13 @@ class ClientServer:
         now = self.runtime.now()
         try:
             some = getattr(layer, "withdraw_some", None)
-            if some is not None and some(port, WITHDRAW_CHUNK, now) > 0:
+            left = 0
+            if some is not None:
+                t_end = perf_counter() + TURN_BUDGET
+                left = some(port, WITHDRAW_CHUNK, now)
+                while left and perf_counter() < t_end:
+                    left = some(port, WITHDRAW_CHUNK, now)
+            if left:
                 self.stats.withdraw_chunks += 1
                 self.closing_ports.add(port)
                 self.loop.call_soon(self._close_port_step, port)

@@ -208,6 +208,8 @@ class _Conn(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.reading_paused = False
         self.busy = False                # a request is being answered (or streaming)
+        self.parked = False              # the session waits for a line: none queued
+        self.deferred: tuple[str, Any] | None = None    # op started inline, to finish
         self.last_active = time.monotonic()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -274,7 +276,9 @@ class _Conn(asyncio.Protocol):
             self.reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
-        if self.lines:
+        if self.lines and self.parked:
+            srv._inline(self)
+        if self.lines or self.deferred is not None:
             self.wake.set()
 
     def _push(self, marker: bytes) -> None:
@@ -308,10 +312,16 @@ class _Conn(asyncio.Protocol):
     async def readline(self) -> bytes | None:
         """The next complete line (None at end of input)."""
         while not self.lines:
+            if self.deferred is not None:
+                return b"\x00deferred"
             if self.eof or self.closed:
                 return None
             self.wake.clear()
-            await self.wake.wait()
+            self.parked = True
+            try:
+                await self.wake.wait()
+            finally:
+                self.parked = False
         line = self.lines.popleft()
         if line[:1] != b"\x00":
             self._account(-len(line))
@@ -512,6 +522,21 @@ class ControlServer:
                                  "error": f"request longer than {MAX_LINE} bytes"}))
                 await c.drain()
                 return
+            if line == b"\x00deferred":
+                assert c.deferred is not None
+                op, result = c.deferred
+                c.deferred = None
+                c.busy = True
+                try:
+                    answer = await self._finish(op, result, c)
+                finally:
+                    c.busy = False
+                    c.last_active = time.monotonic()
+                if answer is None:
+                    return
+                c.write(_encode(answer))
+                await c.drain()
+                continue
             if not line.strip():
                 continue
             self.stats.requests += 1
@@ -531,17 +556,66 @@ class ControlServer:
         tests and tools); a streaming op's iterator is closed at once."""
         return await self._answer(line, None)
 
-    async def _answer(self, line: bytes, conn: _Conn | None) -> dict[str, Any] | None:
+    def _inline(self, c: _Conn) -> None:
+        """Answer the lines of an idle connection right in the read callback: one loop
+        turn less per request than waking its task, which counts when the loop is busy.
+        An op whose result must be awaited (a stream) is left to the task."""
+        while c.lines and c.parked and c.deferred is None and not c.closed:
+            line = c.lines[0]
+            if line[:1] == b"\x00":
+                return                               # a marker: the task's business
+            c.lines.popleft()
+            c._account(-len(line))
+            if not line.strip():
+                continue
+            self.stats.requests += 1
+            answer, pending = self._call(line)
+            c.last_active = time.monotonic()
+            if pending is not None:
+                c.deferred = pending
+                return
+            c.write(_encode(answer))
+            if not c.can_write.is_set():
+                return                               # the task drains before more
+
+    def _call(self, line: bytes) -> tuple[dict[str, Any], tuple[str, Any] | None]:
+        """The synchronous part of a request: (answer, None), or ({}, (op, result)) when
+        the result must still be awaited or streamed (see _finish)."""
         try:
             op, args = parse_request(line)
         except ValueError as e:
-            return {"ok": False, "errno": errno.EINVAL, "error": f"malformed request: {e}"}
+            return {"ok": False, "errno": errno.EINVAL,
+                    "error": f"malformed request: {e}"}, None
+        t0 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
-            try:
-                result: Any = self.handler(op, args)      # the synchronous part of the op
-            finally:
-                self._timed("control request", t0)
+            result: Any = self.handler(op, args)
+        except Exception as e:
+            return self._error(op, e), None
+        finally:
+            self._timed("control request", t0)
+        if (asyncio.iscoroutine(result) or isinstance(result, asyncio.Future)
+                or hasattr(result, "__aiter__")):
+            return {}, (op, result)
+        return {"ok": True, "result": result}, None
+
+    def _error(self, op: str, e: Exception) -> dict[str, Any]:
+        if isinstance(e, ControlError):
+            return {"ok": False, "errno": e.errno, "error": e.message}
+        if isinstance(e, OSError):
+            return {"ok": False, "errno": e.errno or errno.EIO, "error": str(e.strerror or e)}
+        self._failed(f"control op {op[:40]}", e)     # a bug in a handler: contained
+        return {"ok": False, "errno": errno.EIO, "error": f"internal error in {op}: {e!r}"}
+
+    async def _answer(self, line: bytes, conn: _Conn | None) -> dict[str, Any] | None:
+        answer, pending = self._call(line)
+        if pending is None:
+            return answer
+        return await self._finish(pending[0], pending[1], conn)
+
+    async def _finish(self, op: str, result: Any, conn: _Conn | None
+                      ) -> dict[str, Any] | None:
+        """Await a coroutine result, or stream an iterator (None: the stream ended)."""
+        try:
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
             if hasattr(result, "__aiter__"):
@@ -551,15 +625,10 @@ class ControlServer:
                 await self._stream(result, conn)
                 return None
             return {"ok": True, "result": result}
-        except ControlError as e:
-            return {"ok": False, "errno": e.errno, "error": e.message}
-        except OSError as e:
-            return {"ok": False, "errno": e.errno or errno.EIO, "error": str(e.strerror or e)}
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # a bug in a handler must not kill the daemon
-            self._failed(f"control op {op[:40]}", e)
-            return {"ok": False, "errno": errno.EIO, "error": f"internal error in {op}: {e!r}"}
+        except Exception as e:
+            return self._error(op, e)
 
     async def _stream(self, it: AsyncIterator[Any], conn: _Conn) -> None:
         """Write one line per item until the iterator ends or the client goes away.
