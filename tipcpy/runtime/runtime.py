@@ -23,6 +23,7 @@ It knows nothing of config files, control ops or the process around it (daemon.p
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -47,6 +48,11 @@ log = logging.getLogger("tipcpy.daemon")
 MAX_BEARERS = 3
 STREAM_EVENTS_BUDGET = 100_000
 """Events queued, unread, for all event streams together (~300 bytes each)."""
+TURN_BUDGET = 0.004
+"""Seconds of received datagrams handled per loop turn; the rest waits one turn."""
+RX_BACKLOG_MAX = 8192
+"""Datagrams held for later turns per bearer; beyond it they are dropped and counted,
+as a full socket buffer would drop them (the links retransmit)."""
 
 
 @dataclass
@@ -60,6 +66,8 @@ class RuntimeCounters:
     tx_packets: int = 0
     tx_no_bearer: int = 0
     tx_errors: int = 0          # transmits a bearer refused with an exception
+    rx_deferred_turns: int = 0  # loop turns that went on with datagrams of an earlier one
+    rx_dropped_backlog: int = 0  # datagrams dropped: RX_BACKLOG_MAX held already
     timer_fires: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -85,6 +93,8 @@ class Runtime:
         # what `tipc node get stats` shows beside the runtime's own counters
         self.stats_sources: dict[str, Callable[[], dict[str, Any]]] = {}
         self.stream_budget = Budget("event streams", STREAM_EVENTS_BUDGET)
+        # datagrams read but left for the next loop turn, per bearer (in order)
+        self._rxq: dict[int, collections.deque[tuple[bytes, Any]]] = {}
         # called at the end of every pump(): the client server drains SocketLayer events
         self.after_pump: list[Callable[[], None]] = []
 
@@ -161,9 +171,32 @@ class Runtime:
         counters = self.counters
         counters.rx_batches += 1
         counters.rx_packets += len(batch)
+        q = self._rxq.get(bid)
+        if q is not None:
+            # a backlog from an earlier turn goes first: datagrams stay in order
+            room = RX_BACKLOG_MAX - len(q)
+            if room < len(batch):
+                counters.rx_dropped_backlog += len(batch) - max(room, 0)
+                batch = batch[:max(room, 0)]
+            q.extend(batch)
+            return
+        q = collections.deque(batch)
+        if self._receive_some(bid, q):
+            self._rxq[bid] = q
+            self.loop.call_soon(self._drain_rx, bid)
+
+    def _receive_some(self, bid: int, q: collections.deque[tuple[bytes, Any]]) -> bool:
+        """Hand datagrams from ``q`` to the Stack for at most TURN_BUDGET seconds (a
+        bearer reads up to 512 per wakeup, ~100 us each when they carry work); True if
+        some are left in ``q`` for the next loop turn."""
+        counters = self.counters
         now = self.now()                 # one clock read per batch
         receive = self.stack.receive
-        for data, _src in batch:
+        t_end = time.perf_counter() + TURN_BUDGET
+        n = 0
+        take = q.popleft
+        while q:
+            data = take()[0]
             try:
                 receive(bid, data, now)
             except Exception as e:
@@ -172,7 +205,26 @@ class Runtime:
                 # packet instead of the daemon.
                 counters.rx_errors += 1
                 self.guard.failed("stack.receive", e)
+            n += 1
+            if not n & 7 and time.perf_counter() > t_end:
+                break
         self.pump()
+        return bool(q)
+
+    def _drain_rx(self, bid: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            q = self._rxq.pop(bid, None)
+            if q is None or self._closed or bid not in self.bearers:
+                return
+            self.counters.rx_deferred_turns += 1
+            if self._receive_some(bid, q):
+                self._rxq[bid] = q
+                self.loop.call_soon(self._drain_rx, bid)
+        except Exception as e:
+            self.guard.failed("bearer read", e)
+        finally:
+            self.guard.timed("bearer read", t0)
 
     def _on_timer(self) -> None:
         t0 = time.perf_counter()
