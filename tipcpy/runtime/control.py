@@ -263,8 +263,15 @@ class _Conn(asyncio.Protocol):
             self._account(-len(buf))
             self.buf = bytearray()
             self.scanned = 0
+            if not self.lines and not self.busy:
+                # nothing before it to answer first: refuse now, read no more of it
+                self.refuse(errno.EMSGSIZE, f"request longer than {MAX_LINE} bytes")
+                return
             self.too_long = True
             self._push(b"\x00too-long")
+            if not self.reading_paused and self.transport is not None:
+                self.reading_paused = True      # the answer comes, then the close
+                self.transport.pause_reading()
         if srv.stats.in_bytes > IN_BUDGET and self.held > MAX_LINE // 4:
             srv.stats.refused_in_budget += 1
             srv.refusal("in budget", f"control client: {srv.stats.in_bytes} bytes of "
