@@ -156,6 +156,9 @@ def get_stats(words: tuple[str, ...]) -> None:
                f"{lp['loop_lag_recent_ms']:.1f} ms")
     click.echo(f"  callback max {lp['callback_max_ms']:.1f} ms "
                f"({lp['callback_max_site'] or '-'}) recent {lp['callback_recent_ms']:.1f} ms")
+    click.echo(f"  callback cpu max {lp['callback_cpu_max_ms']:.1f} ms "
+               f"({lp['callback_cpu_max_site'] or '-'}) gc pause max "
+               f"{lp['gc_pause_max_ms']:.1f} ms")
     click.echo(f"  timer fires {st['runtime']['timer_fires']} "
                f"contained errors {lp['contained_errors']}")
     for kind, n in sorted(lp["contained_by_kind"].items()):

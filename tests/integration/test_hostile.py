@@ -207,6 +207,8 @@ class Attack:
         lag = st["loop"]["loop_lag_max_ms"]
         cb = st["loop"]["callback_max_ms"]
         site = st["loop"]["callback_max_site"]
+        cpu = st["loop"]["callback_cpu_max_ms"]
+        gcp = st["loop"]["gc_pause_max_ms"]
         # memory goes back: give the frees a moment, then measure
         rss_after = rss_kb(a.proc.pid)
         end = time.monotonic() + 5
@@ -219,7 +221,8 @@ class Attack:
         print(f"\n[{self.name}] worst answer {self.watch.worst * 1000:.1f} ms "
               f"(at +{self.watch.worst_at:.2f} s) "
               f"({self.watch.answers} answers), loop lag max {lag:.1f} ms, longest "
-              f"callback {cb:.1f} ms ({site}), RSS {self.rss0} -> peak "
+              f"callback {cb:.1f} ms ({site}; CPU max {cpu:.1f} ms, GC pause max "
+              f"{gcp:.1f} ms), RSS {self.rss0} -> peak "
               f"{max(self.watch.rss_peak, rss_after)} -> {rss_after} kB, `tipc` after "
               f"{tipc_s * 1000:.0f} ms (process start included)")
         assert not self.watch.failures, self.watch.failures[:3]

@@ -55,6 +55,7 @@ from typing import Any, cast
 from tipcpy import _uds as P
 
 from .control import TIPC_GROUP, _tipc_gid, peer_allowed
+from .guard import clock
 from .runtime import Runtime
 
 log = logging.getLogger("tipcpy.clientsrv")
@@ -230,7 +231,7 @@ class _Client(asyncio.Protocol):
         if self.closed:
             return
         srv = self.srv
-        t0 = perf_counter()
+        t0 = clock()
         try:
             stats = srv.stats
             stats.bytes_in += len(data)
@@ -259,7 +260,7 @@ class _Client(asyncio.Protocol):
         self._guarded_eof()
 
     def _guarded_eof(self) -> None:
-        t0 = perf_counter()
+        t0 = clock()
         try:
             self.srv.client_eof(self)
         except Exception as e:
@@ -577,7 +578,7 @@ class ClientServer:
         self.loop.call_soon(self._unblock_guarded, c)
 
     def _unblock_guarded(self, c: _Client) -> None:
-        t0 = perf_counter()
+        t0 = clock()
         try:
             self._unblock(c)
         except Exception as e:
@@ -700,7 +701,7 @@ class ClientServer:
     def _close_port_step(self, port: int) -> None:
         if port not in self.closing_ports:
             return              # the daemon stopped meanwhile and closed it
-        t0 = perf_counter()
+        t0 = clock()
         try:
             self._close_port(port)
         except Exception as e:

@@ -19,7 +19,9 @@ read and no link is supervised; a peer declares us dead after the link tolerance
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import gc
 import logging
 import time
 from collections import deque
@@ -35,6 +37,11 @@ WINDOW = 10.0
 """The ``recent`` maxima cover this many seconds."""
 
 
+def clock() -> tuple[float, float]:
+    """(wall, CPU) now, the start of a timed callback (see :meth:`Guard.timed`)."""
+    return time.perf_counter(), time.thread_time()
+
+
 class Guard:
     """Per-daemon containment counters and loop-lag measurements (see module doc)."""
 
@@ -44,6 +51,11 @@ class Guard:
         self.lag_max = 0.0
         self.callback_max = 0.0
         self.callback_max_site = ""
+        self.callback_cpu_max = 0.0
+        self.callback_cpu_max_site = ""
+        self.gc_max = 0.0                # longest cyclic-GC pause
+        self.gc_max_gen = -1
+        self._gc_t0 = 0.0
         self.probes = 0
         # (second, worst lag in it, worst callback in it) for the recent window
         self._recent: deque[list[float]] = deque()
@@ -65,13 +77,29 @@ class Guard:
         return sum(self.errors.values())
 
     # -- timing -------------------------------------------------------------------------
-    def timed(self, site: str, t0: float) -> None:
-        """Record one callback that started at ``t0`` (``time.perf_counter()``)."""
-        dt = time.perf_counter() - t0
+    def timed(self, site: str, t0: tuple[float, float]) -> None:
+        """Record one callback that started at ``t0`` (:func:`clock`). Wall time is what
+        the loop lost; CPU time is what the callback itself cost (the difference is
+        the process waiting for a CPU: a loaded machine, not tipcd)."""
+        dt = time.perf_counter() - t0[0]
         if dt > self.callback_max:
             self.callback_max = dt
             self.callback_max_site = site
+        cpu = time.thread_time() - t0[1]
+        if cpu > self.callback_cpu_max:
+            self.callback_cpu_max = cpu
+            self.callback_cpu_max_site = site
         self._note(0.0, dt)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif self._gc_t0:
+            dt = time.perf_counter() - self._gc_t0
+            self._gc_t0 = 0.0
+            if dt > self.gc_max:
+                self.gc_max = dt
+                self.gc_max_gen = info.get("generation", -1)
 
     def _note(self, lag: float, cb: float) -> None:
         sec = float(int(time.monotonic()))
@@ -98,10 +126,14 @@ class Guard:
         return lag, cb
 
     def start(self) -> None:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
         self._probe_at = self.loop.time() + PROBE_INTERVAL
         self._probe = self.loop.call_at(self._probe_at, self._on_probe)
 
     def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
@@ -121,6 +153,10 @@ class Guard:
         self.lag_max = 0.0
         self.callback_max = 0.0
         self.callback_max_site = ""
+        self.callback_cpu_max = 0.0
+        self.callback_cpu_max_site = ""
+        self.gc_max = 0.0
+        self.gc_max_gen = -1
         self._recent.clear()
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,6 +166,10 @@ class Guard:
                 "callback_max_ms": round(self.callback_max * 1000, 2),
                 "callback_max_site": self.callback_max_site,
                 "callback_recent_ms": round(cb * 1000, 2),
+                "callback_cpu_max_ms": round(self.callback_cpu_max * 1000, 2),
+                "callback_cpu_max_site": self.callback_cpu_max_site,
+                "gc_pause_max_ms": round(self.gc_max * 1000, 2),
+                "gc_pause_max_gen": self.gc_max_gen,
                 "lag_probes": self.probes,
                 "contained_errors": self.errors_total,
                 "contained_by_kind": dict(self.errors)}

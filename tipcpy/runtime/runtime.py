@@ -41,7 +41,7 @@ from tipcpy.core.node import LinkStateChanged, NodeDown, NodeUp
 from tipcpy.core.stack import AddressCommitted, Stack
 
 from .control import ControlError
-from .guard import Budget, Guard
+from .guard import Budget, Guard, clock
 
 log = logging.getLogger("tipcpy.daemon")
 
@@ -154,7 +154,7 @@ class Runtime:
 
     # -- the loop body ------------------------------------------------------------------
     def receive_batch(self, bid: int, batch: list[tuple[bytes, Any]]) -> None:
-        t0 = time.perf_counter()
+        t0 = clock()
         try:
             self._receive_batch(bid, batch)
         except Exception as e:
@@ -212,7 +212,7 @@ class Runtime:
         return bool(q)
 
     def _drain_rx(self, bid: int) -> None:
-        t0 = time.perf_counter()
+        t0 = clock()
         try:
             q = self._rxq.pop(bid, None)
             if q is None or self._closed or bid not in self.bearers:
@@ -227,7 +227,7 @@ class Runtime:
             self.guard.timed("bearer read", t0)
 
     def _on_timer(self) -> None:
-        t0 = time.perf_counter()
+        t0 = clock()
         self._timer = None
         self._timer_at = None
         if self._closed:
