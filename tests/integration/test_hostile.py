@@ -721,7 +721,7 @@ def test_unread_event_streams_full(pair) -> None:
 
 def test_event_stream_cap(pair) -> None:
     """More streams than MAX_STREAMS: the extra ones get one EMFILE answer."""
-    from tipcpy.runtime.guard import MAX_STREAMS
+    from tipcpy.runtime.budget import MAX_STREAMS
 
     a, _ = pair
     path = str(a.run_dir / "ctl.sock")

@@ -46,15 +46,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .guard import Guard
-
-
-def clock() -> tuple[float, float]:
-    """(wall, CPU) now: see guard.clock (not imported: guard imports this module)."""
-    return time.perf_counter(), time.thread_time()
+from .guard import Guard, clock
 
 log = logging.getLogger("tipcpy.control")
 

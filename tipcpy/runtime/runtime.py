@@ -40,8 +40,9 @@ from tipcpy.core.discover import DuplicateAddress, TrialFailed
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeUp
 from tipcpy.core.stack import AddressCommitted, Stack
 
+from .budget import Budget
 from .control import ControlError
-from .guard import Budget, Guard, clock
+from .guard import Guard, clock
 
 log = logging.getLogger("tipcpy.daemon")
 
