@@ -209,6 +209,7 @@ class Attack:
         site = st["loop"]["callback_max_site"]
         cpu = st["loop"]["callback_cpu_max_ms"]
         gcp = st["loop"]["gc_pause_max_ms"]
+        gcg = st["loop"]["gc_pause_max_gen"]
         # memory goes back: give the frees a moment, then measure
         rss_after = rss_kb(a.proc.pid)
         end = time.monotonic() + 5
@@ -222,7 +223,7 @@ class Attack:
               f"(at +{self.watch.worst_at:.2f} s) "
               f"({self.watch.answers} answers), loop lag max {lag:.1f} ms, longest "
               f"callback {cb:.1f} ms ({site}; CPU max {cpu:.1f} ms, GC pause max "
-              f"{gcp:.1f} ms), RSS {self.rss0} -> peak "
+              f"{gcp:.1f} ms gen {gcg}), RSS {self.rss0} -> peak "
               f"{max(self.watch.rss_peak, rss_after)} -> {rss_after} kB, `tipc` after "
               f"{tipc_s * 1000:.0f} ms (process start included)")
         assert not self.watch.failures, self.watch.failures[:3]

@@ -55,7 +55,7 @@ log = logging.getLogger("tipcpy.control")
 MAX_LINE = 1 << 16        # the largest real request (bearer.enable) is ~250 bytes
 MAX_DEPTH = 8             # {"op", "args": {...}}: 2 is all a valid request needs
 TIPC_GROUP = "tipc"
-MAX_CONNS = 256
+MAX_CONNS = 1024
 """Control connections served at once (``tipc`` holds one for a moment; ``tipc events``
 one per stream)."""
 IN_BUDGET = 8 << 20
@@ -207,7 +207,6 @@ class _Conn(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.reading_paused = False
         self.busy = False                # a request is being answered (or streaming)
-        self.parked = False              # the session waits for a line: none queued
         self.deferred: tuple[str, Any] | None = None    # op started inline, to finish
         self.last_active = time.monotonic()
 
@@ -282,10 +281,15 @@ class _Conn(asyncio.Protocol):
             self.reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
-        if self.lines and self.parked:
+        if self.lines and self.task is None:
             srv._inline(self)
         if self.lines or self.deferred is not None:
-            self.wake.set()
+            if self.task is None:
+                srv._start_session(self)
+            else:
+                self.wake.set()
+        elif self.eof and self.task is None:
+            self.close()
 
     def _push(self, marker: bytes) -> None:
         self.lines.append(marker)
@@ -297,6 +301,8 @@ class _Conn(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.task is None and not self.lines and self.deferred is None:
+            self.close()                 # all answered inline: nothing more to do
         self.wake.set()
         return True
 
@@ -323,11 +329,7 @@ class _Conn(asyncio.Protocol):
             if self.eof or self.closed:
                 return None
             self.wake.clear()
-            self.parked = True
-            try:
-                await self.wake.wait()
-            finally:
-                self.parked = False
+            await self.wake.wait()
         line = self.lines.popleft()
         if line[:1] != b"\x00":
             self._account(-len(line))
@@ -476,10 +478,8 @@ class ControlServer:
             self._conns.add(c)
             self.stats.conns_total += 1
             self.stats.conns_now += 1
-            task = asyncio.get_running_loop().create_task(self._serve(c))
-            c.task = task
-            self._clients.add(task)
-            task.add_done_callback(self._clients.discard)
+            # no task yet: most requests are answered inline (see _inline); a task is
+            # made only for what must wait (a stream, a full write buffer)
         except Exception as e:
             self._failed("control connect", e)
             c.abort()
@@ -502,6 +502,12 @@ class ControlServer:
         victim.refuse(errno.ETIMEDOUT, "closed: idle while tipcd was at its control "
                       "connection limit")
         self._disconnected(victim)
+
+    def _start_session(self, c: _Conn) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(c))
+        c.task = task
+        self._clients.add(task)
+        task.add_done_callback(self._clients.discard)
 
     def _disconnected(self, c: _Conn) -> None:
         if c in self._conns:
@@ -563,10 +569,11 @@ class ControlServer:
         return await self._answer(line, None)
 
     def _inline(self, c: _Conn) -> None:
-        """Answer the lines of an idle connection right in the read callback: one loop
-        turn less per request than waking its task, which counts when the loop is busy.
-        An op whose result must be awaited (a stream) is left to the task."""
-        while c.lines and c.parked and c.deferred is None and not c.closed:
+        """Answer the lines of a connection without a task right in the read callback:
+        no task per connection (a burst of 1,000 connects costs 1,000 callbacks, not
+        3,000) and no loop turn to wake one. What must wait -- a stream, an awaited
+        result, a full write buffer, a marker -- gets a task (_start_session)."""
+        while c.lines and c.task is None and c.deferred is None and not c.closed:
             line = c.lines[0]
             if line[:1] == b"\x00":
                 return                               # a marker: the task's business

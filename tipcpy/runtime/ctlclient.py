@@ -118,7 +118,12 @@ class ControlClient:
 
     def call(self, op: str, args: dict[str, Any] | None = None) -> Any:
         """One request/answer; raises ControlError on ``ok: false``."""
-        self._send(op, args)
+        try:
+            self._send(op, args)
+        except (BrokenPipeError, ConnectionResetError):
+            # the daemon refused the connection (EMFILE, ENOBUFS...) and closed it before
+            # our request went out: its one answer line says why
+            pass
         ans = self._readline()
         if not ans.get("ok"):
             raise ControlError(int(ans.get("errno") or errno.EIO), str(ans.get("error")))
