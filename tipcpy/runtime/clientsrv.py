@@ -193,6 +193,17 @@ class _Client(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        t0 = clock()
+        try:
+            self._made(transport)
+        except Exception as e:
+            self.srv.runtime.guard.failed("client connect", e)
+            self.closed = True
+            transport.abort()    # type: ignore[attr-defined]
+        finally:
+            self.srv.runtime.guard.timed("client connect", t0)
+
+    def _made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transport is no subclass of asyncio.Transport, but has its methods
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
@@ -270,7 +281,8 @@ class _Client(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         if self.transport is not None and not self.closed:
-            self.srv.note_output(self, self.transport.get_write_buffer_size())
+            with contextlib.suppress(Exception):     # bookkeeping only
+                self.srv.note_output(self, self.transport.get_write_buffer_size())
 
 
 class ClientServer:
@@ -720,13 +732,22 @@ class ClientServer:
             self._dirty.append(c)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
-                self.loop.call_soon(self._flush)
+                self.loop.call_soon(self._flush_guarded)
 
     def _reply(self, c: _Client, body: bytes = b"") -> None:
         self._send(c, P.HDR.pack(len(body) + 1, P.R_OK) + body)
 
     def _error(self, c: _Client, err: int, message: str) -> None:
         self._send(c, P.frame(P.R_ERR, P.err_body(err, message)))
+
+    def _flush_guarded(self) -> None:
+        t0 = clock()
+        try:
+            self._flush()
+        except Exception as e:
+            self.runtime.guard.failed("client write", e)
+        finally:
+            self.runtime.guard.timed("client write", t0)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -867,11 +888,15 @@ class ClientServer:
             self._pump()
 
     def _sweep(self) -> None:
-        now = self.runtime.now()
-        for token, ent in list(self.unclaimed.items()):
-            if ent[4] < now:
-                self._expire(token)
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
+        try:
+            now = self.runtime.now()
+            for token, ent in list(self.unclaimed.items()):
+                if ent[4] < now:
+                    self._expire(token)
+        except Exception as e:
+            self.runtime.guard.failed("client sweep", e)
+        finally:
+            self._sweeper = self.loop.call_later(1.0, self._sweep)
 
     # ------------------------------------------------------------------ request handlers
     # Each returns True when the frame is done, False to hold it back (congestion).
