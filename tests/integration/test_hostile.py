@@ -515,6 +515,7 @@ def _many_bindings(pair, n: int) -> None:
         return int(call(node, "daemon.stats")["names"]["publications"])
 
     base_a, base_b = count(a), count(b)
+    rss_before_binding = rss_kb(a.proc.pid)
     s = client(a)
     try:
         open_rdm(s)
@@ -530,6 +531,10 @@ def _many_bindings(pair, n: int) -> None:
             a.wait_for(lambda: count(a) == base_a and count(b) == base_b, timeout=60,
                        what="bindings withdrawn on both nodes")
         assert call(a, "daemon.stats")["clients"]["withdraw_chunks"] > 0
+        rss_after = rss_kb(a.proc.pid)
+        print(f"[defect 4: {n} bindings] RSS before binding {rss_before_binding} kB, "
+              f"after the close {rss_after} kB")
+        assert rss_after <= rss_before_binding + RSS_SLACK_KB
     finally:
         s.close()
 

@@ -55,7 +55,7 @@ from typing import Any, cast
 from tipcpy import _uds as P
 
 from .control import TIPC_GROUP, _tipc_gid, peer_allowed
-from .guard import clock
+from .guard import clock, release_memory
 from .runtime import Runtime
 
 log = logging.getLogger("tipcpy.clientsrv")
@@ -703,8 +703,10 @@ class ClientServer:
                 self.closing_ports.add(port)
                 self.loop.call_soon(self._close_port_step, port)
             else:
-                self.closing_ports.discard(port)
                 layer.close(port, now)
+                if port in self.closing_ports:
+                    self.closing_ports.discard(port)
+                    release_memory()          # thousands of bindings just went
         except OSError:
             self.closing_ports.discard(port)
             log.debug("close of port %d failed", port, exc_info=True)

@@ -39,6 +39,28 @@ def clock() -> tuple[float, float]:
     return time.perf_counter(), time.thread_time()
 
 
+_libc: Any = None
+
+
+def release_memory() -> bool:
+    """Hand freed heap pages back to the kernel (glibc ``malloc_trim(0)``); False where
+    there is no glibc. Called after a big release (a socket's thousands of bindings
+    withdrawn): without it glibc keeps the high-water mark of its heap resident."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    return bool(_libc.malloc_trim(0))
+
+
 class Guard:
     """Per-daemon containment counters and loop-lag measurements (see module doc)."""
 
