@@ -632,7 +632,7 @@ def _control_megabytes(pair, n: int, size: int) -> None:
 
 @retry_timing
 def test_control_connections_sending_megabytes(pair) -> None:
-    _control_megabytes(pair, 200, 1 << 20)
+    _control_megabytes(pair, 100, 1 << 20)
 
 
 @pytest.mark.slow
