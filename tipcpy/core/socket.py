@@ -424,14 +424,16 @@ class SocketLayer:
         self._run(now)
 
     def withdraw_some(self, port: int, limit: int, now: float) -> int:
-        """Withdraw up to ``limit`` of the port's bindings (the most recent first) and
+        """Withdraw up to ``limit`` of the port's bindings (the oldest first) and
         return how many remain: lets the runtime spread the withdrawals of a port with
         tens of thousands of bindings over several loop turns before close()."""
         p = self._port(port)
         self._now = now
         publs = p.publs
-        for _ in range(min(limit, len(publs))):
-            self.stack.withdraw(publs.pop(), now)
+        chunk = publs[:limit]            # in bind order, as close() withdraws them
+        del publs[:limit]
+        for pub in chunk:
+            self.stack.withdraw(pub, now)
         self._run(now)
         return len(publs)
 
