@@ -472,6 +472,20 @@ class SocketLayer:
         self._remove(p)
         self._run(now)
 
+    def withdraw_some(self, port: int, limit: int, now: float) -> int:
+        """Withdraw up to ``limit`` of the port's bindings (the oldest first) and
+        return how many remain: lets the runtime spread the withdrawals of a port with
+        tens of thousands of bindings over several loop turns before close()."""
+        p = self._port(port)
+        self._now = now
+        publs = p.publs
+        chunk = publs[:limit]            # in bind order, as close() withdraws them
+        del publs[:limit]
+        for pub in chunk:
+            self.stack.withdraw(pub, now)
+        self._run(now)
+        return len(publs)
+
     def bind(self, port: int, addr: tuple[Any, ...] | None, now: float) -> None:
         """bind(): publish a service range; negative scope = unbind that range; None or
         ``()`` = unbind everything (alen 0)."""
