@@ -391,7 +391,7 @@ class Soak:
         plane: int | None = p
         if kind == "impair":
             r = self.relays[(p, i, j)]
-            imp = self.rng.choice([{"loss": 0.2}, {"dup": 0.2},
+            imp: dict[str, Any] = self.rng.choice([{"loss": 0.2}, {"dup": 0.2},
                                    {"delay": 0.004, "jitter": 0.004},
                                    {"corrupt": 0.05, "corrupt_mode": "truncate"}])
             detail = f"relay p{p} {i}-{j} {imp}"
@@ -556,8 +556,8 @@ class Soak:
         ft = Table(title="faults injected")
         for col in ("t (s)", "kind", "what"):
             ft.add_column(col)
-        for f in self.faults:
-            ft.add_row(f"{f.start - self.t0:.1f}", f.kind, f.detail)
+        for flt in self.faults:
+            ft.add_row(f"{flt.start - self.t0:.1f}", flt.kind, flt.detail)
         con.print(ft)
         relay_tot: dict[str, int] = {}
         for r in self.relays.values():
@@ -568,8 +568,8 @@ class Soak:
         con.print("relays: " + ", ".join(f"{k} {v}" for k, v in relay_tot.items()))
         if violations:
             con.print("[bold red]INVARIANTS BROKEN:[/]")
-            for v in violations:
-                con.print(f"  - {v}")
+            for line in violations:
+                con.print(f"  - {line}")
             return 1
         con.print("[bold green]all invariants held[/]")
         return 0

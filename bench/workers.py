@@ -109,7 +109,7 @@ def zmq_push(a: dict[str, Any]) -> None:
     send = s.send
     while True:
         for _ in range(64):
-            send(data, copy=len(data) < 4096)
+            send(data, copy=len(data) < 4096)  # type: ignore[call-overload]  # pyzmq stubs: copy must be a Literal
         n += 64
         if time.perf_counter() > end:
             break
@@ -228,7 +228,7 @@ def udp_send(a: dict[str, Any]) -> None:
             for _ in range(32):
                 tr.sendto(data)
             n += 32
-            if tr.get_write_buffer_size():
+            if tr.get_write_buffer_size():  # type: ignore[attr-defined]  # uvloop/asyncio transports have it; the ABC does not
                 await asyncio.sleep(0)
         await asyncio.sleep(0.3)
         for _ in range(5):

@@ -588,6 +588,7 @@ class Channel:
         return self.wait_reply(deadline)
 
     def wait_reply(self, deadline: float | None = None) -> tuple[int, bytes]:
+        fr: tuple[int, bytes] | None
         with self._cv:
             while True:
                 if self.replies:

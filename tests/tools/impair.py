@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import json
 import os
@@ -274,7 +275,7 @@ class Relay:
         self._loop = asyncio.get_running_loop()
         for side in ("a", "b"):
             tr, _ = await self._loop.create_datagram_endpoint(
-                lambda side=side: _Proto(self, side), sock=self.socks[side])
+                functools.partial(_Proto, self, side), sock=self.socks[side])
             self._tr[side] = tr
         return self
 
