@@ -750,6 +750,7 @@ class TipcCrypto:
     def _decrypt(self, pkt: bytes, peer_hint: int | None, now: float) -> Decrypted | Dropped:
         if len(pkt) >= 4 and pkt[0] >> 5 == 2:
             peer = peer_hint or (_U32.unpack_from(pkt, 12)[0] if len(pkt) >= 16 else 0)
+            self._peer_ctx = peer
             if self.refuse_clear and self.tx.working:
                 raise CryptoError("clear_dropped", "clear packet refused: a key is set")
             return Decrypted(pkt, peer, 0, True)

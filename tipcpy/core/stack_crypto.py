@@ -31,7 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tipcpy.core.crypto import REASONS, AeadKey, CryptoEvent, Dropped, TipcCrypto
+from tipcpy.core.crypto import (
+    REASONS,
+    AeadKey,
+    CryptoError,
+    CryptoEvent,
+    Dropped,
+    TipcCrypto,
+    parse_key_distr,
+)
 from tipcpy.core.node import NodeDown, NodeUp
 from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import User
@@ -42,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CryptoDrop", "CryptoEvent", "NoKey", "StackCrypto"]
 
 _W_DESTNODE = 28  # byte offset of w7 (destnode) in a v2 header
+_DEFUSED = 7  # MSG_CRYPTO type given to a refused KEY_DISTR (the kernel ignores unknown types)
 
 
 @dataclass(frozen=True)
@@ -164,9 +173,30 @@ class StackCrypto:
             self.stack._events.append(CryptoDrop(bearer_id, res.peer, res.reason, res.detail))
             return None
         self.rx_clear = res.clear
-        if not res.clear:
-            self.count(res.peer, bearer_id, "ok")
-        return res.msg
+        if res.clear:
+            m = res.msg
+            if len(m) >= 4 and (m[0] >> 1) & 0xF == User.MSG_CRYPTO:
+                # nobody sends a key in clear: one that comes so is planted.  Dropped
+                # here, before the link (it could otherwise wait in the link's deferred
+                # queue and come out while an encrypted packet is being handled)
+                self.count(res.peer, bearer_id, "clear_dropped")
+                return None
+            return m
+        self.count(res.peer, bearer_id, "ok")
+        msg = res.msg
+        if len(msg) >= 8 and (msg[0] >> 1) & 0xF == User.MSG_CRYPTO and msg[4] >> 5 == 0:
+            # A KEY_DISTR the key parser refuses (the CVE-2021-43267 shape) is still a
+            # packet in the link's sequence: the kernel's link takes it and its crypto
+            # drops it.  Our v2 codec would refuse it whole (the link would NACK it
+            # forever), so it goes on as a MSG_CRYPTO of a type nobody handles.
+            try:
+                parse_key_distr(msg)
+            except CryptoError as exc:
+                self.count(res.peer, bearer_id, exc.reason)
+                self.stack._events.append(CryptoDrop(bearer_id, res.peer, exc.reason,
+                                                     str(exc)))
+                msg = msg[:4] + bytes([msg[4] | _DEFUSED << 5]) + msg[5:]
+        return msg
 
     def count(self, peer: int, bearer_id: int, reason: str) -> None:
         c = self.stats.get((peer, bearer_id))
@@ -193,6 +223,8 @@ class StackCrypto:
         """A MSG_CRYPTO the link delivered: taken only if it arrived encrypted."""
         cr = self.crypto
         bid = self._bearer_of(src)
+        if msg.w[1] >> 29 == _DEFUSED:
+            return  # a refused KEY_DISTR, counted when it was decrypted
         if cr is None or self.rx_clear:
             self.count(src, bid, "clear_dropped")
             return
