@@ -111,6 +111,32 @@ def _stream(net: Net, src: int, dst: int, count: int, at: dict[int, Callable[[],
     return got
 
 
+def _connection_roundtrip(net: Net, sotype: int, size: int) -> None:
+    """A connection node 1 -> node 2 carries ``size`` bytes intact."""
+    typ = 2000 + sotype
+    srv = net.do(2, "open", sotype)
+    net.do(2, "bind", srv, (NAMED, typ, 1, 0))
+    net.do(2, "listen", srv, 1)
+    assert net.run_until(lambda: bool(net.L(1).table.find(typ, 1, 1)))
+    cli = net.do(1, "open", sotype)
+    net.do(1, "connect", cli, (NAMED, typ, 1, 0))
+    assert net.run_until(lambda: any(isinstance(e, Connected) for e in net.ev[1]))
+    net.take(1, Connected)
+    (acc,) = net.take(2, Accepted)
+    blob = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert net.do(1, "sendto", cli, None, blob)
+    buf = bytearray()
+
+    def reader() -> bool:
+        for d in net.take(2, Deliver):
+            buf.extend(d.data)
+            net.do(2, "consumed", acc.new_port, len(d.data))
+        return len(buf) >= len(blob)
+
+    assert net.run_until(reader, timeout=30)
+    assert bytes(buf) == blob
+
+
 def _only_ok(c: dict[str, int]) -> bool:
     return c["ok"] > 0 and all(v == 0 for k, v in c.items() if k != "ok")
 
@@ -135,27 +161,7 @@ def test_same_cluster_key_links_and_every_socket_type(key: Any) -> None:
                                      for i in range(3)) == 30)
     assert sorted(int(d.data) for i in range(3) for d in net.take(i, Deliver)) == list(range(30))
     for sotype, size in ((S.SOCK_SEQPACKET, 5000), (S.SOCK_STREAM, 100_000)):
-        srv = net.do(2, "open", sotype)
-        net.do(2, "bind", srv, (NAMED, 2000 + sotype, 1, 0))
-        net.do(2, "listen", srv, 1)
-        assert net.run_until(lambda: bool(net.L(1).table.find(2000 + sotype, 1, 1)))
-        cli = net.do(1, "open", sotype)
-        net.do(1, "connect", cli, (NAMED, 2000 + sotype, 1, 0))
-        assert net.run_until(lambda: any(isinstance(e, Connected) for e in net.ev[1]))
-        net.take(1, Connected)
-        (acc,) = net.take(2, Accepted)
-        blob = bytes(range(256)) * (size // 256) + bytes(size % 256)
-        assert net.do(1, "sendto", cli, None, blob)
-        buf = bytearray()
-
-        def reader() -> bool:
-            for d in net.take(2, Deliver):
-                buf.extend(d.data)
-                net.do(2, "consumed", acc.new_port, len(d.data))
-            return len(buf) >= len(blob)
-
-        assert net.run_until(reader, timeout=30)
-        assert bytes(buf) == blob
+        _connection_roundtrip(net, sotype, size)
     assert net.clear_on_wire() == []
     for i in range(3):
         for j in range(3):
