@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 from .test_cli_ref import (
     REF,
     Pair,
@@ -77,6 +80,14 @@ def test_node_keys_are_validated_and_attached(pair: Pair) -> None:
     # the peer uses the new key at once, so a second key cannot replace it until it has
     # lasted (10 s): the kernel answers EBUSY, and so do we
     time.sleep(1.0)
+    assert link_state(a, pair.link) == "up"
+    text = ok(a, "link", "stat", "show", "link", pair.link)
+    m = re.search(r"^  Crypto ok:(\d+) bad_tag:0 replay:0 no_key:\d+ unknown_key_id:0 "
+                  r"too_old:0 clear_dropped:0 malformed:0$", text, re.M)
+    assert m and int(m.group(1)) > 0, text
+    (js,) = [x for x in json.loads(ok(a, "-j", "link", "stat", "show", "link", pair.link))
+             if x["link"] == pair.link]
+    assert js["crypto"]["ok"] > 0 and js["crypto"]["bad_tag"] == 0, js
     for key in ("this_is_a_master_key", "k" * 28, "0x" + "ab" * 36):
         r = tipc(a, "node", "set", "key", key)
         assert r.exit == 255 and "key change is under way" in r.stderr, (key, r)
