@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tipcpy.runtime.config import DaemonConfig
+from tipcpy.runtime.control import ControlError
 from tipcpy.runtime.ctlclient import call
 from tipcpy.runtime.ops.node import key_words
-from tipcpy.runtime.control import ControlError
 
 from .test_cli_ref import Pair, ok, pair_fixture, tipc
 
