@@ -294,7 +294,7 @@ def test_cluster_capture_has_no_clear_packet_from_us(kernel_cluster: KernelPeer,
     recs = [r for r in read_pcap(CLUSTER_PCAP) if r.ok]
     ours = [r for r in recs if r.src.startswith(HOST_IP + ":")]
     theirs = [r for r in recs if r.src.startswith(GUEST_IP + ":")]
-    assert len(ours) > 500 and len(theirs) > 500, (len(ours), len(theirs))
+    assert len(ours) > 500 and len(theirs) > 100, (len(ours), len(theirs))
     clear_ours = [r.frame for r in ours if r.payload[0] >> 5 != 7]
     assert clear_ours == [], f"clear packets from us in frames {clear_ours[:20]}"
     clear_kernel = [r.frame for r in theirs if r.payload[0] >> 5 != 7]
