@@ -27,9 +27,10 @@ rng, so the simulator stays reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from tipcpy.core.crypto import (
     REASONS,
@@ -44,8 +45,29 @@ from tipcpy.core.node import NodeDown, NodeUp
 from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import User
 
-if TYPE_CHECKING:  # pragma: no cover
-    from tipcpy.core.stack import Stack
+
+class Stack(Protocol):
+    """What this module uses of :class:`tipcpy.core.stack.Stack` (named here, not
+    imported: the Stack imports this module)."""
+
+    rng: random.Random
+    own_addr: int
+    node_id: bytes | None
+    peers: dict[int, Any]
+    _events: list[object]
+
+    def register_user(self, users: int | Iterable[int],
+                      fn: Callable[[int, Msg, float], None]) -> None: ...
+
+    def add_listener(self, fn: Callable[[object, float], None]) -> None: ...
+
+    def add_timer(self, owner: Any) -> None: ...
+
+    def up_nodes(self) -> list[int]: ...
+
+    def send_to_node(self, node_addr: int, msg: Msg, selector: int, now: float) -> bool: ...
+
+    def _emit(self, ev: object, now: float) -> None: ...
 
 __all__ = ["CryptoDrop", "CryptoEvent", "NoKey", "StackCrypto"]
 
