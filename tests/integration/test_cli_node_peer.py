@@ -88,6 +88,10 @@ def test_node_keys_are_validated_and_attached(pair: Pair) -> None:
     (js,) = [x for x in json.loads(ok(a, "-j", "link", "stat", "show", "link", pair.link))
              if x["link"] == pair.link]
     assert js["crypto"]["ok"] > 0 and js["crypto"]["bad_tag"] == 0, js
+    assert ok(a, "link", "stat", "reset", "link", pair.link) == ""
+    after = ok(a, "link", "stat", "show", "link", pair.link)
+    m2 = re.search(r"^  Crypto ok:(\d+)", after, re.M)
+    assert m2 is None or int(m2.group(1)) < int(m.group(1)), after
     for key in ("this_is_a_master_key", "k" * 28, "0x" + "ab" * 36):
         r = tipc(a, "node", "set", "key", key)
         assert r.exit == 255 and "key change is under way" in r.stderr, (key, r)

@@ -156,6 +156,7 @@ def link_stat_reset(ctx: OpsContext, args: dict[str, Any]) -> None:
     lk, addr, bid = ctx.link_obj(name)
     lk.stats.clear()
     ctx.stack.link_rtt.pop((addr, bid), None)
+    ctx.stack.encryption.stats.pop((addr, bid), None)  # the link's Crypto counters
 
 
 # -- link monitor (we always run full mesh: every peer supervised directly) ------------
