@@ -100,8 +100,8 @@ def case_crypto(args: Any) -> list[Row]:
             try:
                 plain = Nodes(procs, tmp, two=True)
                 enc = _KeyedNodes(procs, tmp)
-            except Exception as e:
-                missing = f"failed to start tipcd: {e}"[:300]
+            except Exception as exc:
+                missing = f"failed to start tipcd: {exc}"[:300]
         for size in sizes:
             cost = aead_cost_us(size, rounds=200 if args.quick else 2000)
             p = e = None
