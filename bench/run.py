@@ -24,7 +24,7 @@ DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
 
 def _cases() -> dict[str, Callable[[Any], list[Row]]]:
-    from bench import core_cases, daemon_cases, socket_cases
+    from bench import core_cases, crypto_cases, daemon_cases, socket_cases
 
     return {
         "rdm_inter": lambda a: socket_cases.case_rdm(a, inter=True),
@@ -36,6 +36,7 @@ def _cases() -> dict[str, Callable[[Any], list[Row]]]:
         "bulk_udp": daemon_cases.case_bulk_udp,
         "nodedown": daemon_cases.case_nodedown,
         "rss": daemon_cases.case_rss,
+        "crypto": crypto_cases.case_crypto,
     }
 
 
@@ -51,6 +52,7 @@ CASE_HELP = {
     "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",
     "nodedown": "node-down detection time / link tolerance (1500 and 100 ms)",
     "rss": "tipcd resident memory idle and with many bindings",
+    "crypto": "encrypted RDM throughput between two tipcd / the same without a key",
 }
 
 

@@ -248,7 +248,18 @@ def _json_link(s: dict[str, Any]) -> dict[str, Any]:
                       "retrans": _n(s, "tx_retrans")}
     d.update({"congestion link": _n(s, "congestion"), "send queue max": _n(s, "queue_max"),
               "avg": _queue_avg(s)})
+    if s.get("crypto"):
+        d["crypto"] = {k: int(v) for k, v in s["crypto"].items()}
     return d
+
+
+def format_crypto(s: dict[str, Any]) -> str:
+    """tipcpy's line for an encrypted link: received packets by crypto outcome (ok, and
+    every reason one was dropped), shown once the node has a key."""
+    c = s.get("crypto")
+    if not c:
+        return ""
+    return "  Crypto " + " ".join(f"{k}:{int(v)}" for k, v in c.items()) + "\n"
 
 
 def format_link_stats(s: dict[str, Any]) -> str:
@@ -279,6 +290,7 @@ def format_link_stats(s: dict[str, Any]) -> str:
               f"naks:{_n(s, 'rx_naks')} defs:{_n(s, 'rx_defs')} dups:{_n(s, 'rx_dups')}\n"
             + f"  TX states:{_n(s, 'tx_states')} probes:{_n(s, 'tx_probes')} "
               f"naks:{_n(s, 'tx_naks')} acks:{_n(s, 'tx_acks')} retrans:{_n(s, 'tx_retrans')}\n"
+            + format_crypto(s)
             + tail)
 
 

@@ -1,9 +1,10 @@
 """`tipc node` - local node identity/address/network id, keys, and the peer nodes.
 
 Output is byte-for-byte iproute2's (see ../shared/reference/cli/tipc-node.txt); like
-iproute2, `-j` is ignored by this family (except by tipcpy's own `node get stats`).  `node set key` validates and stores the key
-exactly as iproute2 + the kernel accept it, but tipcpy does not encrypt traffic yet: it
-says so on stderr every time.
+iproute2, `-j` is ignored by this family (except by tipcpy's own `node get stats`).
+`node set key` validates a key exactly as iproute2 + the kernel accept it and attaches
+it: the node encrypts from then on (the kernel's TIPC AEAD, see tipc-node(8)).
+`node set key clear {refuse|accept}` is a tipcpy extension (refuse-clear mode).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ PROPERTIES
 
 KEY_USAGE = """Usage: tipc node set key KEY [algname ALGNAME] [PROPERTIES]
        tipc node set key rekeying REKEYING
+       tipc node set key clear {refuse|accept}
 
 KEY
   Symmetric KEY & SALT as a composite ASCII or hex string (0x...) in form:
@@ -53,6 +55,10 @@ PROPERTIES
 REKEYING
   INTERVAL              - Set rekeying interval (in minutes) [0: disable]
   now                   - Trigger one (first) rekeying immediately
+
+CLEAR (tipcpy extension)
+  refuse                - Once a key is set, drop clear (unencrypted) packets
+  accept                - Accept clear packets as the kernel does [default]
 
 EXAMPLES
   tipc node set key this_is_a_master_key master
@@ -71,8 +77,6 @@ FLUSH_USAGE = """Usage: tipc node flush PROPERTY
 PROPERTIES
  key                   - Flush all symmetric-keys"""
 
-NOT_ENCRYPTED = ("warning: key accepted and stored, but tipcpy does not encrypt yet: "
-                 "traffic is NOT encrypted")
 
 
 @group("node")
@@ -86,6 +90,7 @@ def cmd() -> None:
     node set {address Z.C.N|identity NODEID|netid N|clusterid N}
     node set key KEY [algname ALGNAME] [master | nodeid NODEID]
     node set key rekeying {INTERVAL|now}
+    node set key clear {refuse|accept}
     node flush key
     """
 
@@ -221,10 +226,10 @@ def set_address(value: tuple[str, ...]) -> None:
 
 @set_.command("key", context_settings=CTX)
 @click.argument("words", metavar="KEY [algname ALGNAME] [master|nodeid NODEID] | rekeying "
-                "{INTERVAL|now}", **WORDS)
+                "{INTERVAL|now} | clear {refuse|accept}", **WORDS)
 def set_key(words: tuple[str, ...]) -> None:
-    """Set a symmetric key: KEY [algname ALGNAME] [master | nodeid NODEID], or
-    rekeying {INTERVAL|now}.  Stored only: tipcpy does not encrypt yet."""
+    """Set a symmetric key: KEY [algname ALGNAME] [master | nodeid NODEID] (from then
+    on the node encrypts), rekeying {INTERVAL|now}, or clear {refuse|accept}."""
     w = list(words)
     if not w:
         die(KEY_USAGE)
@@ -233,6 +238,10 @@ def set_key(words: tuple[str, ...]) -> None:
         if len(w) != 2:
             die(KEY_USAGE)
         args["rekeying"] = w[1]
+    elif w[0] == "clear":
+        if len(w) != 2 or w[1] not in ("refuse", "accept"):
+            die(KEY_USAGE)
+        args["clear"] = w[1]
     else:
         args["key"] = w[0]
         rest = w[1:]
@@ -249,7 +258,6 @@ def set_key(words: tuple[str, ...]) -> None:
         if args.get("master") and "nodeid" in args:
             die("error, master and nodeid are mutually exclusive")
     cli_call("node.key.set", args)
-    click.echo(NOT_ENCRYPTED, err=True)
 
 
 @set_.command("netid")

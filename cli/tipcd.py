@@ -38,12 +38,17 @@ from tipcpy.runtime.words import WordError, parse_media
 @click.option("--priority", type=click.IntRange(0, 31), help="Default link priority.")
 @click.option("--window", type=click.IntRange(16, 8191), help="Default link window.")
 @click.option("--seed", type=int, help="Seed the node's random numbers (tests).")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
+              help="File with the words of `tipc node set key` (KEY [algname ALGNAME] "
+              "[master|nodeid NODEID]), applied before any bearer: nothing leaves in clear.")
+@click.option("--refuse-clear", is_flag=True, default=None,
+              help="Once a key is set, drop (and count) every clear TIPC packet received.")
 @click.option("--log-level", default=None,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def main(run_dir: str | None, config_file: str | None, identity: str | None,
          netid: int | None, bearers: tuple[str, ...], tolerance: int | None,
          priority: int | None, window: int | None, seed: int | None,
-         log_level: str | None) -> None:
+         key_file: str | None, refuse_clear: bool | None, log_level: str | None) -> None:
     """Run a tipcpy TIPC node."""
     cfg = DaemonConfig()
     if config_file:
@@ -67,6 +72,10 @@ def main(run_dir: str | None, config_file: str | None, identity: str | None,
             raise click.UsageError(f"--bearer {words!r}: {e}") from None
     if seed is not None:
         cfg.seed = seed
+    if key_file:
+        cfg.key_file = key_file
+    if refuse_clear:
+        cfg.refuse_clear = True
     if log_level:
         cfg.log_level = log_level
     setup_logging(cfg.log_level)

@@ -7,6 +7,36 @@ import random
 from typing import Any
 
 
+class FakeEncryption:
+    """Records the key ops (StackCrypto's control surface) without encrypting."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[Any, bool, bytes | None]] = []
+        self.rekeying: list[int | None] = []
+        self.refuse_clear = False
+        self.stats: dict[tuple[int, int], dict[str, int]] = {}
+
+    def set_key(self, key: Any, now: float, *, master: bool = False,
+                node_id: bytes | None = None) -> int:
+        self.keys.append((key, master, node_id))
+        return 0 if master else 1
+
+    def set_rekeying(self, now: float, minutes: int | None) -> None:
+        self.rekeying.append(minutes)
+
+    def flush(self) -> None:
+        self.keys.clear()
+
+    def set_refuse_clear(self, on: bool) -> None:
+        self.refuse_clear = on
+
+    def key_info(self) -> dict[str, Any]:
+        return {"working": bool(self.keys), "refuse_clear": self.refuse_clear}
+
+    def link_counters(self, peer: int, bearer_id: int) -> dict[str, int]:
+        return {}
+
+
 class FakeStack:
     """Just enough of the Stack contract (its real result shapes) to drive the runtime
     and the ops."""
@@ -24,6 +54,7 @@ class FakeStack:
         self.tx: list[tuple[int, Any, bytes]] = []
         self.deadline: float | None = None
         self.ticks = 0
+        self.encryption = FakeEncryption()
 
     def set_identity(self, node_id: bytes) -> None:
         self.node_id = node_id

@@ -61,3 +61,21 @@ def test_bench_group_case_runs(tmp_path: Path) -> None:
     tip = row["extra"]["tipcpy"]
     assert tip["sent"] > 0 and tip["received"] == [tip["sent"]] * 3, tip
     assert data["cases"]["group"]["error"] is None
+
+
+def test_bench_crypto_case_gives_ratio_and_aead_cost(tmp_path: Path) -> None:
+    """The encrypted-throughput case runs: two keyed tipcd and two plain ones, a ratio,
+    and the AES-GCM cost per packet beside it (figures are not judged)."""
+    out = tmp_path / "crypto.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--cases", "crypto", "--size", "1024",
+         "--duration", "0.3", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["case"] == "crypto" and row["figure"].startswith("RDM 1024 B")
+    assert row["value"] > 0 and row["baseline_value"] > 0, row
+    assert row["met"] in (True, False) and "AESGCM enc+dec" in row["note"], row
+    cost = row["extra"]["cost"]
+    assert cost["aesgcm_us_per_packet"] > 0 and cost["packets_per_message"] == 1

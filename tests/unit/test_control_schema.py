@@ -135,8 +135,12 @@ def test_valid_requests_still_apply(h: Harness) -> None:
     assert h.request("node.key.set", '{"rekeying":2147483647}')["ok"]
     assert h.ops.keys["rekeying"] == 2147483647
     assert h.request("node.key.set", '{"rekeying":"now"}')["ok"]
+    assert h.ops.stack.encryption.rekeying == [2147483647, None]
+    if h.ops.stack.node_id is None:
+        assert h.request("node.set", '{"identity":"n1"}')["ok"]
     assert h.request("node.key.set", '{"key":"0x' + "ab" * 20 + '","master":true}')["ok"]
-    assert h.ops.keys["master"] == b"\xab" * 20
+    ((key, master, nid),) = h.ops.stack.encryption.keys
+    assert key.material == b"\xab" * 20 and master and nid is None
     assert h.request("media.set", '{"media":"udp","tolerance":"3000"}')["ok"]
     assert h.ops.media["udp"]["tolerance"] == 3000
     assert h.request("link.monitor.set", '{"threshold":0}')["ok"]

@@ -698,3 +698,50 @@ def test_node_encrypt_equals_plain_encrypt_with() -> None:
                           (data_msg(A_ADDR, B_ADDR, b"abc"), B_ADDR), (config(A_ADDR, A_ID), None)):
             (pkt,) = a.encrypt(msg, peer, 0.0)
             assert encrypt_with(key, CLUSTER_KEY, EHdr.unpack(pkt), msg) == pkt
+
+
+def _reference_seal(c: TipcCrypto, slot: int, plain: bytes, rx: object, seqno: int) -> bytes:
+    """The header as EHdr describes it, sealed by encrypt_with(): what the node's
+    hand-packed _encrypt_slot() must produce, bit for bit."""
+    a = c.tx.aead[slot]
+    assert a is not None
+    w0, w1 = struct.unpack_from(">II", plain, 0)
+    user = (w0 >> 25) & 0xF
+    h = EHdr(destined=rx is not None, tx_key=slot,
+             rx_key_active=rx.active if rx is not None else 0,  # type: ignore[attr-defined]
+             rx_nokey=rx.nokey if rx is not None else False,  # type: ignore[attr-defined]
+             master_key=c.tx.key_master, seqno=seqno)
+    if user == 13:
+        h.user, h.node_id = 13, c.own_id
+    else:
+        if user == 7 and w1 >> 29 == 0:
+            h.user, h.keepalive = 7, bool(w0 >> 19 & 1)
+        h.addr = struct.unpack_from(">I", plain, 12)[0]
+    dest = rx.addr if rx is not None else 0  # type: ignore[attr-defined]
+    return encrypt_with(a.key, a.mode, h, plain, dest)
+
+
+@pytest.mark.parametrize("mode", [CLUSTER_KEY, PER_NODE_KEY])
+def test_hand_packed_header_equals_ehdr_path(mode: int) -> None:
+    """Twin of the fast header packing: every kind of packet, destined or not, with
+    the keepalive bit, the N bit and a per-node key's destination nonce."""
+    key = KEYS[256]
+    a, _b = pair()
+    a.set_key(key, 0.0, node_id=A_ID if mode == PER_NODE_KEY else None)
+    slot = a.tx.pending or a.tx.active
+    rx = a.peer(B_ADDR)
+    msgs = [state(A_ADDR, B_ADDR, 1), state(A_ADDR, B_ADDR, 3, keepalive=False),
+            data_msg(A_ADDR, B_ADDR, b"abcde"),
+            config(A_ADDR, A_ID)]
+    for nokey in (False, True):
+        rx.nokey = nokey
+        for msg in msgs:
+            for side in (rx, None):
+                aead = a.tx.aead[slot]
+                assert aead is not None
+                if side is None or aead.mode == CLUSTER_KEY:
+                    nxt = aead.seqno + 1
+                else:
+                    nxt = side.sndnxt + 1
+                got = a._encrypt_slot(slot, msg, side)
+                assert got == _reference_seal(a, slot, msg, side, nxt), (msg[:4].hex(), side)

@@ -37,6 +37,7 @@ from tipcpy.core.link import Link, LinkRtt
 from tipcpy.core.name_distr import NameDistributor
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
+from tipcpy.core.stack_crypto import StackCrypto
 from tipcpy.core.topsrv import TopSrv
 from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import (
@@ -179,6 +180,8 @@ class Stack:
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
         self._timed: list[Timed] = []
+        self.encryption = StackCrypto(self)
+        """Keys, and the crypto seams below (tipcpy.core.stack_crypto)."""
         self.sockets: Any = None
         """The socket layer, attached by :func:`tipcpy.core.assembly.build_node` (the
         runtime looks it up here).  The Stack never calls it by this name: the layer
@@ -461,6 +464,14 @@ class Stack:
             return
         st = b.stats
         st.rx_packets += 1
+        enc = self.encryption
+        if data and (data[0] >> 5 == 7 or enc.working):  # tipc_crypto_rcv
+            dec = enc.rx(bearer_id, data, now)
+            if dec is None:
+                return
+            data = dec
+        else:
+            enc.rx_clear = True
         try:
             msg = decode(data)
         except DecodeError:
@@ -610,9 +621,13 @@ class Stack:
                 self.counters["listener_errors"] += 1
 
     def _pump_disc(self, b: _Bearer, now: float) -> None:
+        enc = self.encryption
         for dest, data in b.disc.take_outgoing():
             b.stats.tx_packets += 1
-            self._tx.append((b.id, dest, data))
+            if enc.working:  # tipc_crypto_xmit
+                self._tx.extend((b.id, dest, e) for e in enc.tx(data, None, now))
+            else:
+                self._tx.append((b.id, dest, data))
         for ev in b.disc.take_events():
             if isinstance(ev, PeerDiscovered):
                 self._peer_discovered(ev, now)
@@ -685,12 +700,16 @@ class Stack:
             if out:
                 peer._out = []
                 bearers = self._bearers
+                enc = self.encryption if self.encryption.working else None
                 for item in out:
                     bid, maddr, data = item
                     b = bearers[bid]
                     if b is not None:
                         b.stats.tx_packets += 1
-                    tx.append(item)
+                    if enc is not None:  # tipc_crypto_xmit
+                        tx.extend((bid, maddr, e) for e in enc.tx(data, peer.addr, now))
+                    else:
+                        tx.append(item)
             if not evs:
                 continue
             peer._events = []
@@ -765,6 +784,7 @@ class Stack:
                 if name is not None and lk.name != name:
                     continue
                 stats: dict[str, Any] = dict(lk.stats.as_dict())
+                stats["crypto"] = self.encryption.link_counters(p.addr, le.bearer_id)
                 out.append({"name": lk.name, "up": bool(lk.is_up),
                             "active": le.bearer_id in p.active_links(),
                             "mtu": lk.mtu, "priority": lk.priority,

@@ -24,18 +24,21 @@ class DaemonConfig:
     link: dict[str, int] = field(default_factory=dict)   # defaults: priority/tolerance/window
     log_level: str = "info"
     seed: int | None = None
+    refuse_clear: bool = False       # drop clear TIPC packets once a key is set
+    key_file: str | None = None      # `tipc node set key` words, applied before bearers
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], base: DaemonConfig | None = None
                   ) -> DaemonConfig:
-        """Read a TOML config. Keys: ``run_dir identity netid log_level``, a ``[link]``
+        """Read a TOML config. Keys: ``run_dir identity netid log_level refuse_clear
+        key_file``, a ``[link]``
         table and ``[[bearer]]`` tables with the CLI's argument names (media, name,
         localip, localport, remoteip, remoteport, device, priority, tolerance, window)."""
         with open(path, "rb") as f:
             data = tomllib.load(f)
         cfg = base or cls()
         known = {"run_dir", "identity", "netid", "clusterid", "log_level", "link", "bearer",
-                 "seed"}
+                 "seed", "refuse_clear", "key_file"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -49,6 +52,12 @@ class DaemonConfig:
             cfg.log_level = str(data["log_level"])
         if "seed" in data:
             cfg.seed = int(data["seed"])
+        if "refuse_clear" in data:
+            if not isinstance(data["refuse_clear"], bool):
+                raise ValueError(f"{path}: refuse_clear must be true or false")
+            cfg.refuse_clear = data["refuse_clear"]
+        if "key_file" in data:
+            cfg.key_file = str(data["key_file"])
         link = data.get("link", {})
         if not isinstance(link, dict):
             raise ValueError(f"{path}: [link] must be a table")

@@ -54,6 +54,8 @@ class NodeOps(OpsContext):
         return entry.handler(self, args)
 
     def apply_startup_config(self) -> None:
-        """Enable the bearers given by flags/TOML; a failure aborts the start, loudly."""
+        """Enable the bearers given by flags/TOML; a failure aborts the start, loudly.
+        Keys first: with a key file, not one packet leaves in clear."""
+        node.apply_crypto_config(self, self.config.refuse_clear, self.config.key_file)
         for b in self.config.bearers:
             self.dispatch("bearer.enable", dict(b))

@@ -52,6 +52,9 @@ def cli_link_stats(d: dict[str, Any], bc_window: int) -> dict[str, Any]:
     out["profile_counts"] = [int(x) for x in st.get("msg_length_profile", [0] * 7)][:7]
     if "avg_queue_sz" in st:
         out["queue_avg"] = int(st["avg_queue_sz"])
+    crypto = st.get("crypto")
+    if crypto and any(crypto.values()):  # tipcpy: received packets by crypto outcome
+        out["crypto"] = {str(k): int(v) for k, v in crypto.items()}
     if bc:
         out.update(mtu=0, priority=10, tolerance=1500, window=bc_window, state="ACTIVE")
     else:
@@ -153,6 +156,7 @@ def link_stat_reset(ctx: OpsContext, args: dict[str, Any]) -> None:
     lk, addr, bid = ctx.link_obj(name)
     lk.stats.clear()
     ctx.stack.link_rtt.pop((addr, bid), None)
+    ctx.stack.encryption.stats.pop((addr, bid), None)  # the link's Crypto counters
 
 
 # -- link monitor (we always run full mesh: every peer supervised directly) ------------
