@@ -49,8 +49,9 @@ from typing import Any
 
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
-from tipcpy.wire import DecodeError, Msg
+from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import (
+    BASIC_H_SIZE,
     INT_H_SIZE,
     MIN_H_SIZE,
     TIPC_MAX_IF_NAME,
@@ -61,6 +62,7 @@ from tipcpy.wire.consts import (
     TIPC_MIN_LINK_TOL_MS,
     TIPC_MIN_LINK_WIN,
     Cap,
+    ErrCode,
 )
 from tipcpy.wire.fragment import Reassembler
 from tipcpy.wire.fragment import fragment as _fragment
@@ -81,6 +83,7 @@ __all__ = [
     "Delivered",
     "LinkWakeup",
     "LinkEventType",
+    "LinkResidue",
     "MIN_PEER_MTU",
     "CRYPTO_OVERHEAD",
 ]
@@ -111,6 +114,8 @@ _USER_LINK_PROTOCOL = 7
 _USER_TUNNEL = 10
 _USER_FRAGMENTER = 12
 _NOT_BUNDLED = frozenset({_USER_BCAST_PROTOCOL, _USER_BUNDLER, _USER_TUNNEL, _USER_FRAGMENTER})
+_INNER_USERS = frozenset({_USER_BUNDLER, _USER_TUNNEL, _USER_FRAGMENTER})
+"""Sequenced users the link opens itself instead of delivering."""
 _SYSTEM = 4
 
 _STATE_MSG, _RESET_MSG, _ACTIVATE_MSG = 0, 1, 2
@@ -123,6 +128,11 @@ _GAP_HDR = struct.Struct(">HBB")
 _GAP_BLK = struct.Struct(">HH")
 _EMPTY_GAP_ACK = b"\x00\x04\x00\x00"
 _W0_BUNDLE = (2 << 29) | (_USER_BUNDLER << 25) | ((INT_H_SIZE // 4) << 21)
+_W0_TUNNEL = (2 << 29) | (_USER_TUNNEL << 25) | ((INT_H_SIZE // 4) << 21)
+SYNCH_MSG, FAILOVER_MSG = 0, 1
+"""TUNNEL_PROTOCOL message types."""
+_MAX_FO_DEFERRED = 8192
+"""Out-of-order tunnelled packets kept while failing over (the failed link's window)."""
 _PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 _HDRS = [struct.Struct(f">{n}I") for n in range(16)]
 _W0_KEEP = 0xFE1E0000  # w0 without hsize (24:21) and size (16:0), as in Msg.encode()
@@ -237,11 +247,33 @@ class LinkDown(SlotEvent):
     take PEER_LOST_CONTACT before SELF_LOST_CONTACT, and the link has already moved
     on to ESTABLISHING by the time the node reads the event."""
 
-    __slots__ = ("reason", "peer_reset")
+    __slots__ = ("reason", "peer_reset", "residue")
 
-    def __init__(self, reason: str, peer_reset: bool = False) -> None:
+    def __init__(self, reason: str, peer_reset: bool = False,
+                 residue: LinkResidue | None = None) -> None:
         self.reason = reason
         self.peer_reset = peer_reset
+        self.residue = residue
+
+
+class LinkResidue:
+    """What a link that went down still owed and held, taken before its reset, so
+    that the node can fail it over to a parallel link (kernel tipc_link_tnl_prepare
+    reads the same things off the failed link): every packet not yet acked by the
+    peer - the transmit queue, then the backlog given the seqnos it would have had,
+    then a dummy message so that at least one is tunnelled - and the receive side:
+    ``rcv_nxt`` (the drop point), the deferred packets and a half-joined message."""
+
+    __slots__ = ("pkts", "rcv_nxt", "deferred", "reasm", "peer_bearer_id", "snd_nxt")
+
+    def __init__(self, pkts: list[bytes], rcv_nxt: int, deferred: dict[int, Msg],
+                 reasm: Reassembler, peer_bearer_id: int, snd_nxt: int) -> None:
+        self.pkts = pkts
+        self.rcv_nxt = rcv_nxt
+        self.deferred = deferred
+        self.reasm = reasm
+        self.peer_bearer_id = peer_bearer_id
+        self.snd_nxt = snd_nxt
 
 
 class Delivered(SlotEvent):
@@ -342,6 +374,19 @@ class LinkStats:
     """Sequenced packets dropped because the link was not up."""
     rx_bad_inner: int = 0
     """Bundles that did not split / fragments that did not join."""
+    tunnel_tx: int = 0
+    """TUNNEL_PROTOCOL packets this link carried for a parallel link (failover, synch)."""
+    tunnel_rx: int = 0
+    """TUNNEL_PROTOCOL packets received in sequence on this link."""
+    tunnel_too_big: int = 0
+    """Packets a failover could not tunnel: too big, and the peer cannot join
+    tunnel fragments (no TIPC_TUNNEL_ENHANCED)."""
+    failovers: int = 0
+    """Times this link went down while a parallel link carried on: its unacked
+    packets were tunnelled (kept across link resets: the reset is the event)."""
+    synchs: int = 0
+    """Times this link came up beside a working one and synchronised with it (kept
+    across link resets)."""
     rtt: LinkRtt = field(default_factory=LinkRtt)
     """Probe round trips (not in as_dict(): shown by ``-s`` on its own lines)."""
 
@@ -353,8 +398,12 @@ class LinkStats:
     def msg_length_avg(self) -> int:
         return self.msg_lengths_total // self.msg_length_counts if self.msg_length_counts else 0
 
-    def clear(self) -> None:
+    def clear(self, keep_lifetime: bool = False) -> None:
+        """Zero every counter (``tipc link stat reset``); a link reset keeps the
+        failover / synch counts, which count exactly those resets."""
         for f in fields(self):
+            if keep_lifetime and f.name in _LIFETIME_STATS:
+                continue
             setattr(self, f.name, [0] * 7 if f.name == "msg_length_profile" else 0)
         self.rtt = LinkRtt()
 
@@ -365,6 +414,9 @@ class LinkStats:
         d["avg_queue_sz"] = self.avg_queue_sz
         d["msg_length_avg"] = self.msg_length_avg
         return d
+
+
+_LIFETIME_STATS = frozenset({"failovers", "synchs"})
 
 
 # ---------------------------------------------------------------- queue entries
@@ -513,6 +565,14 @@ class Link:
         self._rcv_unacked = 0
         self._deferred: dict[int, Msg] = {}
         self._reasm = Reassembler()
+        # failover receive side (kernel drop_point / failover_deferdq /
+        # failover_reasm_skb / reasm_tnlmsg): set by the node when a parallel link
+        # fails over onto this one
+        self.drop_point = 1
+        self._fo_deferred: dict[int, Msg] = {}
+        self._fo_reasm = Reassembler()
+        self._tnl_parts: list[bytes] = []
+        self._tnl_nof = 0
         # supervision
         self._interval = min(tolerance / 4000.0, KEEPALIVE_MAX)
         self._next_tick: float | None = None
@@ -566,6 +626,11 @@ class Link:
     @property
     def backlog_len(self) -> int:
         return len(self._backlog) + len(self._pre_up)
+
+    @property
+    def backlog_pkts(self) -> int:
+        """Packets the backlog will become (one per entry: bundles are made up)."""
+        return len(self._backlog)
 
     @property
     def deferred_len(self) -> int:
@@ -658,8 +723,9 @@ class Link:
         a new session and tells the peer with a RESET carrying ``peer_stopping`` -
         which is what a kernel sends when it takes a link down."""
         if self.is_up:
+            residue = self._residue()
             self.fsm_evt(LinkEvent.FAILURE)
-            self._events.append(LinkDown(reason))
+            self._events.append(LinkDown(reason, residue=residue))
         self.fsm_evt(LinkEvent.RESET)
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
@@ -995,8 +1061,11 @@ class Link:
             s.recv_pkts += 1
             self._rcv_unacked += 1
             u = (msg.w[0] >> 25) & 0xF
-            if u == _USER_BUNDLER or u == _USER_FRAGMENTER:
-                if not self._input_inner(msg, u, now):
+            if u in _INNER_USERS:
+                if u == _USER_TUNNEL:
+                    if not self._tnl_rcv(msg, now):
+                        return
+                elif not self._input_inner(msg, u, now):
                     return
             else:
                 events.append(Delivered(msg))
@@ -1165,7 +1234,8 @@ class Link:
         rcvgap = 0
         peers_snd_nxt = w[4] & 0xFFFF
         rcv_nxt = self._rcv_nxt
-        if (probe or (w[0] >> 19) & 1) and _less(rcv_nxt, peers_snd_nxt) and not self._deferred:
+        if (probe or (w[0] >> 19) & 1) and _less(rcv_nxt, peers_snd_nxt) \
+                and not self._deferred and self.state is not LinkState.SYNCHING:
             rcvgap = (peers_snd_nxt - rcv_nxt) & 0xFFFF
         if rcvgap or probe:
             self._proto(_STATE_MSG, reply=bool(probe), rcvgap=rcvgap)
@@ -1228,6 +1298,210 @@ class Link:
         if mtyp == _ACTIVATE_MSG and self.state == LinkState.ESTABLISHING:
             self._link_up(now)
 
+    # ------------------------------------------------------------ failover / synch
+    # The node decides (kernel node.c); these are the link halves of
+    # tipc_link_tnl_prepare / tipc_link_failover_prepare / tipc_link_tnl_rcv.
+    def dummy_pkt(self, seq: int) -> bytes:
+        """The LOW importance direct message with TIPC_ERR_NO_PORT and no port that
+        the kernel adds so that a failover always tunnels at least one packet; the
+        receiver drops it (see _fo_input)."""
+        return _HDRS[8].pack(
+            (2 << 29) | ((BASIC_H_SIZE // 4) << 21) | BASIC_H_SIZE,
+            (3 << 29) | (int(ErrCode.TIPC_ERR_NO_PORT) << 25),
+            seq & 0xFFFF, self.own_addr, 0, 0, self.own_addr, self.peer_addr)
+
+    def unacked_packets(self) -> list[bytes]:
+        """Every packet the peer has not acked, in seqno order: the transmit queue as
+        sent, then the backlog with the seqnos it would get (bundles made now)."""
+        pkts = [e[_BUF] for e in self._transmq]
+        seq = self._snd_nxt
+        bc_ack = self.bcast_ack & 0xFFFF
+        ack = (self._rcv_nxt - 1) & 0xFFFF
+        for e in self._backlog:
+            raw = e.raw if e.raws is None else self._make_bundle(e.raws, e.imp)
+            buf = bytearray(raw)
+            _PACK_ACKS(buf, 6, bc_ack, ack, seq)
+            pkts.append(bytes(buf))
+            seq = (seq + 1) & 0xFFFF
+        return pkts
+
+    def _residue(self) -> LinkResidue:
+        pkts = self.unacked_packets()
+        end = (self._snd_nxt + len(self._backlog)) & 0xFFFF
+        pkts.append(self.dummy_pkt(end))
+        return LinkResidue(pkts, self._rcv_nxt, dict(self._deferred), self._reasm,
+                           self.peer_bearer_id, (end + 1) & 0xFFFF)
+
+    def failover_down(self, now: float) -> LinkResidue | None:
+        """The peer started failing this link over (a FAILOVER_MSG came on the
+        parallel link) while it still looks up here: reset it quietly - the peer's
+        end is already down - and hand back what it owed (kernel: the node calls
+        __tipc_node_link_down for the parallel link)."""
+        if not self.is_up:
+            return None
+        residue = self._residue()
+        self.fsm_evt(LinkEvent.RESET)
+        self._reset_session()
+        self._next_tick = now + self._interval
+        return residue
+
+    def failover_end(self, now: float) -> None:
+        """LINK_FAILOVER_END_EVT: the tunnel delivered everything; set up afresh."""
+        if self.state is LinkState.FAILINGOVER:
+            self.fsm_evt(LinkEvent.FAILOVER_END)
+            self._rst_cnt = 0
+            self._next_tick = now
+            self.tick(now)
+
+    def activate(self, now: float) -> bool:
+        """Take an ESTABLISHING link up now (a SYNCH_MSG is its first packet)."""
+        if self.state is LinkState.ESTABLISHING and self.in_session:
+            self._link_up(now)
+            return True
+        return False
+
+    def failover_rx(self, residue: LinkResidue | None) -> None:
+        """Receive a failover on this link: the failed link's rcv_nxt is the drop
+        point, its deferred packets and half-joined message carry on here; None =
+        a failed link that never received anything (tipc_link_failover_prepare)."""
+        if residue is None:
+            self.drop_point = 1
+            self._fo_deferred = {}
+            self._fo_reasm = Reassembler()
+        else:
+            self.drop_point = residue.rcv_nxt
+            self._fo_deferred = residue.deferred
+            self._fo_reasm = residue.reasm
+        self._tnl_parts = []
+        self._tnl_nof = 0
+
+    def tnl_xmit(self, mtyp: int, pkts: list[bytes], tnl_bearer_id: int, now: float,
+                 syncpt: int | None = None) -> int:
+        """Send packets of the parallel link (the one on the peer's bearer
+        ``tnl_bearer_id``) wrapped in TUNNEL_PROTOCOL ``mtyp`` messages on this link.
+        A packet too big for this link is split into tunnel fragments when the peer
+        has TIPC_TUNNEL_ENHANCED (FAILOVER only), else skipped, as the kernel does.
+        ``syncpt`` replaces msgcnt (the enhanced SYNCH_MSG).  Returns packets sent."""
+        dmax = self.mtu - INT_H_SIZE
+        split = mtyp == FAILOVER_MSG and bool(self.peer_caps & Cap.TUNNEL_ENHANCED)
+        parts: list[tuple[bytes, int]] = []
+        for raw in pkts:
+            n = len(raw)
+            if n <= dmax:
+                parts.append((raw, 0))
+            elif split:
+                nof = n // dmax + 1
+                for k in range(nof):
+                    parts.append((raw[k * dmax:(k + 1) * dmax], (k + 1) << 16 | nof))
+            else:
+                self.stats.tunnel_too_big += 1
+        cnt = len(parts) if syncpt is None else syncpt
+        w5 = (tnl_bearer_id & 7) << 9
+        w9 = (cnt & 0xFFFF) << 16
+        own, peer = self.own_addr, self.peer_addr
+        for payload, w4 in parts:
+            raw = _PROTO_HDR.pack(_W0_TUNNEL | (INT_H_SIZE + len(payload)), mtyp << 29, 0,
+                                  own, w4, w5, own, peer, 0, w9) + payload
+            self._xmit_raw(raw, now)
+        self.stats.tunnel_tx += len(parts)
+        return len(parts)
+
+    def send_dummy(self, now: float) -> None:
+        """Queue the dummy message on this link (legacy synch needs one packet)."""
+        self._xmit_raw(self.dummy_pkt(0), now)
+
+    def _xmit_raw(self, raw: bytes, now: float) -> None:
+        """Queue one encoded SYSTEM packet (never refused, never bundled)."""
+        if not self._backlog and len(self._transmq) < self.window:
+            self._xmit_new(raw, now)
+        else:
+            self._target[_SYSTEM] = None
+            self._backlog.append(_Pending(_SYSTEM, raw, 0))
+            self._bl_len[_SYSTEM] += 1
+
+    def _tnl_rcv(self, msg: Msg, now: float) -> bool:
+        """An in-sequence TUNNEL_PROTOCOL packet: a SYNCH_MSG carries nothing to
+        deliver; a FAILOVER_MSG carries a packet of the failed link, delivered once
+        and in that link's order using its seqnos and the drop point.  False if
+        this link failed meanwhile."""
+        s = self.stats
+        s.tunnel_rx += 1
+        w = msg.w
+        if len(w) < 10 or (w[1] >> 29) != FAILOVER_MSG:
+            # a SYNCH_MSG that started synching: what follows it on this link waits
+            # (in the deferred queue) until the node calls resume()
+            return self.state is not LinkState.SYNCHING
+        w4 = w[4]
+        nof = w4 & 0xFFFF
+        if nof:
+            no = w4 >> 16
+            parts = self._tnl_parts
+            if no == 1 and not parts:
+                self._tnl_nof = nof
+            elif not parts or no != len(parts) + 1 or nof != self._tnl_nof:
+                self._tnl_parts = []
+                s.rx_bad_inner += 1
+                self._failure(now, "tunnel reassembly failure")
+                return False
+            parts.append(bytes(msg.data))
+            if no < nof:
+                return True
+            raw: bytes = b"".join(parts)
+            self._tnl_parts = []
+        else:
+            raw = bytes(msg.data)
+        try:
+            inner: Msg | None = decode(raw)
+        except DecodeError:
+            s.rx_bad_inner += 1
+            return True
+        fdq = self._fo_deferred
+        while inner is not None:
+            seq = inner.w[2] & 0xFFFF
+            dp = self.drop_point
+            if seq == dp:
+                self.drop_point = (dp + 1) & 0xFFFF
+                if not self._fo_input(inner, now):
+                    return False
+            elif _less(seq, dp):
+                s.duplicates += 1
+            elif seq not in fdq and len(fdq) < _MAX_FO_DEFERRED:
+                fdq[seq] = inner
+            inner = fdq.pop(self.drop_point, None)
+        return True
+
+    def resume(self, now: float) -> None:
+        """Synch ended: deliver what waited behind the SYNCH_MSG."""
+        msg = self._deferred.pop(self._rcv_nxt, None)
+        if msg is not None and self.is_up:
+            self.receive(msg, now)
+
+    def _fo_input(self, msg: Msg, now: float) -> bool:
+        """tipc_link_input for a tunnelled packet, with the failed link's reassembly."""
+        w = msg.w
+        u = (w[0] >> 25) & 0xF
+        if u <= 3:
+            if (w[1] >> 25) & 0xF and len(w) > 5 and not w[5] and not msg.data:
+                return True  # the failover dummy
+            self._events.append(Delivered(msg))
+            return True
+        if u == _USER_BUNDLER:
+            return self._input_inner(msg, u, now)
+        if u == _USER_FRAGMENTER:
+            try:
+                whole = self._fo_reasm.feed(msg)  # type: ignore[arg-type]
+            except DecodeError:
+                self.stats.rx_bad_inner += 1
+                return True
+            if whole is not None:
+                self._events.append(Delivered(whole))
+            return True
+        if u in _NOT_BUNDLED and u != _USER_BCAST_PROTOCOL or u == _USER_LINK_PROTOCOL:
+            self.stats.rx_bad_inner += 1
+            return True
+        self._events.append(Delivered(msg))
+        return True
+
     # ------------------------------------------------------------ state changes
     def fsm_evt(self, evt: LinkEvent) -> bool:
         """Apply one FSM event (the only way the state changes after creation);
@@ -1260,8 +1534,9 @@ class Link:
 
     def _failure(self, now: float, reason: str) -> None:
         """LINK_FAILURE_EVT on an up link: down, new session, RESET to the peer."""
+        residue = self._residue() if self.is_up else None
         if self.fsm_evt(LinkEvent.FAILURE):
-            self._events.append(LinkDown(reason))
+            self._events.append(LinkDown(reason, residue=residue))
         self.fsm_evt(LinkEvent.RESET)  # RESETTING -> RESET, as the node does
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
@@ -1271,8 +1546,10 @@ class Link:
         """Peer sent a RESET while we were up: down, and straight to ESTABLISHING
         since we already know the peer's new session."""
         peer_session = self.peer_session
+        residue = self._residue() if self.is_up else None
         if self.fsm_evt(LinkEvent.PEER_RESET):
-            self._events.append(LinkDown("peer reset", self.state is LinkState.PEER_RESET))
+            self._events.append(LinkDown("peer reset", self.state is LinkState.PEER_RESET,
+                                         residue))
         self.fsm_evt(LinkEvent.RESET)  # PEER_RESET -> ESTABLISHING
         self._reset_session()
         self.peer_session = peer_session
@@ -1292,7 +1569,7 @@ class Link:
         self._deferred.clear()
         self._bl_len = [0] * 5
         self._target = [None] * 5
-        self._reasm.reset()
+        self._reasm = Reassembler()  # a residue may hold the old one
         self._rcv_unacked = 0
         self._snd_nxt = 1
         self._rcv_nxt = 1
@@ -1302,7 +1579,7 @@ class Link:
         self.silent_intv_cnt = 0
         self._rst_cnt = 0
         self._probe_at = None
-        self.stats.clear()
+        self.stats.clear(keep_lifetime=True)
         if True in self._congested:
             self._wakeup()
 

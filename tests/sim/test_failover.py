@@ -1,0 +1,165 @@
+"""Two links between two nodes: failover and synch (issue 11), in the simulator.
+
+A numbered stream (RDM, SEQPACKET or STREAM) runs from one node to the other while
+one of the two links is cut, or while the second link comes up; the receiver must
+see every message exactly once and in order, the node FSM must pass through
+NODE_FAILINGOVER / NODE_SYNCHING, and no FSM may see an illegal event (conftest)."""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tipcpy.core import socket as S
+from tipcpy.core.link import LinkState
+from tipcpy.core.node import NodeState, PeerNode
+from tipcpy.core.socket import Accepted, Connected, ConnError, Deliver, Wakeup
+from tipcpy.sim import SimCluster
+
+NAMED = S.TIPC_ADDR_NAME
+PAYLOAD = 96
+
+
+class Pair:
+    """Two nodes on two segments (two links), a server port on node 1."""
+
+    def __init__(self, seed: int, loss: float = 0.0, second_link: bool = True,
+                 delays: tuple[float, float] = (0.0005, 0.0005)) -> None:
+        self.c = c = SimCluster(seed=seed, segments=("lan0", "lan1"))
+        c.add_node(segments=("lan0",))
+        c.add_node(segments=("lan0",))
+        c.net.set_faults("lan0", delay=delays[0])
+        c.net.set_faults("lan1", delay=delays[1])
+        if second_link:
+            for i in (0, 1):
+                c.enable_bearer(i, "lan1")
+            assert c.run_until(lambda: self.links_up(2), timeout=10.0)
+        else:
+            assert c.run_until(lambda: self.links_up(1), timeout=10.0)
+        for s in ("lan0", "lan1"):
+            c.net.set_faults(s, loss=loss)
+        self.states: list[set[NodeState]] = [set(), set()]
+        self.ev: list[list[Any]] = [[], []]
+
+    def L(self, i: int) -> S.SocketLayer:
+        sk = self.c.nodes[i].stack.sockets
+        assert sk is not None
+        return sk
+
+    def peer(self, i: int) -> PeerNode:
+        return self.c.nodes[i].stack.peers[self.c.addr(1 - i)]
+
+    def links_up(self, n: int) -> bool:
+        c = self.c
+        return all(c.addr(1 - i) in st.peers and
+                   sum(le.link.is_up for le in st.peers[c.addr(1 - i)].links.values()) == n
+                   and st.peers[c.addr(1 - i)].state == NodeState.SELF_UP_PEER_UP
+                   for i, st in enumerate(c.stacks))
+
+    def run(self, dt: float) -> None:
+        """Run the clock, recording every node state seen after each step."""
+        c = self.c
+        end = c.now + dt
+        while c.step(end):
+            for i in (0, 1):
+                if c.addr(1 - i) in c.stacks[i].peers:
+                    self.states[i].add(self.peer(i).state)
+            for i in (0, 1):
+                self.ev[i].extend(self.L(i).take_events())
+        c.now = max(c.now, end)
+
+    def take(self, i: int, cls: type) -> list[Any]:
+        out = [e for e in self.ev[i] if isinstance(e, cls)]
+        self.ev[i] = [e for e in self.ev[i] if not isinstance(e, cls)]
+        return out
+
+    def do(self, i: int, name: str, *args: Any) -> Any:
+        fn = getattr(self.L(i), name)
+        r = fn(*args) if name == "listen" else fn(*args, self.c.now)
+        self.c._flush(i)
+        self.ev[i].extend(self.L(i).take_events())
+        return r
+
+    def endpoints(self, sotype: int, sender: int) -> tuple[int, int, Any]:
+        """(sending port, receiving port, destination address for sendto)."""
+        srv = self.do(1, "open", sotype)
+        self.do(1, "bind", srv, (NAMED, 7000, 1, 0))
+        if sotype == S.SOCK_RDM:
+            cli = self.do(0, "open", sotype)
+            self.do(0, "bind", cli, (NAMED, 7001, 1, 0))
+            self.run(0.5)
+            if sender == 0:
+                return cli, srv, (NAMED, 7000, 1, 0)
+            return srv, cli, (NAMED, 7001, 1, 0)
+        self.do(1, "listen", srv, 1)
+        self.run(0.5)
+        cli = self.do(0, "open", sotype)
+        self.do(0, "connect", cli, (NAMED, 7000, 1, 0))
+        for _ in range(500):
+            self.run(0.01)
+            acc = self.take(1, Accepted)
+            if acc:
+                break
+        assert acc and self.take(0, Connected)
+        new = acc[0].new_port
+        return (cli, new, None) if sender == 0 else (new, cli, None)
+
+    def stream(self, sotype: int, sender: int, n: int,
+               fault: Callable[[int], None] | None = None, limit: float = 120.0,
+               step: float = 0.005) -> list[int]:
+        """Send n numbered messages from ``sender``; ``fault(sent)`` is called after
+        every burst.  Returns the numbers in the order the receiver got them."""
+        tx, rx, dest = self.endpoints(sotype, sender)
+        recv = 1 - sender
+        got: list[int] = []
+        buf = bytearray()
+        i = 0
+        blocked = False
+        t0 = self.c.now
+        while len(got) < n:
+            while i < n and not blocked:
+                data = struct.pack(">I", i) + bytes([i & 0xFF]) * (PAYLOAD - 4)
+                if self.L(sender).sendto(tx, dest, data, self.c.now):
+                    i += 1
+                else:
+                    blocked = True
+            self.c._flush(sender)
+            if fault is not None:
+                fault(i)
+            assert self.c.now - t0 < limit, f"stalled at {len(got)}/{n} sent {i}"
+            self.run(step)
+            if self.take(sender, Wakeup):
+                blocked = False
+            errs = self.take(0, ConnError) + self.take(1, ConnError)
+            assert not errs, errs
+            k = 0
+            nbytes = 0
+            for d in self.take(recv, Deliver):
+                assert d.port == rx
+                k += 1
+                nbytes += len(d.data)
+                if sotype == S.SOCK_STREAM:
+                    buf += d.data
+                else:
+                    assert len(d.data) == PAYLOAD
+                    got.append(struct.unpack_from(">I", d.data)[0])
+            if sotype == S.SOCK_STREAM:
+                while len(buf) >= PAYLOAD:
+                    got.append(struct.unpack_from(">I", buf)[0])
+                    del buf[:PAYLOAD]
+            if k and sotype != S.SOCK_RDM:
+                self.L(recv).consumed(rx, nbytes, self.c.now, k)
+                self.c._flush(recv)
+        return got
+
+
+def verdict(got: list[int], n: int) -> tuple[int, int, int]:
+    """(lost, duplicated, reordered)."""
+    lost = n - len(set(got))
+    dup = len(got) - len(set(got))
+    reord = sum(1 for a, b in zip(got, got[1:]) if b < a)
+    return lost, dup, reord
