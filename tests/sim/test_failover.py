@@ -21,6 +21,7 @@ from tipcpy.core.socket import Accepted, Connected, ConnError, Deliver, Wakeup
 from tipcpy.sim import SimCluster
 
 NAMED = S.TIPC_ADDR_NAME
+TYPES = {"rdm": S.SOCK_RDM, "seqpacket": S.SOCK_SEQPACKET, "stream": S.SOCK_STREAM}
 PAYLOAD = 96
 
 
@@ -43,7 +44,22 @@ class Pair:
         for s in ("lan0", "lan1"):
             c.net.set_faults(s, loss=loss)
         self.states: list[set[NodeState]] = [set(), set()]
+        self.trace: list[list[NodeState]] = [[], []]
         self.ev: list[list[Any]] = [[], []]
+        for i in (0, 1):
+            self._trace(i)
+
+    def _trace(self, i: int) -> None:
+        """Record every state the node FSM of node i's peer enters."""
+        peer = self.peer(i)
+        orig = peer.fsm_evt
+        out = self.trace[i]
+
+        def fsm_evt(evt: Any) -> None:
+            orig(evt)
+            if not out or out[-1] != peer.state:
+                out.append(peer.state)
+        peer.fsm_evt = fsm_evt  # type: ignore[method-assign]
 
     def L(self, i: int) -> S.SocketLayer:
         sk = self.c.nodes[i].stack.sockets
@@ -99,12 +115,15 @@ class Pair:
         self.run(0.5)
         cli = self.do(0, "open", sotype)
         self.do(0, "connect", cli, (NAMED, 7000, 1, 0))
+        acc: list[Any] = []
+        con: list[Any] = []
         for _ in range(500):
             self.run(0.01)
-            acc = self.take(1, Accepted)
-            if acc:
+            acc += self.take(1, Accepted)
+            con += self.take(0, Connected)
+            if acc and con:
                 break
-        assert acc and self.take(0, Connected)
+        assert acc and con
         new = acc[0].new_port
         return (cli, new, None) if sender == 0 else (new, cli, None)
 
@@ -114,6 +133,7 @@ class Pair:
         """Send n numbered messages from ``sender``; ``fault(sent)`` is called after
         every burst.  Returns the numbers in the order the receiver got them."""
         tx, rx, dest = self.endpoints(sotype, sender)
+        self._tx = tx
         recv = 1 - sender
         got: list[int] = []
         buf = bytearray()
@@ -163,3 +183,97 @@ def verdict(got: list[int], n: int) -> tuple[int, int, int]:
     dup = len(got) - len(set(got))
     reord = sum(1 for a, b in zip(got, got[1:]) if b < a)
     return lost, dup, reord
+
+
+@pytest.mark.parametrize("which", ["used", "other"])
+@pytest.mark.parametrize("sender", [0, 1])
+@pytest.mark.parametrize("kind", sorted(TYPES))
+def test_cut_either_link_mid_stream(kind: str, sender: int, which: str) -> None:
+    """Cut the segment under the link the stream uses (or the other one) after 600
+    of 1500 messages, 5% loss on both: nothing lost, duplicated or reordered.  When
+    the used link goes, both nodes fail over (NODE_FAILINGOVER and back), count it,
+    and the cut link comes back as a standby... once the segment heals."""
+    p = Pair(seed=100 + 7 * sender + (which == "used"), loss=0.05)
+    n = 1500
+    cut: dict[str, Any] = {}
+
+    def fault(i: int) -> None:
+        if i >= 600 and not cut:
+            tx = p._tx
+            used = p.peer(sender).active[tx & 1]
+            assert used is not None
+            bid = used if which == "used" else 1 - used
+            cut["bid"] = bid
+            p.c.cut(sender, f"lan{bid}")
+    got = p.stream(TYPES[kind], sender, n, fault)
+    assert verdict(got, n) == (0, 0, 0)
+    assert got == list(range(n))
+    bid = cut["bid"]
+    for i in (0, 1):
+        lk = p.peer(i).links[bid].link
+        if which == "used":
+            assert NodeState.NODE_FAILINGOVER in p.trace[i]
+            assert p.trace[i][-1] == NodeState.SELF_UP_PEER_UP
+            assert lk.stats.failovers == 1
+        assert p.peer(i).is_up
+    # the segment heals: the failed link comes back beside the other (synch)
+    p.c.heal(sender, f"lan{bid}")
+    p.c.net.set_faults("lan0", loss=0.0)
+    p.c.net.set_faults("lan1", loss=0.0)
+    assert p.c.run_until(lambda: p.links_up(2), timeout=20.0)
+    for i in (0, 1):
+        assert p.peer(i).links[bid].link.stats.synchs + \
+            p.peer(i).links[1 - bid].link.stats.synchs >= 1
+
+
+@pytest.mark.parametrize("sender", [0, 1])
+@pytest.mark.parametrize("kind", ["rdm", "seqpacket"])
+def test_second_link_up_mid_stream_never_reorders(kind: str, sender: int) -> None:
+    """One slow (20 ms) and one fast (0.5 ms) segment; the fast link comes up with a
+    higher priority while a SEQPACKET stream runs on the slow one, so the stream
+    moves to it: the receiver holds the new link until the old one reaches the
+    synch point."""
+    p = Pair(seed=31 + sender, second_link=False, delays=(0.02, 0.0005))
+    n = 3000
+    done: dict[str, bool] = {}
+
+    def fault(i: int) -> None:
+        if i >= 300 and not done:
+            done["up"] = True
+            for k in (0, 1):  # higher priority: every port moves to the fast link
+                p.c.enable_bearer(k, "lan1", priority=20)
+    got = p.stream(TYPES[kind], sender, n, fault)
+    assert verdict(got, n) == (0, 0, 0)
+    assert got == list(range(n))
+    for i in (0, 1):
+        assert NodeState.NODE_SYNCHING in p.trace[i]
+        assert p.trace[i][-1] == NodeState.SELF_UP_PEER_UP
+        new = p.peer(i).links[1].link
+        assert new.is_up and new.state is LinkState.ESTABLISHED
+        assert new.stats.synchs == 1
+        assert p.peer(i).active_links() == [1]
+    if kind == "rdm":  # (a connection waits for acks that come the slow way)
+        assert p.peer(1 - sender).rx_synch_held > 0  # the fast link was held back
+
+
+def test_both_links_cut_aborts_connection_on_both_sides() -> None:
+    """The node is truly gone (both links cut): no silent stall - each end of the
+    connection gets ECONNRESET within the tolerance (plus one tick)."""
+    p = Pair(seed=41)
+    tx, rx, _ = p.endpoints(S.SOCK_SEQPACKET, 0)
+    for k in range(100):
+        assert p.L(0).sendto(tx, None, b"m%d" % k, p.c.now)
+    p.c._flush(0)
+    p.c.cut(0, "lan0")
+    p.c.cut(0, "lan1")
+    t0 = p.c.now
+    errs: list[list[Any]] = [[], []]
+    while p.c.now - t0 < 2.0 and not all(errs):
+        p.run(0.01)
+        for i in (0, 1):
+            errs[i] += p.take(i, ConnError)
+    assert errs[0] == [ConnError(tx, errno.ECONNRESET)]
+    assert errs[1] == [ConnError(rx, errno.ECONNRESET)]
+    assert p.c.now - t0 <= 1.5 + 0.375 + 0.05
+    for i in (0, 1):
+        assert p.trace[i][-1] == NodeState.SELF_DOWN_PEER_LEAVING

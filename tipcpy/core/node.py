@@ -406,7 +406,6 @@ class PeerNode:
                 self.sync_point = syncpt
                 link.fsm_evt(LinkEvent.SYNCH_BEGIN)
                 self.fsm_evt(NodeEvt.NODE_SYNCH_BEGIN_EVT)
-                link.stats.synchs += 1
         if self.state == NodeState.NODE_SYNCHING:
             if self._synch_check(now):
                 return True
