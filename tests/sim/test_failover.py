@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -181,7 +182,7 @@ def verdict(got: list[int], n: int) -> tuple[int, int, int]:
     """(lost, duplicated, reordered)."""
     lost = n - len(set(got))
     dup = len(got) - len(set(got))
-    reord = sum(1 for a, b in zip(got, got[1:]) if b < a)
+    reord = sum(1 for a, b in pairwise(got) if b < a)
     return lost, dup, reord
 
 
@@ -277,3 +278,20 @@ def test_both_links_cut_aborts_connection_on_both_sides() -> None:
     assert p.c.now - t0 <= 1.5 + 0.375 + 0.05
     for i in (0, 1):
         assert p.trace[i][-1] == NodeState.SELF_DOWN_PEER_LEAVING
+
+
+def test_peer_reset_takes_node_to_self_down_peer_down() -> None:
+    """A RESET from a restarted peer (newer session, not stopping) on the only
+    link: the node sees the peer lost contact first, as the kernel does
+    (SELF_UP_PEER_UP -> SELF_LEAVING_PEER_DOWN -> SELF_DOWN_PEER_DOWN), not
+    SELF_DOWN_PEER_LEAVING; then the link and the node come back up."""
+    p = Pair(seed=51, second_link=False)
+    lk1 = p.peer(1).links[0].link
+    lk1.session = (lk1.session + 1) & 0xFFFF  # what a restarted peer would use
+    lk1._proto(1)  # RESET_MSG
+    (raw,) = lk1.take_outgoing()
+    p.c.inject(0, 0, raw)
+    p.run(0.01)
+    assert p.trace[0][:2] == [NodeState.SELF_LEAVING_PEER_DOWN, NodeState.SELF_DOWN_PEER_DOWN]
+    assert NodeState.SELF_DOWN_PEER_LEAVING not in p.trace[0]
+    assert p.c.run_until(lambda: p.links_up(1), timeout=10.0)
