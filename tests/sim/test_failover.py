@@ -135,6 +135,7 @@ class Pair:
         every burst.  Returns the numbers in the order the receiver got them."""
         tx, rx, dest = self.endpoints(sotype, sender)
         self._tx = tx
+        self.t_stream = self.c.now
         recv = 1 - sender
         got: list[int] = []
         buf = bytearray()

@@ -13,6 +13,7 @@ import struct
 import pytest
 
 from tipcpy.core.link import (
+    NACK_REPEAT,
     TRANSITIONS,
     Delivered,
     Link,
@@ -654,9 +655,15 @@ def test_nack_carries_gap_ack_blocks_and_sender_honours_them():
         a.send(data_msg(bytes([i])), p.now)
     pkts = a.take_outgoing()
     assert len(pkts) == 12
-    # b gets 1, 4, 6, 7: three deferred -> NACK (ack 1, gap 2) + blocks {4,1} {7,0}
-    for i in (0, 3, 5, 6):
+    # b gets 1, 4: the first gap NACKs at once (ack 1, gap 2, block {4,0}); 6 soon
+    # after adds nothing; 7, 2 ms later, NACKs again: blocks {4,1} {7,0}
+    for i in (0, 3, 5):
         b.receive(decode(pkts[i]), p.now)
+    nacks = [m for m in map(decode, b.take_outgoing()) if m.user == 7 and m.seq_gap]
+    assert len(nacks) == 1
+    assert (nacks[0].ack, nacks[0].seq_gap) == (1, 2)
+    assert [tuple(x) for x in nacks[0].gap_ack.uc] == [(4, 0)]
+    b.receive(decode(pkts[6]), p.now + NACK_REPEAT)
     nacks = [m for m in map(decode, b.take_outgoing()) if m.user == 7 and m.seq_gap]
     assert len(nacks) == 1
     nk = nacks[0]
@@ -664,7 +671,7 @@ def test_nack_carries_gap_ack_blocks_and_sender_honours_them():
     ga = nk.gap_ack
     assert ga is not None and ga.bgack_cnt == 0
     assert [tuple(x) for x in ga.uc] == [(4, 1), (7, 0)]
-    assert b.stats.sent_nacks == 1 and b.stats.deferred_recv == 3
+    assert b.stats.sent_nacks == 2 and b.stats.deferred_recv == 3
     # within 1 ms of the first transmission nothing is retransmitted
     a.receive(nk, p.now + 0.0005)
     assert a.take_outgoing() == []

@@ -99,7 +99,19 @@ RCV_WINDOW = 8191
 """Receiver keeps packets in [rcv_nxt, rcv_nxt + 8191] (TIPC_MAX_LINK_WIN)."""
 ACK_RATE = 16
 """Send a STATE (ack) after this many in-sequence packets (TIPC_MIN_LINK_WIN)."""
-NACK_FIRST, NACK_EVERY = 3, 16
+NACK_FIRST, NACK_EVERY = 1, 16
+"""NACK at the first deferred packet (the kernel waits for 3: a lost packet then costs
+a round trip more, and under heavy loss far more), then every 16 more."""
+NACK_REPEAT = 0.002
+"""While packets stay missing, a later out-of-order arrival NACKs again after this
+long (the retransmission may have been lost too)."""
+RPROBE_MIN = 0.002
+RPROBE_DEFAULT = 0.02
+"""Retransmission probe: when the head of the transmit queue has not been acked for
+about two round trips (at least 2 ms; 20 ms before the first measured round trip),
+ask the peer for its state with a probe instead of waiting for the next tick.  The
+peer's reply carries the gap (and Gap-ACK blocks), which drives the retransmission
+(what a kernel also answers to a probe).  Backs off x2 up to the tick interval."""
 RETR_INTERVAL = 0.001
 """TIPC_UC_RETR_TIME: a packet is retransmitted at most once per millisecond."""
 RETR_FAIL_MULT = 10
@@ -582,6 +594,9 @@ class Link:
         self._rst_cnt = 0
         self._checkpoint = 1
         self._probe_at: float | None = None  # when the last unanswered probe left
+        self._rprobe_at: float | None = None  # retransmission probe due (tq not empty)
+        self._rprobe_wait = RPROBE_DEFAULT
+        self._nack_at = 0.0
 
         self._out: list[bytes] = []
         self._events: list[LinkEventType] = []
@@ -659,7 +674,10 @@ class Link:
         if nt is not None and self.state in _UP_STATES:
             fail_at = self._last_rx + self.tolerance / 1000.0
             if fail_at < nt:
-                return fail_at
+                nt = fail_at
+            rp = self._rprobe_at
+            if rp is not None and rp < nt:
+                return rp
         return nt
 
     def take_outgoing(self) -> list[bytes]:
@@ -685,6 +703,9 @@ class Link:
         if st in _UP_STATES and now >= self._last_rx + self.tolerance / 1000.0:
             self._failure(now, "link timeout: peer silent for the tolerance")
             return
+        rp = self._rprobe_at
+        if rp is not None and now >= rp:
+            self._retr_probe(now)
         if now < nt:
             return
         self._next_tick = now + self._interval
@@ -717,6 +738,22 @@ class Link:
                 self._proto(_RESET_MSG)
         elif st == LinkState.ESTABLISHING:
             self._proto(_ACTIVATE_MSG)
+
+    def _rprobe_base(self) -> float:
+        r = self.stats.rtt
+        if not r.count:
+            return RPROBE_DEFAULT
+        return max(RPROBE_MIN, 2.0 * r.total / r.count)
+
+    def _retr_probe(self, now: float) -> None:
+        """The head of the transmit queue waited too long: probe the peer now."""
+        if self.state not in _UP_STATES or not self._transmq:
+            self._rprobe_at = None
+            return
+        self._proto(_STATE_MSG, probe=True)
+        self._probe_at = now
+        self._rprobe_wait = min(self._rprobe_wait * 2.0, self._interval)
+        self._rprobe_at = now + self._rprobe_wait
 
     def reset(self, now: float, reason: str) -> None:
         """Local reset or disable: the link goes down (LinkDown if it was up), starts
@@ -819,6 +856,9 @@ class Link:
                 w[2] = w2
                 tq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
                 self._out.append(raw)
+                if self._rprobe_at is None:
+                    self._rprobe_wait = self._rprobe_base()
+                    self._rprobe_at = now + self._rprobe_wait
                 self._snd_nxt = (seq + 1) & 0xFFFF
                 self._rcv_unacked = 0
                 s.sent_pkts += 1
@@ -891,6 +931,9 @@ class Link:
         raw = bytes(buf)
         self._transmq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
         self._out.append(raw)
+        if self._rprobe_at is None:
+            self._rprobe_wait = self._rprobe_base()
+            self._rprobe_at = now + self._rprobe_wait
         self._snd_nxt = (seq + 1) & 0xFFFF
         self._rcv_unacked = 0
         self.stats.sent_pkts += 1
@@ -960,6 +1003,12 @@ class Link:
         n0 = len(tq)
         while tq and ((acked - tq[0][_SEQ]) & 0xFFFF) < 0x8000:
             tq.popleft()
+        if len(tq) != n0:  # progress: the retransmission probe starts again
+            if tq:
+                self._rprobe_wait = self._rprobe_base()
+                self._rprobe_at = now + self._rprobe_wait
+            else:
+                self._rprobe_at = None
         if not (gap or blocks) or not tq:
             return n0 - len(tq)
         keep: deque[list[Any]] = deque()
@@ -1050,7 +1099,9 @@ class Link:
                 dq[seqno] = msg
             s.deferred_recv += 1
             n = len(dq)
-            if n >= NACK_FIRST and (n - NACK_FIRST) % NACK_EVERY == 0:
+            if n >= NACK_FIRST and (n - NACK_FIRST) % NACK_EVERY == 0 \
+                    or now >= self._nack_at:
+                self._nack_at = now + NACK_REPEAT
                 self._proto(_STATE_MSG, rcvgap=(self._first_deferred() - rcv_nxt) & 0xFFFF)
             return
         dq = self._deferred
@@ -1579,6 +1630,7 @@ class Link:
         self.silent_intv_cnt = 0
         self._rst_cnt = 0
         self._probe_at = None
+        self._rprobe_at = None
         self.stats.clear(keep_lifetime=True)
         if True in self._congested:
             self._wakeup()
