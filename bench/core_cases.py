@@ -202,6 +202,65 @@ def bulk_sim(n: int) -> dict[str, float]:
             "virtual_s": c.now}
 
 
+WITHDRAW_N = 65_531  # what one socket can hold next to the node's own publications
+WITHDRAW_CHUNK = 4096
+
+
+def withdraw_inproc(n: int = WITHDRAW_N, chunk: int = WITHDRAW_CHUNK) -> dict[str, float]:
+    """One socket holding n point bindings {5000, i} is closed: withdraw them all (table
+    removal, observer calls, the single WITHDRAWAL messages for the peers) through the
+    per-publication path (``withdraw`` each: what the socket layer does today), the batch
+    path (``withdraw_many``) and in chunks (``withdraw_port(port, chunk)`` per loop turn:
+    the longest chunk is what one loop turn would be blocked)."""
+    from tipcpy.core.name_distr import NameDistributor
+    from tipcpy.core.name_table import NameTable, Publication
+    from tipcpy.wire.consts import TIPC_CLUSTER_SCOPE
+
+    port = 4711
+    out: dict[str, float] = {}
+    for mode in ("plain", "batch", "chunked"):
+        if mode != "plain" and not hasattr(NameDistributor, "withdraw_many"):
+            continue  # an older tree (before/after comparisons)
+        table = NameTable(OWN)
+        seen = [0]
+        table.add_observer(lambda p, pub, edge, seen=seen: seen.__setitem__(0, seen[0] + 1))
+        distr = NameDistributor(OWN, table)
+        publs = [Publication(5000, i, i, TIPC_CLUSTER_SCOPE, OWN, port, port + i + 1)
+                 for i in range(n)]
+        for p in publs:
+            table.insert(p)
+        gc.collect()
+        worst = 0.0
+        msgs = 0
+        t0 = time.perf_counter()
+        if mode == "plain":
+            for p in publs:
+                msgs += distr.withdraw(p) is not None
+        elif mode == "batch":
+            msgs = len(distr.withdraw_many(publs))  # type: ignore[attr-defined]
+        else:
+            more = True
+            while more:
+                c0 = time.perf_counter()
+                _, m, more = distr.withdraw_port(port, chunk)  # type: ignore[attr-defined]
+                msgs += len(m)
+                worst = max(worst, time.perf_counter() - c0)
+        out[mode] = time.perf_counter() - t0
+        if mode == "chunked":
+            out["worst_chunk"] = worst
+        if len(table) or msgs != n or seen[0] != 2 * n:
+            raise AssertionError(f"{mode}: {len(table)} left, {msgs} msgs, {seen[0]} events")
+    return out
+
+
+def withdraw_floor(n: int = WITHDRAW_N) -> float:
+    d = {i: i for i in range(n)}
+    t0 = time.perf_counter()
+    for i in range(n):
+        del d[i]
+    return time.perf_counter() - t0
+
+
 def case_bulk(args: Any) -> list[Row]:
     n = args.bulk
     floor = min(bulk_floor(n) for _ in range(max(1, args.repeat)))
@@ -212,6 +271,17 @@ def case_bulk(args: Any) -> list[Row]:
                 "struct pack/unpack + dict insert", floor, tgt,
                 "build {build:.3f} encode {encode:.3f} decode {decode:.3f} apply {apply:.3f} s,"
                 " {msgs:.0f} msgs".format(**best), {"phases": best})]
+    wd = min((withdraw_inproc() for _ in range(max(1, args.repeat))),
+             key=lambda r: r.get("batch", r["plain"]))
+    wfloor = withdraw_floor()
+    rows.append(Row("bulk", f"withdraw {WITHDRAW_N:,} bindings of one port (socket close)", "s",
+                    wd.get("batch", wd["plain"]), "dict delete of the same keys", wfloor, None,
+                    "table + observers + WITHDRAWAL msgs, no link; withdraw each {:.3f} s, "
+                    "withdraw_many {:.3f} s, withdraw_port({}) chunks {:.3f} s, worst chunk "
+                    "{:.1f} ms".format(wd["plain"], wd.get("batch", float("nan")), WITHDRAW_CHUNK,
+                                       wd.get("chunked", float("nan")),
+                                       1000 * wd.get("worst_chunk", float("nan"))),
+                    {"withdraw": wd}))
     if not args.no_sim:
         try:
             sim = bulk_sim(n)

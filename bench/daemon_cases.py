@@ -28,6 +28,7 @@ from bench.common import (
     Daemon,
     Row,
     Target,
+    cpu_seconds,
     free_udp_port,
     rss_bytes,
     wait_for,
@@ -169,6 +170,7 @@ def bulk_pair(tmp: Any, procs: Any, n: int, tag: str) -> dict[str, Any]:
     c1, _ = _watch_events(r, links, {"type": 2})
     c2, _ = _watch_events(r, last, {"type": BENCH_TYPE + (n - 1) % SPREAD,
                                      "lower": n - 1, "upper": n - 1})
+    cpu_r0 = cpu_seconds(r.pid) or 0.0
     peer = Daemon(procs, tmp, f"{tag}-peer", "bench-peer", pp, pr,
                   argv0=[PY, "-m", "bench.peerd", "--bindings", str(n)])
 
@@ -178,6 +180,9 @@ def bulk_pair(tmp: Any, procs: Any, n: int, tag: str) -> dict[str, Any]:
     t_up = wait_for(lambda: _first(links, published), 60, "link up event", 0.002)
     t_done = wait_for(lambda: _first(last, published), 60 + n / 5000,
                       "the bulk's last binding", 0.005)
+    # CPU each daemon spent (receiver: since before the peer started; peer: since exec)
+    recv_cpu = (cpu_seconds(r.pid) or 0.0) - cpu_r0
+    peer_cpu = cpu_seconds(peer.pid)
     stamp = peer.run_dir / STAMP
     t_start = float(stamp.read_text()) if stamp.exists() else t_up
     _close_stream(c1)
@@ -194,7 +199,8 @@ def bulk_pair(tmp: Any, procs: Any, n: int, tag: str) -> dict[str, Any]:
     procs.stop(peer.proc)
     procs.stop(r.proc)
     return {"n": n, "secs": t_done - t_start, "up_to_done": t_done - t_up, "expect_pkts": expect, "mtu": mtu,
-            "rss_idle_alone": rss_idle_alone, "rss_after": rss_after, "verified": got}
+            "rss_idle_alone": rss_idle_alone, "rss_after": rss_after, "verified": got,
+            "recv_cpu_s": recv_cpu, "peer_cpu_s": peer_cpu}
 
 
 def case_rss(args: Any) -> list[Row]:
@@ -225,7 +231,9 @@ def case_rss(args: Any) -> list[Row]:
             rows.append(Row(
                 "bulk", f"{n:,}-binding bulk over real UDP, tipcd to tipcd", "s", r["secs"],
                 "struct pack/unpack + dict insert", bulk_floor(n), None,
-                "peer starts building its bulk -> receiver's event for the last binding", {"run": r}))
+                "peer starts building its bulk -> receiver's event for the last binding; CPU "
+                f"receiver {r['recv_cpu_s']:.2f} s, peer {r['peer_cpu_s'] or 0:.2f} s",
+                {"run": r}))
         except Exception as e:
             rows.append(Row("rss", f"tipcd RSS with {n:,} bindings", "MB", None,
                             "same tipcd idle (this run)", None, None,

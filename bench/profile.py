@@ -101,7 +101,7 @@ def t_link(n: int, top: int) -> None:
                 s0.send_to_node(a1, m, 0, c.now)
                 sent += 1
             c._flush(0)
-            c.run_until(lambda s=sent: got[0] >= s, timeout=5)
+            c.run_until(lambda s=sent: got[0] >= s, timeout=5)  # type: ignore[misc]  # default-bound lambda
 
     _profile(f"link: {n:,} x 100 B data node 0 -> node 1 over a sim link (Stack+Link+codec)",
              run, top)

@@ -117,7 +117,7 @@ def print_table(rows: list[Row], header: str) -> None:
                     ("unit", {}), ("baseline", {"overflow": "fold"}),
                     ("baseline value", {"justify": "right"}), ("ratio", {"justify": "right"}),
                     ("target", {}), ("result", {}), ("note", {"overflow": "fold"})):
-        t.add_column(col, **kw)
+        t.add_column(col, **kw)  # type: ignore[arg-type]  # rich's keyword types per column
     for r in rows:
         met = r.met
         res = ("[green]MET[/]" if met else "[red]NOT MET[/]") if met is not None else (

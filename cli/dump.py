@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,6 +348,7 @@ def cmd(file: str, verbose: bool, check: bool, ports: tuple[int, ...], key: str 
         data = Path(file).read_bytes()
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror or exc}", 2)
+    records: Iterable[PcapRecord]
     try:
         records = parse_pcap(data, (TIPC_UDP_PORT, *ports))
     except PcapError as exc:

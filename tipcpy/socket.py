@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tipcpy import _uds as P
-from tipcpy._client import Channel, DaemonGone, connect_daemon
+from tipcpy._client import CREDIT_BYTES_CONNLESS, Channel, DaemonGone, connect_daemon
 
 # ------------------------------------------------------------------ stdlib re-export
 _OWN = {"socket", "socketpair", "SocketType", "fromfd"}
@@ -330,6 +330,9 @@ class socket:  # noqa: N801 - the stdlib's name
             chan.close()
             raise
         self._port, self._node = P.II.unpack(body)
+        if base not in _CONN_TYPES:
+            # connectionless credit only frees receive buffer (see tipcpy._client)
+            chan.credit_bytes = CREDIT_BYTES_CONNLESS
         self._chan = chan
         self._closed = False
 

@@ -346,3 +346,135 @@ def test_bulk_of_100k_bindings_round_trips() -> None:
         da.receive(wire(m), B, 0.0)
     assert ta.node_count(B) == 100_000
     assert ta.lookup_anycast(64 + 4321 % 1000, 4321 // 1000) == (B, 4322)
+
+
+# ---------------------------------------------------------------- batch twins
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_binding = st.tuples(st.integers(64, 66), st.integers(0, 5), st.sampled_from([0, 0, 2]),
+                     st.integers(1, 3), st.sampled_from([2, 2, 3]))  # fmt: skip
+
+
+def _bound(addr: int, spec: list[tuple[int, int, int, int, int]], seq: int
+           ) -> tuple[NameTable, NameDistributor, list[Publication]]:  # fmt: skip
+    t, d = node(addr)
+    d.snd_nxt = seq
+    ps = []
+    for i, (ty, lo, w, port, scope) in enumerate(spec):
+        p = Publication(ty, lo, lo + w, scope, addr, port, 1000 + i)
+        d.publish(p)
+        ps.append(p)
+    return t, d, ps
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=st.lists(_binding, max_size=12), seq=st.sampled_from([0, 7, 0xFFFE]),
+       data=st.data())
+def test_withdraw_many_equals_withdraw_one_by_one(
+    spec: list[tuple[int, int, int, int, int]], seq: int, data: st.DataObject
+) -> None:
+    """Twin of the batch path: same messages byte for byte (one single per cluster
+    binding, consecutive seqnos, from a template header), same table, same observer
+    calls and counters as ``withdraw`` on each publication."""
+    t1, d1, p1 = _bound(A, spec, seq)
+    t2, d2, p2 = _bound(A, spec, seq)
+    idx = data.draw(st.lists(st.integers(0, max(len(spec) - 1, 0)), max_size=len(spec),
+                             unique=True)) if spec else []  # fmt: skip
+    ev1: list[tuple[int, int, bool, bool]] = []
+    ev2: list[tuple[int, int, bool, bool]] = []
+    t1.add_observer(lambda p, pub, edge: ev1.append((p.lower, p.key, pub, edge)))
+    t2.add_observer(lambda p, pub, edge: ev2.append((p.lower, p.key, pub, edge)))
+    plain = [d1.withdraw(p1[i]) for i in idx]
+    want = [m.encode() for m in plain if m is not None]
+    got = [m.encode() for m in d2.withdraw_many([p2[i] for i in idx])]
+    assert got == want
+    assert ev1 == ev2
+    assert d1.snd_nxt == d2.snd_nxt and d1.stats.as_dict() == d2.stats.as_dict()
+    assert [(p.type, p.lower, p.upper, p.key) for p in t1] == [
+        (p.type, p.lower, p.upper, p.key) for p in t2]
+    # the peer applies both streams alike
+    assert all(isinstance(decode(b), NameDistrMsg) for b in got)
+
+
+@settings(max_examples=100, deadline=None)
+@given(spec=st.lists(_binding, max_size=12), limit=st.sampled_from([1, 2, 5, None]))
+def test_withdraw_port_in_chunks_equals_withdrawing_the_sockets_list(
+    spec: list[tuple[int, int, int, int, int]], limit: int | None
+) -> None:
+    """Chunked withdrawal of a socket's bindings (oldest first, ``limit`` a call) gives
+    the same messages and table as withdrawing the socket's bindings one by one."""
+    t1, d1, p1 = _bound(A, spec, 3)
+    t2, d2, _ = _bound(A, spec, 3)
+    want = [m.encode() for p in p1 if p.port == 1 for m in [d1.withdraw(p)] if m is not None]
+    got: list[bytes] = []
+    calls = 0
+    while True:
+        done, msgs, more = d2.withdraw_port(1, limit)
+        calls += 1
+        assert limit is None or len(done) <= limit
+        got += [m.encode() for m in msgs]
+        if not more:
+            break
+    assert got == want
+    assert calls == (1 if limit is None else max(1, -(-sum(p.port == 1 for p in p1) // limit)))
+    assert [(p.type, p.lower, p.key) for p in t1] == [(p.type, p.lower, p.key) for p in t2]
+    assert t2.port_publications(1) == [] and d2.withdraw_port(1) == ([], [], False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.lists(st.tuples(st.integers(64, 66), st.integers(0, 6),
+                                st.sampled_from([0, 0, 1, -1]), st.integers(1, 3),
+                                st.integers(1, 4)), max_size=20),
+       deferred=st.booleans())  # fmt: skip
+def test_bulk_apply_fast_path_equals_item_by_item(
+    items: list[tuple[int, int, int, int, int]], deferred: bool
+) -> None:
+    """A received bulk goes through NameTable.insert_items unless a withdrawal is waiting
+    (then item by item): both give the same table, counters and observer calls."""
+    ti, di = node(A)
+    tp, dp = node(A)
+    ev1: list[tuple[int, int, int, bool]] = []
+    ev2: list[tuple[int, int, int, bool]] = []
+    ti.add_observer(lambda p, pub, edge: ev1.append((p.type, p.lower, p.key, edge)))
+    tp.add_observer(lambda p, pub, edge: ev2.append((p.type, p.lower, p.key, edge)))
+    its = [DistrItem(t, lo, lo + w, port, key) for t, lo, w, port, key in items]
+    if deferred:  # a withdrawal for something that never comes: forces the plain path
+        di.apply_items(WD, [DistrItem(99, 1, 1, 1, 1)], B)
+        dp.apply_items(WD, [DistrItem(99, 1, 1, 1, 1)], B)
+    di.apply_items(PUB, its, B)  # fast path when nothing is deferred
+    for it in its:  # one at a time through Publication + insert
+        t, lo, up, port, key = it
+        if lo > up:
+            dp.stats.malformed_items += 1
+        elif tp.insert(Publication(t, lo, up, 2, B, port, key)):
+            dp.stats.applied_publ += 1
+        else:
+            dp.stats.dup_publ += 1
+    assert [(p.type, p.lower, p.upper, p.node, p.port, p.key, p.id) for p in ti] == [
+        (p.type, p.lower, p.upper, p.node, p.port, p.key, p.id) for p in tp]
+    assert ev1 == ev2
+    assert di.stats.as_dict() == dp.stats.as_dict()
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=st.lists(_binding, min_size=1, max_size=6), seq=st.sampled_from([0, 9, 0xFFFF]),
+       mtype=st.sampled_from([PUB, WD]), own=st.sampled_from([A, B, 0]))
+def test_single_messages_from_the_template_equal_msg_build(
+    spec: list[tuple[int, int, int, int, int]], seq: int, mtype: int, own: int
+) -> None:
+    """publish/withdraw/withdraw_many build singles from a cached header template; the
+    plain ``_single`` (Msg.build per message) gives the same header words, payload and
+    bytes, also after the node address changes (the template must follow it)."""
+    _, d1 = node(own)
+    _, d2 = node(own)
+    ps = [Publication(ty, lo, lo + w, scope, own, port, 77 + i)
+          for i, (ty, lo, w, port, scope) in enumerate(spec)]  # fmt: skip
+    for addr in (own, B + 1):
+        d1.own_addr = d2.own_addr = addr
+        d1.snd_nxt = d2.snd_nxt = seq
+        plain = [d1._single(mtype, p) for p in ps]
+        fast = d2._singles(mtype, ps)
+        assert [(m.w, m.data) for m in fast] == [(m.w, m.data) for m in plain]
+        assert [m.encode() for m in fast] == [m.encode() for m in plain]
+        assert d1.snd_nxt == d2.snd_nxt

@@ -307,3 +307,190 @@ def test_scale_smoke_many_bindings() -> None:
     assert sum(1 for _ in t) == n
     gone = t.withdraw_node(B)
     assert len(gone) == len(range(0, n, 3)) and len(t) == n - len(gone)
+
+
+# ---------------------------------------------------------------------------- twin test
+# The compact table (a lone publication stored as its own range, tombstones in the
+# sorted lists, bags with lazy deletion, the batch insert_items / remove_many /
+# withdraw_port) against the plain table it replaced (tests/unit/name_table_ref.py),
+# operation by operation: every answer, every observer call and the full listing equal.
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.stateful import (  # noqa: E402
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+import tipcpy.core.name_table as nt_mod  # noqa: E402
+from tests.unit import name_table_ref as ref_mod  # noqa: E402
+
+TW_NODES = (0, OWN, B, C)
+Tup = tuple[int, int, int, int, int, int, int]
+
+
+def _t(p: object) -> Tup:
+    return (p.type, p.lower, p.upper, p.scope, p.node, p.port, p.key)  # type: ignore[attr-defined]
+
+
+def _ts(ps: object) -> list[Tup]:
+    return [_t(p) for p in ps]  # type: ignore[attr-defined]
+
+
+class TableTwin(RuleBasedStateMachine):
+    @initialize(compact_min=st.sampled_from([0, 1, 3, 32]))
+    def setup(self, compact_min: int) -> None:
+        self.saved_min = nt_mod._COMPACT_MIN
+        nt_mod._COMPACT_MIN = compact_min  # small: tombstones and bags compact often
+        self.new = NameTable(OWN)
+        self.ref = ref_mod.NameTable(OWN)
+        self.ev_new: list[tuple[Tup, bool, bool]] = []
+        self.ev_ref: list[tuple[Tup, bool, bool]] = []
+        self.new.add_observer(lambda p, pub, edge: self.ev_new.append((_t(p), pub, edge)))
+        self.ref.add_observer(lambda p, pub, edge: self.ev_ref.append((_t(p), pub, edge)))
+        self.pairs: list[tuple[Publication, ref_mod.Publication]] = []
+        self.addr_set = False
+
+    def teardown(self) -> None:
+        if hasattr(self, "saved_min"):
+            nt_mod._COMPACT_MIN = self.saved_min
+
+    def _same(self, a: object, b: object) -> None:
+        assert a == b, (a, b)
+        assert self.ev_new == self.ev_ref
+        self.ev_new.clear()
+        self.ev_ref.clear()
+
+    # ------------------------------------------------------------ mutations
+    @rule(type=st.sampled_from([64, 65]), lower=st.integers(0, 6),
+          width=st.sampled_from([0, 0, 0, 1, 3]), node=st.sampled_from(TW_NODES),
+          port=st.integers(1, 4), key=st.integers(1, 5), scope=st.sampled_from([CL, CL, ND]))
+    def insert(self, type: int, lower: int, width: int, node: int, port: int, key: int,
+               scope: int) -> None:  # fmt: skip
+        a = Publication(type, lower, lower + width, scope, node, port, key)
+        b = ref_mod.Publication(type, lower, lower + width, scope, node, port, key)
+        ra, rb = self.new.insert(a), self.ref.insert(b)
+        if ra:
+            self.pairs.append((a, b))
+        self._same(ra, rb)
+
+    @rule(node=st.sampled_from([B, C]), data=st.data())
+    def insert_items(self, node: int, data: st.DataObject) -> None:
+        items = data.draw(st.lists(st.tuples(
+            st.sampled_from([64, 65]), st.integers(0, 9), st.sampled_from([0, 0, 1, -1]),
+            st.integers(1, 4), st.integers(1, 5)), max_size=8))  # fmt: skip
+        items = [(t, lo, lo + w, port, key) for t, lo, w, port, key in items]
+        got = self.new.insert_items(node, CL, items)
+        want = [0, 0, 0]
+        for t, lo, up, port, key in items:
+            if lo > up:
+                want[2] += 1
+            elif self.ref.insert(ref_mod.Publication(t, lo, up, CL, node, port, key)):
+                want[0] += 1
+            else:
+                want[1] += 1
+        self._same(got, tuple(want))
+
+    @rule(type=st.sampled_from([64, 65]), lower=st.integers(0, 9),
+          node=st.sampled_from(TW_NODES), key=st.integers(1, 5),
+          upper=st.one_of(st.none(), st.integers(0, 9)))
+    def remove(self, type: int, lower: int, node: int, key: int, upper: int | None) -> None:
+        a = self.new.remove(type, lower, node, key, upper)
+        b = self.ref.remove(type, lower, node, key, upper)
+        self._same(a and _t(a), b and _t(b))
+
+    @precondition(lambda self: self.pairs)
+    @rule(data=st.data())
+    def remove_publication(self, data: st.DataObject) -> None:
+        a, b = data.draw(st.sampled_from(self.pairs))
+        self._same(self.new.remove_publication(a), self.ref.remove_publication(b))
+
+    @precondition(lambda self: self.pairs)
+    @rule(data=st.data())
+    def remove_many(self, data: st.DataObject) -> None:
+        pick = data.draw(st.lists(st.sampled_from(self.pairs), max_size=6))
+        got = self.new.remove_many([a for a, _ in pick])
+        want = [b for _, b in pick if self.ref.remove_publication(b)]
+        self._same(_ts(got), _ts(want))
+
+    @rule(port=st.integers(1, 4), limit=st.sampled_from([None, 1, 2, 5]))
+    def withdraw_port(self, port: int, limit: int | None) -> None:
+        got, more = self.new.withdraw_port(port, limit)
+        own = self.ref.own_addr
+        mine = sorted(
+            [b for n in ({0, own} if own else {0}) for b in self.ref.publications_of(n)
+             if b.port == port], key=lambda b: b.id)  # fmt: skip
+        want = [b for b in mine[:limit] if self.ref.remove_publication(b)]
+        self._same((_ts(got), more), (_ts(want), len(mine) > len(want)))
+
+    @rule(node=st.sampled_from(TW_NODES))
+    def withdraw_node(self, node: int) -> None:
+        self._same(_ts(self.new.withdraw_node(node)), _ts(self.ref.withdraw_node(node)))
+
+    @precondition(lambda self: not self.addr_set)
+    @rule()
+    def set_own_addr(self) -> None:
+        self.addr_set = True
+        self.new.set_own_addr(OWN + 0x100)
+        self.ref.set_own_addr(OWN + 0x100)
+        self._same(self.new.own_addr, self.ref.own_addr)
+
+    # ------------------------------------------------------------ lookups (rotate RR)
+    @rule(type=st.sampled_from([64, 65, 66]), inst=st.integers(-1, 10),
+          dom=st.sampled_from(["zero", "own", "other"]), times=st.integers(1, 3))
+    def anycast(self, type: int, inst: int, dom: str, times: int) -> None:
+        d = {"zero": 0, "own": self.ref.own_addr, "other": C}[dom]
+        for _ in range(times):
+            self._same(self.new.lookup_anycast(type, inst, d),
+                       self.ref.lookup_anycast(type, inst, d))
+
+    @rule(type=st.sampled_from([64, 65]), lower=st.integers(0, 9), width=st.integers(0, 4),
+          scope=st.sampled_from([TIPC_ANY_SCOPE, CL, ND]), ports=st.booleans())
+    def range_queries(self, type: int, lower: int, width: int, scope: int, ports: bool) -> None:
+        up = lower + width
+        n, r = self.new, self.ref
+        self._same(n.lookup_mcast(type, lower, up, scope=scope, exclude=(B, 2)),
+                   r.lookup_mcast(type, lower, up, scope=scope, exclude=(B, 2)))
+        self._same(n.lookup_mcast_nodes(type, lower, up), r.lookup_mcast_nodes(type, lower, up))
+        self._same(n.lookup_mcast_local(type, lower, up, scope),
+                   r.lookup_mcast_local(type, lower, up, scope))
+        self._same(_ts(n.subscription_snapshot(type, lower, up, ports)),
+                   _ts(r.subscription_snapshot(type, lower, up, ports)))
+        self._same(_ts(n.find(type, lower, up)), _ts(r.find(type, lower, up)))
+
+    # ------------------------------------------------------------ whole state
+    @invariant()
+    def same_listing(self) -> None:
+        if not hasattr(self, "new"):
+            return
+        n, r = self.new, self.ref
+        assert [(_t(p), p.id) for p in n] == [(_t(p), p.id) for p in r]
+        assert len(n) == len(r)
+        assert n.nodes() == r.nodes()
+        assert n.service_count() == r.service_count()
+        assert n.local_count == r.local_count
+        for node in TW_NODES + (OWN + 0x100,):
+            assert n.node_count(node) == r.node_count(node)
+            assert [(_t(p), p.id) for p in n.publications_of(node)] == [
+                (_t(p), p.id) for p in r.publications_of(node)]
+        for a, b in self.pairs:
+            assert n.contains(a) == r.contains(b)
+        # every lookup after every step (both round-robins advance alike)
+        for type in (64, 65):
+            for inst in range(-1, 11):
+                for d in (0, r.own_addr):
+                    assert n.lookup_anycast(type, inst, d) == r.lookup_anycast(type, inst, d)
+            for lower, upper in ((0, 9), (2, 4), (5, 5)):
+                assert n.lookup_mcast(type, lower, upper) == r.lookup_mcast(type, lower, upper)
+                assert _ts(n.subscription_snapshot(type, lower, upper, False)) == _ts(
+                    r.subscription_snapshot(type, lower, upper, False))
+
+
+TableTwin.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestTableTwin = TableTwin.TestCase

@@ -106,6 +106,30 @@ class NamesModel(RuleBasedStateMachine):
                 del self.ref[n][k]
                 self._send_single(n, self.distr[n].withdraw(p))
 
+    @rule(n=st.sampled_from(NODES), chunk=st.sampled_from([None, 1, 2]))
+    def close_socket_batched(self, n: int, chunk: int | None) -> None:
+        """A socket closes through the batch paths: its bindings leave the table by port
+        (``withdraw_port``, ``chunk`` a call, as the runtime spreads them over loop
+        turns) or all at once (``withdraw_many``); peers must end up as with one
+        ``withdraw`` per binding."""
+        ports = sorted({p.port for k, p in self.ref[n].items() if k != n})
+        if not ports:
+            return
+        port = ports[-1]
+        for k in [k for k, p in self.ref[n].items() if p.port == port and k != n]:
+            del self.ref[n][k]
+        if chunk is None:
+            mine = self.tables[n].port_publications(port)
+            for m in self.distr[n].withdraw_many(mine):
+                self._send_single(n, m)
+            return
+        more = True
+        while more:
+            done, msgs, more = self.distr[n].withdraw_port(port, chunk)
+            assert len(done) <= chunk
+            for m in msgs:
+                self._send_single(n, m)
+
     @rule()
     def link_up(self) -> None:
         if not self.up:

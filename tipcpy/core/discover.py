@@ -10,7 +10,19 @@ Mirrors the kernel's ``net/tipc/discover.c`` (facts, not code):
   neighbour on this bearer has a working link, at 60 s once one has; when the last one
   is lost the interval drops back to 125 ms.
 * A unicast ``DSC_RESP`` answers a ``DSC_REQ`` only when the sender has no link up on
-  this bearer (as observed on Linux 6.1, §2.4 of the reference).
+  this bearer (as observed on Linux 6.1, §2.4 of the reference; kernel
+  tipc_node_check_dest sets ``respond`` whenever the link is not up).
+* Healing (``heal=True``, the default; a tipcpy rule, not the kernel's): the kernel
+  repairs a lost first exchange only with the next periodic request of either side,
+  which is up to ``TIPC_DISC_SLOW`` (60 s) away once the bearer has any working link.
+  tipcpy holds the interval at ``TIPC_DISC_FAST`` (1 s) instead of letting it grow
+  while (a) a peer discovered on this bearer has no working link here yet (its half of
+  the exchange may have been lost: our next request teaches it about us), or (b) the
+  number of linked peers changed since the previous request (the cluster is still
+  forming, so other first exchanges may be in flight and lost).  A newly discovered
+  unlinked peer also brings the next request forward to at most 1 s away.  Once the
+  bearer is stable the kernel's doubling to 60 s resumes.  ``heal=False`` gives the
+  kernel's exact intervals.
 * Messages with another net id are counted and dropped; our own echo is ignored; a
   peer using our address is a duplicate (counted, reported, never linked).
 
@@ -193,6 +205,7 @@ class Discoverer:
         send_requests: bool = True,
         node_id_by_addr: NodeIdByAddr | None = None,
         addr_by_id: AddrById | None = None,
+        heal: bool = True,
     ) -> None:
         if len(node_id) != NODE_ID_LEN:
             raise ValueError("node identity must be 16 bytes")
@@ -213,6 +226,10 @@ class Discoverer:
         self._addr_by_id = addr_by_id or (lambda i: None)
         self.stats = DiscStats()
         self._linked: set[int] = set()  # peers with a working link on this bearer
+        # peers we discovered on this bearer that have no working link here (yet)
+        self._unlinked: set[int] = set()
+        self.heal = heal
+        self._nodes_at_tick = 0
         self._out: list[tuple[Any, bytes]] = []
         self._events: list[object] = []
         self.trial_end = trial_end if own_addr == 0 else None
@@ -241,21 +258,50 @@ class Discoverer:
         self.trial_addr = addr
         self.trial_end = None
 
+    @property
+    def unlinked(self) -> frozenset[int]:
+        """Peers discovered on this bearer without a working link here."""
+        return frozenset(self._unlinked)
+
     def add_dest(self, peer_addr: int) -> None:
         """A link to ``peer_addr`` on this bearer came up (kernel tipc_disc_add_dest)."""
         self._linked.add(peer_addr)
+        self._unlinked.discard(peer_addr)
 
     def remove_dest(self, peer_addr: int, now: float) -> None:
         """That link went down; with no neighbour left, go back to fast requests."""
-        self._linked.discard(peer_addr)
+        if peer_addr in self._linked:
+            self._linked.discard(peer_addr)
+            self._unlinked.add(peer_addr)
         if not self._linked and self.timer_intv > TIPC_DISC_FAST:
             self.timer_intv = TIPC_DISC_INIT
             if self.send_requests:
                 self._deadline = now + self.timer_intv
+        elif self.heal:
+            self._hurry(now)
+
+    def forget(self, peer_addr: int) -> None:
+        """The node object of ``peer_addr`` was removed: stop healing towards it."""
+        self._linked.discard(peer_addr)
+        self._unlinked.discard(peer_addr)
+
+    def _hurry(self, now: float) -> None:
+        """Healing: the next request goes out within TIPC_DISC_FAST."""
+        if self.timer_intv > TIPC_DISC_FAST:
+            self.timer_intv = TIPC_DISC_FAST
+        if self.send_requests and self._deadline is not None \
+                and self._deadline > now + TIPC_DISC_FAST:
+            self._deadline = now + TIPC_DISC_FAST
+
+    def _healing(self) -> bool:
+        """Hold requests at the fast rate (see the module docstring, rule a/b)."""
+        return self.heal and (bool(self._unlinked) or len(self._linked) != self._nodes_at_tick)
 
     def reset(self, now: float) -> None:
         """Restart requests from 125 ms (kernel tipc_disc_reset, e.g. after a net id change)."""
         self._linked.clear()
+        self._unlinked.clear()
+        self._nodes_at_tick = 0
         self.timer_intv = TIPC_DISC_INIT
         self._deadline = now + self.timer_intv
         if self.send_requests:
@@ -306,10 +352,13 @@ class Discoverer:
                 return
         else:
             self.timer_intv *= 2
-            if self._linked and self.timer_intv > TIPC_DISC_SLOW:
+            if self._healing() and self.timer_intv > TIPC_DISC_FAST:
+                self.timer_intv = TIPC_DISC_FAST
+            elif self._linked and self.timer_intv > TIPC_DISC_SLOW:
                 self.timer_intv = TIPC_DISC_SLOW
             elif not self._linked and self.timer_intv > TIPC_DISC_FAST:
                 self.timer_intv = TIPC_DISC_FAST
+            self._nodes_at_tick = len(self._linked)
         self._deadline = now + self.timer_intv
         if self.send_requests:
             self._send_periodic()
@@ -357,6 +406,10 @@ class Discoverer:
         self._events.append(
             PeerDiscovered(self.bearer_id, src, peer_id, caps, maddr, msg.signature, mtype)
         )
+        if src not in self._linked and src not in self._unlinked:
+            self._unlinked.add(src)
+            if self.heal:
+                self._hurry(now)
         if mtype == DscType.REQ and src not in self._linked:
             self.stats.tx_resp += 1
             self._out.append((maddr, self._build(DscType.RESP, dest_domain=src)))

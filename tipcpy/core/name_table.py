@@ -17,6 +17,11 @@ Mirrors net/tipc/name_table.c so that lookups pick the same socket the kernel wo
   ``L[h:] + L[:h]``): head insertion is ``L.insert(h, p)``, a lookup is ``L[h]; h += 1``.
   That reproduces the kernel's round-robin order exactly, including the order in which
   ``tipc nametable show`` lists identical bindings after lookups have rotated them.
+* memory: a range with a single publication (most of them) is that Publication itself,
+  not a range object with a list and a cached tuple; removed ranges leave tombstones
+  in the sorted lists (compacted in bulk) and publications are kept per node and per
+  local port in lists with lazy deletion. ~290 bytes a point binding instead of ~580,
+  and withdrawing a socket's 65,535 bindings is linear, not a memmove each.
 
 The table is sans-IO and knows nothing about distribution or subscriptions: observers
 registered with :meth:`NameTable.add_observer` are called on every insert/remove with a
@@ -28,7 +33,8 @@ from __future__ import annotations
 
 import errno
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import compress
 
 from tipcpy.wire.consts import (
     TIPC_CLUSTER_SCOPE,
@@ -60,8 +66,8 @@ class Publication:
 
     ``key`` is the publication key chosen by the publishing node (socket layer: port +
     bind count + 1; node state: the node address). ``id`` is assigned by the table on
-    insert (monotonic, used to report existing bindings "by age" as the kernel does);
-    it is not part of equality.
+    insert (monotonic, used to report existing bindings "by age" as the kernel does;
+    -1 = never in a table, 0 = removed); it is not part of equality.
     """
 
     __slots__ = ("type", "lower", "upper", "scope", "node", "port", "key", "id")
@@ -147,23 +153,25 @@ def check_bind(
 
 
 class _Range:
-    """All publications of one exact service range (kernel ``struct service_range``)."""
+    """An exact service range holding two or more publications (kernel ``struct
+    service_range``). A range with a single publication is stored as that Publication
+    itself (it has ``lower``/``upper`` too): most bindings are alone in their range, and
+    the range object, its list and a cached ``(node, port)`` tuple cost ~200 bytes each.
+    A range is promoted to ``_Range`` when a second publication joins it and demoted back
+    when only one is left; neither changes the kernel order: with one publication the
+    round-robin heads are necessarily 0."""
 
-    __slots__ = ("lower", "upper", "publs", "h", "local", "lh", "one")
+    __slots__ = ("lower", "upper", "publs", "h", "local", "lh")
 
-    def __init__(self, p: Publication) -> None:
-        """A new range holding its first publication ``p`` (every range has one)."""
-        self.lower = p.lower
-        self.upper = p.upper
-        self.publs: list[Publication] = [p]  # all_publ, circular, logical head at h
+    def __init__(self, new: Publication, old: Publication, new_local: bool, old_local: bool) -> None:
+        """A range that held ``old`` alone and gets ``new`` (kernel list_add: new first)."""
+        self.lower = old.lower
+        self.upper = old.upper
+        self.publs: list[Publication] = [new, old]  # all_publ, circular, logical head at h
         self.h = 0
-        self.local: list[Publication] | None = None  # local_publ, circular, head at lh
+        loc = [q for q, is_loc in ((new, new_local), (old, old_local)) if is_loc]
+        self.local: list[Publication] | None = loc or None  # local_publ, head at lh
         self.lh = 0
-        self.one: tuple[int, int] | None = (p.node, p.port)  # while exactly one binding
-
-    def fix_one(self) -> None:
-        publs = self.publs
-        self.one = (publs[0].node, publs[0].port) if len(publs) == 1 else None
 
     def ordered(self) -> list[Publication]:
         """all_publ in the kernel's list order."""
@@ -171,103 +179,167 @@ class _Range:
         return self.publs[h:] + self.publs[:h] if h else list(self.publs)
 
 
-class _Service:
-    """All ranges of one service type (kernel ``struct tipc_service``)."""
+#: What a service holds for one exact range: the lone Publication, or a _Range.
+_Slot = Publication | _Range
+#: Fewest dead entries before a sorted list or a bag is compacted (and only once they
+#: outnumber the live ones): removals stay O(1) amortised instead of a memmove each.
+_COMPACT_MIN = 32
 
-    __slots__ = ("type", "seq", "ranges", "lowers", "pmax", "srs", "point", "disjoint")
+
+def _slot_publs(s: _Slot) -> list[Publication]:
+    """A slot's publications in the kernel's all_publ order."""
+    if s.__class__ is Publication:
+        return [s]
+    return s.ordered()  # type: ignore[union-attr]
+
+
+class _Service:
+    """All ranges of one service type (kernel ``struct tipc_service``).
+
+    ``lowers``/``pmax``/``srs`` are parallel lists in tree order. A removed range leaves a
+    tombstone (``srs[i] is None``, ``lowers[i]`` kept so the list stays sorted, ``pmax[i]``
+    = ``pmax[i-1]``: it contributes nothing), so withdrawing many ranges is not one
+    memmove of three lists each; the lists are compacted once the dead outnumber the
+    live. The leftmost index with ``pmax >= x`` is always a live range (its upper raised
+    the running max), so lookups never land on a tombstone."""
+
+    __slots__ = ("type", "seq", "ranges", "lowers", "pmax", "srs", "point", "disjoint",
+                 "n", "dead")  # fmt: skip
 
     def __init__(self, type: int, seq: int) -> None:
         self.type = type
         self.seq = seq  # creation order: newer services first within a hash bucket
-        # (lower << 32 | upper) -> range, for ranges with lower < upper only: a point
+        # (lower << 32 | upper) -> slot, for ranges with lower < upper only: a point
         # range {i, i} is found through ``point[i]`` (one dict entry and one big-int key
-        # less per binding; most bindings are points) -- use get()/put()/drop()
-        self.ranges: dict[int, _Range] = {}
+        # less per binding; most bindings are points) -- use get()
+        self.ranges: dict[int, _Slot] = {}
         self.lowers: list[int] = []
         self.pmax: list[int] = []
-        self.srs: list[_Range] = []
+        self.srs: list[_Slot | None] = []
         # Single-instance ranges by instance. While no two ranges of the service overlap
-        # (``disjoint``, kept conservatively: it only turns True again when the service
-        # is emptied) the range bound to exactly {inst, inst} is the first match for
-        # inst, so an anycast lookup is one dict probe instead of a bisect over
-        # scattered int objects (5-10 cache misses less with a million bindings).
-        self.point: dict[int, _Range] = {}
+        # (``disjoint``: recomputed exactly on compaction, otherwise only ever cleared) the
+        # range bound to exactly {inst, inst} is the first match for inst, so an anycast
+        # lookup is one dict probe instead of a bisect over scattered int objects.
+        self.point: dict[int, _Slot] = {}
         self.disjoint = True
+        self.n = 0  # live ranges
+        self.dead = 0  # tombstones in the lists
 
-    def get(self, lower: int, upper: int) -> _Range | None:
-        """The range bound to exactly ``{lower, upper}``, if any."""
+    def get(self, lower: int, upper: int) -> _Slot | None:
+        """The slot bound to exactly ``{lower, upper}``, if any."""
         if lower == upper:
             return self.point.get(lower)
         return self.ranges.get((lower << 32) | upper)
 
-    def add_range(self, r: _Range) -> None:
-        lowers, pmax = self.lowers, self.pmax
-        lo = r.lower
+    def _index(self, s: _Slot) -> int:
+        srs = self.srs
+        i = bisect_left(self.lowers, s.lower)
+        while srs[i] is not s:
+            i += 1
+        return i
+
+    def replace(self, old: _Slot, new: _Slot) -> None:
+        """Same range, new holder (promotion to / demotion from a _Range)."""
+        self.srs[self._index(old)] = new
+        lo, up = new.lower, new.upper
+        if lo == up:
+            self.point[lo] = new
+        else:
+            self.ranges[(lo << 32) | up] = new
+
+    def add_range(self, r: _Slot) -> None:
+        lowers, pmax, srs = self.lowers, self.pmax, self.srs
+        lo, up = r.lower, r.upper
+        self.n += 1
+        if lo == up:
+            self.point[lo] = r
+        else:
+            self.ranges[(lo << 32) | up] = r
         if not lowers or lo > lowers[-1]:
             # fast path, common when bindings arrive in order (a bulk): append
             if lowers:
                 m = pmax[-1]
                 if self.disjoint and m >= lo:
                     self.disjoint = False
-                if r.upper > m:
-                    m = r.upper
+                if up > m:
+                    m = up
             else:
-                m = r.upper
+                m = up
             lowers.append(lo)
-            self.srs.append(r)
+            srs.append(r)
             pmax.append(m)
-            if lo == r.upper:
-                self.point[lo] = r
-            else:
-                self.ranges[(lo << 32) | r.upper] = r
             return
-        i = bisect_left(lowers, r.lower)  # before equal lowers: kernel goes left on <=
-        lowers.insert(i, r.lower)
-        self.srs.insert(i, r)
-        m = r.upper
-        if i and pmax[i - 1] > m:
-            m = pmax[i - 1]
-        pmax.insert(i, m)
-        j, n = i + 1, len(pmax)
-        if self.disjoint and ((i and pmax[i - 1] >= r.lower) or (j < n and lowers[j] <= r.upper)):
-            self.disjoint = False
-        if r.lower == r.upper:
-            self.point[r.lower] = r
+        i = bisect_left(lowers, lo)  # before equal lowers: kernel goes left on <=
+        prev = pmax[i - 1] if i else -1
+        m = up if up > prev else prev
+        if srs[i] is None and lowers[i] == lo:
+            srs[i] = r  # reuse the tombstone: same place in tree order
+            pmax[i] = m
+            self.dead -= 1
+            j = i + 1
         else:
-            self.ranges[(r.lower << 32) | r.upper] = r
+            lowers.insert(i, lo)
+            srs.insert(i, r)
+            pmax.insert(i, m)
+            j = i + 1
+        n = len(pmax)
+        if self.disjoint:
+            k = j
+            while k < n and srs[k] is None:
+                k += 1
+            if prev >= lo or (k < n and lowers[k] <= up):
+                self.disjoint = False
         while j < n and pmax[j] < m:
             pmax[j] = m
             j += 1
 
-    def del_range(self, r: _Range) -> None:
-        lowers, srs, pmax = self.lowers, self.srs, self.pmax
-        i = bisect_left(lowers, r.lower)
-        while srs[i] is not r:
-            i += 1
-        del lowers[i], srs[i], pmax[i]
+    def del_range(self, r: _Slot) -> None:
+        srs, pmax = self.srs, self.pmax
+        i = self._index(r)
+        srs[i] = None
+        self.n -= 1
+        self.dead += 1
         if r.lower == r.upper:
             del self.point[r.lower]
         else:
             del self.ranges[(r.lower << 32) | r.upper]
         prev = pmax[i - 1] if i else -1
         n = len(pmax)
+        pmax[i] = prev
+        i += 1
         while i < n:
-            u = srs[i].upper
-            nv = u if u > prev else prev
+            s = srs[i]
+            nv = prev if s is None or s.upper <= prev else s.upper
             if nv == pmax[i]:
                 break
             pmax[i] = nv
             prev = nv
             i += 1
+        if self.dead > _COMPACT_MIN and self.dead > self.n:
+            self.compact()
 
-    def overlapping(self, lower: int, upper: int) -> Iterator[_Range]:
+    def compact(self) -> None:
+        """Drop the tombstones (O(n), amortised over as many removals)."""
+        srs = self.srs
+        keep = [s is not None for s in srs]
+        self.lowers = list(compress(self.lowers, keep))
+        self.pmax = list(compress(self.pmax, keep))
+        self.srs = [s for s in srs if s is not None]
+        self.dead = 0
+        lowers, pmax = self.lowers, self.pmax
+        self.disjoint = all(lowers[i] > pmax[i - 1] for i in range(1, len(lowers)))
+
+    def overlapping(self, lower: int, upper: int) -> Iterator[_Slot]:
         """Ranges overlapping [lower, upper] in tree order (service_range_foreach_match)."""
         srs = self.srs
         end = bisect_right(self.lowers, upper)
         for i in range(bisect_left(self.pmax, lower), end):
             r = srs[i]
-            if r.upper >= lower:
+            if r is not None and r.upper >= lower:
                 yield r
+
+    def live(self) -> list[_Slot]:
+        return [s for s in self.srs if s is not None]
 
 
 def _circ_remove(lst: list[Publication], h: int, p: Publication) -> int:
@@ -283,11 +355,25 @@ def _circ_remove(lst: list[Publication], h: int, p: Publication) -> int:
     raise KeyError(p)
 
 
+class _Bag:
+    """Publications in insertion order with O(1) removal: a removed publication stays in
+    ``items`` (its ``id`` is 0, or it moved) until the dead outnumber the live and the
+    list is compacted. A list slot is 8 bytes where a dict entry keyed by id was ~40 and
+    the id's int object another 32."""
+
+    __slots__ = ("items", "live")
+
+    def __init__(self) -> None:
+        self.items: list[Publication] = []
+        self.live = 0
+
+
 class NameTable:
     """The node's copy of the cluster binding table (kernel ``struct name_table``).
 
     ``own_addr`` is this node's 32-bit address; publications with ``node == own_addr``
-    or ``node == 0`` are local (kernel ``in_own_node``).
+    or ``node == 0`` are local (kernel ``in_own_node``). A Publication object belongs to
+    at most one table at a time (the table writes its ``id``).
     """
 
     def __init__(self, own_addr: int) -> None:
@@ -295,7 +381,10 @@ class NameTable:
         self._services: dict[int, _Service] = {}
         self._svc_seq = 0
         self._publ_seq = 0
-        self._by_node: dict[int, dict[int, Publication]] = {}
+        self._by_node: dict[int, _Bag] = {}
+        # local publications by socket port: withdraw a closing socket's bindings without
+        # the socket's own list, and in chunks (withdraw_port)
+        self._by_port: dict[int, _Bag] = {}
         self._count = 0
         self._observers: list[Observer] = []
 
@@ -320,68 +409,197 @@ class NameTable:
         if svc is None:
             self._svc_seq += 1
             svc = self._services[p.type] = _Service(p.type, self._svc_seq)
+        else:
+            p.type = svc.type  # share the int object (a decoded item has its own)
         lower = p.lower
         if lower == p.upper:
             # point range: found through svc.point; share the int object (a decoded
             # item has two equal ints: 32 bytes a binding)
             p.upper = lower
-            r = svc.point.get(lower)
+            s = svc.point.get(lower)
         else:
-            r = svc.ranges.get((lower << 32) | p.upper)
+            s = svc.ranges.get((lower << 32) | p.upper)
         node = p.node
-        if r is None:
-            r = _Range(p)
-            svc.add_range(r)
+        own = self.own_addr
+        local = node == 0 or node == own
+        if s is None:
+            svc.add_range(p)
             first = True
         else:
             key = p.key
-            publs = r.publs
-            for q in publs:
-                if q.key == key and (not q.node or q.node == node):
+            if s.__class__ is Publication:
+                if s.key == key and (not s.node or s.node == node):
                     return False
-            publs.insert(r.h, p)
-            r.one = None  # two or more now
-            first = False
-        if node == 0 or node == self.own_addr:
-            if r.local is None:
-                r.local = [p]
+                sn = s.node
+                svc.replace(s, _Range(p, s, local, sn == 0 or sn == own))
             else:
-                r.local.insert(r.lh, p)
-        self._publ_seq += 1
-        p.id = self._publ_seq
-        bn = self._by_node.get(node)
-        if bn is None:
-            bn = self._by_node[node] = {}
-        bn[p.id] = p
-        self._count += 1
+                r: _Range = s  # type: ignore[assignment]
+                publs = r.publs
+                for q in publs:
+                    if q.key == key and (not q.node or q.node == node):
+                        return False
+                publs.insert(r.h, p)
+                if local:
+                    if r.local is None:
+                        r.local = [p]
+                    else:
+                        r.local.insert(r.lh, p)
+            first = False
+        self._track(p, local)
         for cb in self._observers:
             cb(p, True, first)
         return True
 
-    def _unlink(self, svc: _Service, r: _Range, p: Publication) -> None:
-        r.h = _circ_remove(r.publs, r.h, p)
-        r.fix_one()
-        if r.local is not None and (p.node == 0 or p.node == self.own_addr):
-            try:
-                r.lh = _circ_remove(r.local, r.lh, p)
-            except KeyError:  # pragma: no cover - own_addr changed under us
-                pass
-            if not r.local:
-                r.local = None
-                r.lh = 0
-        last = not r.publs
-        if last:
-            svc.del_range(r)
-            if not svc.srs:
-                del self._services[svc.type]
-        bn = self._by_node.get(p.node)
-        if bn is not None:
-            bn.pop(p.id, None)
-            if not bn:
-                del self._by_node[p.node]
+    def insert_items(
+        self, node: int, scope: int, items: Iterable[tuple[int, int, int, int, int]]
+    ) -> tuple[int, int, int]:
+        """Insert ``(type, lower, upper, port, key)`` items of one node (a received bulk):
+        the same tables, ids and observer calls as ``insert(Publication(...))`` per item,
+        without a call per item for the common case (a new point range after every range
+        of its service, as a bulk delivers them). Returns ``(inserted, duplicates,
+        malformed)``; malformed = ``lower > upper``, skipped."""
+        services = self._services
+        observers = self._observers
+        insert = self.insert
+        new = Publication.__new__
+        P = Publication
+        by_node = self._by_node
+        fast = not (node == 0 or node == self.own_addr)  # local ones need the port bag
+        done = dup = bad = 0
+        for t, lo, up, port, key in items:
+            if lo > up:
+                bad += 1
+                continue
+            p = new(P)
+            p.scope = scope
+            p.node = node
+            p.port = port
+            p.key = key
+            svc = services.get(t)
+            if svc is not None and lo == up and fast:
+                lows = svc.lowers
+                # after every range's lower: no range {lo, lo} exists (its lower would
+                # be in lows), and the new one is last in tree order
+                if lows and lo > lows[-1]:
+                    p.type = svc.type
+                    p.lower = p.upper = lo
+                    svc.point[lo] = p
+                    svc.n += 1
+                    pmax = svc.pmax
+                    m = pmax[-1]
+                    if m >= lo:
+                        svc.disjoint = False
+                    else:
+                        m = lo
+                    lows.append(lo)
+                    svc.srs.append(p)
+                    pmax.append(m)
+                    self._publ_seq += 1
+                    p.id = self._publ_seq
+                    bag = by_node.get(node)
+                    if bag is None:
+                        bag = by_node[node] = _Bag()
+                    bag.items.append(p)
+                    bag.live += 1
+                    self._count += 1
+                    done += 1
+                    for cb in observers:
+                        cb(p, True, True)
+                    continue
+            p.type = t
+            p.lower = lo
+            p.upper = up
+            p.id = -1
+            if insert(p):
+                done += 1
+            else:
+                dup += 1
+        return done, dup, bad
+
+    def _track(self, p: Publication, local: bool) -> None:
+        """Give p its age and put it in its node's (and, if local, its port's) bag."""
+        if p.id == 0:  # was in a table before: its stale bag entries must go first
+            self._compact_bag(self._by_node, p.node)
+            self._compact_bag(self._by_port, p.port)
+        self._publ_seq += 1
+        p.id = self._publ_seq
+        bag = self._by_node.get(p.node)
+        if bag is None:
+            bag = self._by_node[p.node] = _Bag()
+        bag.items.append(p)
+        bag.live += 1
+        if local:
+            bag = self._by_port.get(p.port)
+            if bag is None:
+                bag = self._by_port[p.port] = _Bag()
+            bag.items.append(p)
+            bag.live += 1
+        self._count += 1
+
+    @staticmethod
+    def _compact_bag(bags: dict[int, _Bag], k: int) -> None:
+        bag = bags.get(k)
+        if bag is not None:
+            bag.items = [q for q in bag.items if q.id > 0]
+
+    def _untrack(self, p: Publication) -> None:
+        p.id = 0  # dead in its bags from now (compaction below drops it)
+        self._drop(self._by_node, p.node)
+        if p.node == 0 or p.node == self.own_addr:
+            self._drop(self._by_port, p.port)
         self._count -= 1
+
+    @staticmethod
+    def _drop(bags: dict[int, _Bag], k: int) -> None:
+        bag = bags.get(k)
+        if bag is None:  # pragma: no cover - own_addr changed under a local publication
+            return
+        bag.live -= 1
+        if not bag.live:
+            del bags[k]
+            return
+        items = bag.items
+        if len(items) - bag.live > _COMPACT_MIN and len(items) > 2 * bag.live:
+            bag.items = [q for q in items if q.id > 0]
+
+    def _unlink(self, svc: _Service, s: _Slot, p: Publication) -> None:
+        """Remove p (held by slot s of svc) and tell the observers."""
+        if s is p:
+            svc.del_range(p)
+            last = True
+            if not svc.n:
+                del self._services[svc.type]
+        else:
+            r: _Range = s  # type: ignore[assignment]
+            r.h = _circ_remove(r.publs, r.h, p)
+            if r.local is not None and (p.node == 0 or p.node == self.own_addr):
+                try:
+                    r.lh = _circ_remove(r.local, r.lh, p)
+                except KeyError:  # pragma: no cover - own_addr changed under us
+                    pass
+                if not r.local:
+                    r.local = None
+                    r.lh = 0
+            if len(r.publs) == 1:
+                svc.replace(r, r.publs[0])
+            last = False
+        self._untrack(p)
         for cb in self._observers:
             cb(p, False, last)
+
+    def _holder(self, p: Publication) -> tuple[_Service, _Slot] | None:
+        """The service and slot holding this very publication object, if it is here."""
+        if p.id <= 0:
+            return None
+        svc = self._services.get(p.type)
+        if svc is None:
+            return None
+        s = svc.get(p.lower, p.upper)
+        if s is None:
+            return None
+        if s is p or (s.__class__ is _Range and any(q is p for q in s.publs)):
+            return svc, s
+        return None
 
     def remove(
         self, type: int, lower: int, node: int, key: int, upper: int | None = None
@@ -398,46 +616,82 @@ class NameTable:
         if svc is None:
             return None
         if upper is not None:
-            r = svc.get(lower, upper)
-            cands = [r] if r is not None else []
+            s = svc.get(lower, upper)
+            if s is None:
+                return None
+            if s.__class__ is Publication:
+                if s.key == key and (not node or node == s.node):
+                    self._unlink(svc, s, s)
+                    return s
+                return None
+            cands: list[_Slot] = [s]
         else:
             i = bisect_left(svc.lowers, lower)
             j = bisect_right(svc.lowers, lower)
-            cands = svc.srs[i:j]
-        for r in cands:
-            for p in r.ordered():
+            cands = [s for s in svc.srs[i:j] if s is not None]
+        for s in cands:
+            for p in _slot_publs(s):
                 if p.key == key and (not node or node == p.node):
-                    self._unlink(svc, r, p)
+                    self._unlink(svc, s, p)
                     return p
         return None
 
     def remove_publication(self, p: Publication) -> bool:
         """Remove exactly this publication object (e.g. on socket close); False if absent."""
-        if not self.contains(p):
+        h = self._holder(p)
+        if h is None:
             return False
-        svc = self._services[p.type]
-        r = svc.get(p.lower, p.upper)
-        assert r is not None
-        self._unlink(svc, r, p)
+        self._unlink(h[0], h[1], p)
         return True
+
+    def remove_many(self, publs: Iterable[Publication]) -> list[Publication]:
+        """Remove each of these publication objects that is here, in order; returns the
+        ones removed. Same result and observer calls as remove_publication on each."""
+        out = []
+        holder, unlink = self._holder, self._unlink
+        for p in publs:
+            h = holder(p)
+            if h is not None:
+                unlink(h[0], h[1], p)
+                out.append(p)
+        return out
+
+    def withdraw_port(self, port: int, limit: int | None = None) -> tuple[list[Publication], bool]:
+        """Remove up to ``limit`` (all if None) local publications of socket ``port``,
+        oldest first; returns them and whether more remain. A closing socket with many
+        bindings can be withdrawn across several loop turns with a bounded limit."""
+        bag = self._by_port.get(port)
+        if bag is None:
+            return [], False
+        todo = [q for q in bag.items if q.id > 0]
+        if limit is not None and limit < len(todo):
+            todo = todo[:limit]
+        out = self.remove_many(todo)
+        return out, port in self._by_port
+
+    def port_publications(self, port: int) -> list[Publication]:
+        """Local publications of socket ``port``, oldest first."""
+        bag = self._by_port.get(port)
+        return [q for q in bag.items if q.id > 0] if bag else []
 
     def contains(self, p: Publication) -> bool:
         """True if this very publication object is in the table."""
-        bn = self._by_node.get(p.node)
-        return bn is not None and bn.get(p.id) is p
+        return self._holder(p) is not None
 
     def withdraw_node(self, node: int) -> list[Publication]:
         """Purge every publication of ``node`` (node lost); returns them in the order they
         were inserted. Observers see a remove for each."""
-        bn = self._by_node.get(node)
-        if not bn:
+        bag = self._by_node.get(node)
+        if bag is None:
             return []
-        out = list(bn.values())
+        out = [q for q in bag.items if q.id > 0 and q.node == node]
+        services = self._services
+        unlink = self._unlink
         for p in out:
-            svc = self._services[p.type]
-            r = svc.get(p.lower, p.upper)
-            assert r is not None
-            self._unlink(svc, r, p)
+            svc = services[p.type]
+            s = svc.get(p.lower, p.upper)
+            assert s is not None
+            unlink(svc, s, p)
         return out
 
     def set_own_addr(self, addr: int) -> None:
@@ -446,19 +700,19 @@ class NameTable:
         old = self.own_addr
         if addr == old:
             return
-        moved: dict[int, Publication] = {}
+        moved: list[Publication] = []
         for n in {0, old}:
-            bn = self._by_node.pop(n, None)
-            if bn:
-                moved.update(bn)
-        for p in moved.values():
+            bag = self._by_node.pop(n, None)
+            if bag:
+                moved += [q for q in bag.items if q.id > 0 and q.node == n]
+        for p in moved:
             p.node = addr
-            r = self._services[p.type].get(p.lower, p.upper)
-            assert r is not None
-            r.fix_one()
         if moved:
-            bn = self._by_node.setdefault(addr, {})
-            bn.update(moved)
+            bag = self._by_node.get(addr)
+            if bag is None:
+                bag = self._by_node[addr] = _Bag()
+            bag.items += moved
+            bag.live += len(moved)
         self.own_addr = addr
 
     # ------------------------------------------------------------------ lookups
@@ -474,51 +728,55 @@ class NameTable:
         * no match: None (``sendto`` fails with EHOSTUNREACH).
         """
         if not domain:
-            # hot path: one dict lookup, one C bisect, no allocation for a range with a
-            # single binding (its (node, port) tuple is cached on the range)
+            # hot path: one dict lookup (or one C bisect), no call; the round-robin pick
+            # is inlined twice on purpose (a helper call costs ~10% of a lookup)
             svc = self._services.get(type)
             if svc is None:
                 return None
             if svc.disjoint:
                 r = svc.point.get(instance)
                 if r is not None:
-                    one = r.one
-                    if one is not None:
-                        return one
-                    publs = r.publs
-                    h = r.h
+                    if r.__class__ is Publication:
+                        return (r.node, r.port)
+                    publs = r.publs  # type: ignore[union-attr]
+                    h = r.h  # type: ignore[union-attr]
                     p = publs[h]
                     h += 1
-                    r.h = 0 if h == len(publs) else h
+                    r.h = 0 if h == len(publs) else h  # type: ignore[union-attr]
                     return (p.node, p.port)
-            i = bisect_left(svc.pmax, instance)
             try:
-                r = svc.srs[i]
-            except IndexError:
+                r = svc.srs[bisect_left(svc.pmax, instance)]
+                if r.lower > instance:  # type: ignore[union-attr]
+                    return None
+            except (IndexError, AttributeError):  # past the end / negative instance
                 return None
-            if r.lower > instance:
-                return None
-            one = r.one
-            if one is not None:
-                return one
-            publs = r.publs
-            h = r.h
+            if r.__class__ is Publication:
+                return (r.node, r.port)
+            publs = r.publs  # type: ignore[union-attr]
+            h = r.h  # type: ignore[union-attr]
             p = publs[h]
             h += 1
-            r.h = 0 if h == len(publs) else h
+            r.h = 0 if h == len(publs) else h  # type: ignore[union-attr]
             return (p.node, p.port)
-        if domain != self.own_addr:
+        own = self.own_addr
+        if domain != own:
             return (domain, 0)
         svc = self._services.get(type)
         if svc is None:
             return None
-        for r in svc.overlapping(instance, instance):
-            loc = r.local
+        for s in svc.overlapping(instance, instance):
+            if s.__class__ is Publication:
+                n = s.node
+                if n == 0 or n == own:
+                    return (n, s.port)
+                continue
+            r = s
+            loc = r.local  # type: ignore[union-attr]
             if loc:
-                h = r.lh
+                h = r.lh  # type: ignore[union-attr]
                 p = loc[h]
                 h += 1
-                r.lh = 0 if h == len(loc) else h
+                r.lh = 0 if h == len(loc) else h  # type: ignore[union-attr]
                 return (p.node, p.port)
         return None
 
@@ -539,8 +797,8 @@ class NameTable:
         svc = self._services.get(type)
         if svc is None:
             return {}
-        for r in svc.overlapping(lower, upper):
-            for p in r.ordered():
+        for s in svc.overlapping(lower, upper):
+            for p in _slot_publs(s):
                 if scope != TIPC_ANY_SCOPE and p.scope != scope:
                     continue
                 if exclude is not None and exclude[0] == p.node and exclude[1] == p.port:
@@ -557,7 +815,7 @@ class NameTable:
         svc = self._services.get(type)
         if svc is None:
             return set()
-        return {p.node for r in svc.overlapping(lower, upper) for p in r.publs}
+        return {p.node for s in svc.overlapping(lower, upper) for p in _slot_publs(s)}
 
     def lookup_mcast_local(
         self, type: int, lower: int, upper: int, scope: int = TIPC_ANY_SCOPE
@@ -567,13 +825,21 @@ class NameTable:
         svc = self._services.get(type)
         if svc is None:
             return []
+        own = self.own_addr
         seen: dict[int, None] = {}
-        for r in svc.overlapping(lower, upper):
-            loc = r.local
-            if not loc:
-                continue
-            lh = r.lh
-            for p in loc[lh:] + loc[:lh]:
+        for s in svc.overlapping(lower, upper):
+            if s.__class__ is Publication:
+                n = s.node
+                if n != 0 and n != own:
+                    continue
+                loc: list[Publication] = [s]
+            else:
+                r: _Range = s  # type: ignore[assignment]
+                if not r.local:
+                    continue
+                lh = r.lh
+                loc = r.local[lh:] + r.local[:lh]
+            for p in loc:
                 if scope == TIPC_ANY_SCOPE or p.scope == scope:
                     seen[p.port] = None
         return list(seen)
@@ -588,19 +854,21 @@ class NameTable:
         if svc is None:
             return []
         out: list[Publication] = []
-        for r in svc.overlapping(lower, upper):
-            if ports:
-                out.extend(r.publs)
+        for s in svc.overlapping(lower, upper):
+            if s.__class__ is Publication:
+                out.append(s)
+            elif ports:
+                out.extend(s.publs)  # type: ignore[union-attr]
             else:
-                out.append(min(r.publs, key=_by_id))
+                out.append(min(s.publs, key=_by_id))  # type: ignore[union-attr]
         out.sort(key=_by_id)
         return out
 
     def find(self, type: int, lower: int, upper: int) -> list[Publication]:
         """Publications bound to exactly ``{type, lower, upper}``, in kernel list order."""
         svc = self._services.get(type)
-        r = svc.get(lower, upper) if svc else None
-        return r.ordered() if r else []
+        s = svc.get(lower, upper) if svc else None
+        return _slot_publs(s) if s is not None else []
 
     # ------------------------------------------------------------------ inspection
     def __len__(self) -> int:
@@ -614,17 +882,17 @@ class NameTable:
             self._services.values(), key=lambda s: (s.type & (TIPC_NAMETBL_SIZE - 1), -s.seq)
         )
         for svc in svcs:
-            for r in list(svc.srs):
-                yield from r.ordered()
+            for s in svc.live():
+                yield from _slot_publs(s)
 
     def publications_of(self, node: int) -> list[Publication]:
         """All publications of ``node`` in insertion order (for bulk: own node)."""
-        bn = self._by_node.get(node)
-        return list(bn.values()) if bn else []
+        bag = self._by_node.get(node)
+        return [q for q in bag.items if q.id > 0 and q.node == node] if bag else []
 
     def node_count(self, node: int) -> int:
-        bn = self._by_node.get(node)
-        return len(bn) if bn else 0
+        bag = self._by_node.get(node)
+        return bag.live if bag else 0
 
     @property
     def local_count(self) -> int:
