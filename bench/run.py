@@ -32,6 +32,7 @@ def _cases() -> dict[str, Callable[[Any], list[Row]]]:
         "latency": socket_cases.case_latency,
         "lookup": core_cases.case_lookup,
         "bulk": core_cases.case_bulk,
+        "loss": core_cases.case_loss,
         "bulk_udp": daemon_cases.case_bulk_udp,
         "nodedown": daemon_cases.case_nodedown,
         "rss": daemon_cases.case_rss,
@@ -47,6 +48,7 @@ CASE_HELP = {
     "bulk": "name bulk build+encode+decode+apply, and over a sim link",
     "bulk_udp": "name bulk between two real tipcd over UDP",
     "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",
+    "loss": "SEQPACKET 100 B msgs/s through a sim segment at 5%/20% loss, vs loss-free",
     "nodedown": "node-down detection time / link tolerance (1500 and 100 ms)",
     "rss": "tipcd resident memory idle and with many bindings",
 }

@@ -102,13 +102,15 @@ ACK_RATE = 16
 NACK_FIRST, NACK_EVERY = 1, 16
 """NACK at the first deferred packet (the kernel waits for 3: a lost packet then costs
 a round trip more, and under heavy loss far more), then every 16 more."""
-NACK_REPEAT = 0.002
+NACK_REPEAT = 0.001
 """While packets stay missing, a later out-of-order arrival NACKs again after this
-long (the retransmission may have been lost too)."""
-RPROBE_MIN = 0.002
+long (the retransmission may have been lost too); the sender retransmits a packet
+at most once per RETR_INTERVAL anyway."""
+RPROBE_MIN = 0.001
 RPROBE_DEFAULT = 0.02
 """Retransmission probe: when the head of the transmit queue has not been acked for
-about two round trips (at least 2 ms; 20 ms before the first measured round trip),
+about two round trips (at least 1 ms, the per-packet retransmission limit; 20 ms
+before the first measured round trip),
 ask the peer for its state with a probe instead of waiting for the next tick.  The
 peer's reply carries the gap (and Gap-ACK blocks), which drives the retransmission
 (what a kernel also answers to a probe).  Backs off x2 up to the tick interval."""
