@@ -66,6 +66,28 @@ from tipcpy.wire.consts import (
 )
 from tipcpy.wire.fragment import Reassembler
 from tipcpy.wire.fragment import fragment as _fragment
+from tipcpy.wire.msg import (
+    ACK_MASK,
+    ACK_SHIFT,
+    BCAST_ACK_MASK,
+    ERRCODE_MASK,
+    ERRCODE_SHIFT,
+    HSIZE_SHIFT,
+    KEEPALIVE_SHIFT,
+    LINKPRIO_MASK,
+    LINKPRIO_SHIFT,
+    MAX_PKT_MASK,
+    MAX_PKT_SHIFT,
+    MTYPE_SHIFT,
+    NON_SEQ_BIT,
+    SEQ_GAP_MASK,
+    SEQ_GAP_SHIFT,
+    TOLERANCE_MASK,
+    USER_MASK,
+    USER_SHIFT,
+    VERSION_SHIFT,
+    W0_KEEP,
+)
 from tipcpy.wire.msg import decode_at as _decode_at
 
 __all__ = [
@@ -133,7 +155,7 @@ _INNER_USERS = frozenset({_USER_BUNDLER, _USER_TUNNEL, _USER_FRAGMENTER})
 _SYSTEM = 4
 
 _STATE_MSG, _RESET_MSG, _ACTIVATE_MSG = 0, 1, 2
-_W0_PROTO = (2 << 29) | (_USER_LINK_PROTOCOL << 25) | ((INT_H_SIZE // 4) << 21)
+_W0_PROTO = (2 << VERSION_SHIFT) | (_USER_LINK_PROTOCOL << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
 """w0 of every link protocol message (0x4f400000) before keepalive bit and size."""
 _PROTO_HDR = struct.Struct(">10I")
 _PACK_ACKS = struct.Struct(">HHH").pack_into
@@ -141,15 +163,24 @@ _PACK_ACKS = struct.Struct(">HHH").pack_into
 _GAP_HDR = struct.Struct(">HBB")
 _GAP_BLK = struct.Struct(">HH")
 _EMPTY_GAP_ACK = b"\x00\x04\x00\x00"
-_W0_BUNDLE = (2 << 29) | (_USER_BUNDLER << 25) | ((INT_H_SIZE // 4) << 21)
-_W0_TUNNEL = (2 << 29) | (_USER_TUNNEL << 25) | ((INT_H_SIZE // 4) << 21)
+_W0_BUNDLE = (2 << VERSION_SHIFT) | (_USER_BUNDLER << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
+_W0_TUNNEL = (2 << VERSION_SHIFT) | (_USER_TUNNEL << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
 SYNCH_MSG, FAILOVER_MSG = 0, 1
 """TUNNEL_PROTOCOL message types."""
 _MAX_FO_DEFERRED = 8192
 """Out-of-order tunnelled packets kept while failing over (the failed link's window)."""
 _PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 _HDRS = [struct.Struct(f">{n}I") for n in range(16)]
-_W0_KEEP = 0xFE1E0000  # w0 without hsize (24:21) and size (16:0), as in Msg.encode()
+# w5 of LINK_PROTOCOL and TUNNEL_PROTOCOL (msg.h); w9[31:16] of BUNDLER / TUNNEL
+_SESSION_SHIFT = 16
+_BC_ACK_INVALID_SHIFT = 14
+_STOPPING_SHIFT = 13
+_REDUNDANT_SHIFT = 12
+_BEARER_ID_SHIFT, _BEARER_ID_MASK = 9, 0x7
+_NET_PLANE_SHIFT, _NET_PLANE_MASK = 1, 0x7
+_DEST_SESSION_VALID_BIT = 1 << 16  # ACTIVATE w1
+_MSGCNT_SHIFT = 16
+_FRAGM_NO_SHIFT, _NOF_FRAGMS_MASK = 16, 0xFFFF  # tunnel fragments, w4
 
 
 def _align4(n: int) -> int:
@@ -466,7 +497,7 @@ def _split_bundle(m: Msg) -> list[Msg]:
         raise DecodeError(
             "bundle", base + end, f"{n - end} bytes after the last inner message", n - end
         )
-    msgcnt = m.w[9] >> 16 if len(m.w) > 9 else 0
+    msgcnt = m.w[9] >> _MSGCNT_SHIFT if len(m.w) > 9 else 0
     if len(out) != msgcnt:
         raise DecodeError("msgcnt", base - 4, f"bundle holds {len(out)} messages", msgcnt)
     return out
@@ -822,8 +853,8 @@ class Link:
         accepted messages wait and go out when it comes up.
         """
         w = msg.w
-        user = (w[0] >> 25) & 0xF
-        if user <= 3 and not (w[1] >> 25) & 0xF:
+        user = (w[0] >> USER_SHIFT) & USER_MASK
+        if user <= 3 and not (w[1] >> ERRCODE_SHIFT) & ERRCODE_MASK:
             imp = user
         else:
             imp = msg.importance
@@ -848,11 +879,11 @@ class Link:
                 s.msg_lengths_total += size
                 s.msg_length_profile[_profile_slot(size)] += 1
                 seq = self._snd_nxt
-                w[0] = (w[0] & _W0_KEEP) | (n << 21) | size  # as Msg.encode() does
+                w[0] = (w[0] & W0_KEEP) | (n << HSIZE_SHIFT) | size  # as Msg.encode() does
                 w1 = w[1]
                 w2 = w[2]
-                w[1] = (w1 & 0xFFFF0000) | (self.bcast_ack & 0xFFFF)
-                w[2] = ((self._rcv_nxt - 1) & 0xFFFF) << 16 | seq
+                w[1] = (w1 & ~BCAST_ACK_MASK) | (self.bcast_ack & BCAST_ACK_MASK)
+                w[2] = ((self._rcv_nxt - 1) & ACK_MASK) << ACK_SHIFT | seq
                 raw = _HDRS[n].pack(*w) + data
                 w[1] = w1
                 w[2] = w2
@@ -897,7 +928,7 @@ class Link:
             # msg.encode(), inline (size <= mss: the 17-bit size field holds it)
             w = msg.w
             n = len(w)
-            w[0] = (w[0] & _W0_KEEP) | (n << 21) | size
+            w[0] = (w[0] & W0_KEEP) | (n << HSIZE_SHIFT) | size
             raw = _HDRS[n].pack(*w) + msg.data
             if not bl and len(tq) < self.window:
                 self._xmit_new(raw, now)
@@ -985,7 +1016,7 @@ class Link:
             self.own_addr,
             self.peer_addr,
             0,
-            len(raws) << 16 | imp,
+            len(raws) << _MSGCNT_SHIFT | imp,
         ) + b"".join(parts)
 
     def _wakeup(self) -> None:
@@ -1057,12 +1088,12 @@ class Link:
         """A decoded unicast packet from this peer on this bearer."""
         w = msg.w
         w0 = w[0]
-        user = (w0 >> 25) & 0xF
+        user = (w0 >> USER_SHIFT) & USER_MASK
         if user == _USER_LINK_PROTOCOL:
             self._proto_rcv(msg, now)
             return
         s = self.stats
-        if w0 & (1 << 20):  # non_seq: broadcast-link traffic is the node's
+        if w0 & NON_SEQ_BIT:  # non_seq: broadcast-link traffic is the node's
             s.rx_invalid += 1
             return
         # any sequenced packet proves the peer alive (kernel: silent_intv_cnt = 0)
@@ -1086,7 +1117,7 @@ class Link:
         # piggybacked ack
         tq = self._transmq
         if tq:
-            acked = w2 >> 16
+            acked = w2 >> ACK_SHIFT
             if ((acked - tq[0][_SEQ]) & 0xFFFF) < 0x8000:
                 if ((self._snd_nxt - 1 - acked) & 0xFFFF) < 0x8000:
                     if self._advance_transmq(acked, 0, [], now) > 0 and self._backlog:
@@ -1113,7 +1144,7 @@ class Link:
             self._rcv_nxt = rcv_nxt
             s.recv_pkts += 1
             self._rcv_unacked += 1
-            u = (msg.w[0] >> 25) & 0xF
+            u = (msg.w[0] >> USER_SHIFT) & USER_MASK
             if u in _INNER_USERS:
                 if u == _USER_TUNNEL:
                     if not self._tnl_rcv(msg, now):
@@ -1145,14 +1176,14 @@ class Link:
             s.recv_bundled += len(inner)
             ev = self._events
             for m in inner:
-                if (m.w[0] >> 25) & 0xF in _NOT_BUNDLED:
+                if (m.w[0] >> USER_SHIFT) & USER_MASK in _NOT_BUNDLED:
                     s.rx_bad_inner += 1
                 else:
                     ev.append(Delivered(m))
             return True
         s.recv_fragments += 1
         try:
-            whole = self._reasm.feed(msg)  # type: ignore[arg-type]
+            whole = self._reasm.feed(msg)
         except DecodeError:
             # the kernel resets the link: a broken chain means lost data
             s.rx_bad_inner += 1
@@ -1229,11 +1260,11 @@ class Link:
         if self.state in _BLOCKED_STATES or self._next_tick is None:
             return
         w1 = w[1]
-        mtyp = w1 >> 29
+        mtyp = w1 >> MTYPE_SHIFT
         w5 = w[5]
-        session = w5 >> 16
+        session = w5 >> _SESSION_SHIFT
         if self.own_addr > w[3]:
-            self.net_plane = (w5 >> 1) & 7
+            self.net_plane = (w5 >> _NET_PLANE_SHIFT) & _NET_PLANE_MASK
         # validation (tipc_link_validate_msg)
         if mtyp == _RESET_MSG:
             ok = not self.in_session or _less(self.peer_session, session)
@@ -1241,7 +1272,7 @@ class Link:
             ok = not self.in_session or not _less(session, self.peer_session)
         elif mtyp == _STATE_MSG:
             ok = self.in_session and session == self.peer_session
-            if ok and self.state not in _UP_STATES and (w[2] >> 16):
+            if ok and self.state not in _UP_STATES and (w[2] >> ACK_SHIFT):
                 ok = False
             if ok and self.peer_caps & Cap.LINK_PROTO_SEQNO:
                 ok = not _less(w[2] & 0xFFFF, self._rcv_nxt_state)
@@ -1250,14 +1281,14 @@ class Link:
         if not ok:
             s.rx_proto_rejected += 1
             return
-        peers_tol = w[9] & 0xFFFF
-        peers_prio = (w5 >> 4) & 0x1F
+        peers_tol = w[9] & TOLERANCE_MASK
+        peers_prio = (w5 >> LINKPRIO_SHIFT) & LINKPRIO_MASK
         if mtyp != _STATE_MSG:
             self._reset_activate_rcv(msg, mtyp, session, peers_tol, peers_prio, now)
             return
         # ---- STATE
         data = msg.data
-        ga = self._parse_gap_blocks(data, w[2] >> 16, (w1 >> 16) & 0x1FFF)
+        ga = self._parse_gap_blocks(data, w[2] >> ACK_SHIFT, (w1 >> SEQ_GAP_SHIFT) & SEQ_GAP_MASK)
         if ga is None:
             s.rx_invalid += 1
             return
@@ -1276,7 +1307,7 @@ class Link:
         probe = w5 & 1
         if probe:
             s.recv_probes += 1
-        elif (w[0] >> 19) & 1 and self._probe_at is not None:
+        elif (w[0] >> KEEPALIVE_SHIFT) & 1 and self._probe_at is not None:
             # keepalive bit without probe bit: the reply to our last probe
             s.rtt.add(max(0.0, now - self._probe_at))
             self._probe_at = None
@@ -1287,13 +1318,13 @@ class Link:
         rcvgap = 0
         peers_snd_nxt = w[4] & 0xFFFF
         rcv_nxt = self._rcv_nxt
-        if (probe or (w[0] >> 19) & 1) and _less(rcv_nxt, peers_snd_nxt) \
+        if (probe or (w[0] >> KEEPALIVE_SHIFT) & 1) and _less(rcv_nxt, peers_snd_nxt) \
                 and not self._deferred and self.state is not LinkState.SYNCHING:
             rcvgap = (peers_snd_nxt - rcv_nxt) & 0xFFFF
         if rcvgap or probe:
             self._proto(_STATE_MSG, reply=bool(probe), rcvgap=rcvgap)
-        acked = w[2] >> 16
-        gap = (w1 >> 16) & 0x1FFF
+        acked = w[2] >> ACK_SHIFT
+        gap = (w1 >> SEQ_GAP_SHIFT) & SEQ_GAP_MASK
         if gap:
             s.recv_nacks += 1
         if not _less_eq(acked, (self._snd_nxt - 1) & 0xFFFF):
@@ -1308,7 +1339,7 @@ class Link:
     ) -> None:
         s = self.stats
         w = msg.w
-        max_pkt = (w[9] >> 16) * 4
+        max_pkt = (w[9] >> MAX_PKT_SHIFT) * 4
         data = msg.data
         if max_pkt < MIN_PEER_MTU or len(data) < TIPC_MAX_IF_NAME:
             s.rx_invalid += 1
@@ -1320,19 +1351,20 @@ class Link:
             self._adopt_tolerance(peers_tol, now)
         if self.priority < peers_prio <= TIPC_MAX_LINK_PRI:
             self.priority = peers_prio
-        if (w[5] >> 13) & 1:  # peer_stopping: full re-establish cycle
+        if (w[5] >> _STOPPING_SHIFT) & 1:  # peer_stopping: full re-establish cycle
             if self.is_up:
                 self._failure(now, "peer stopping")
             return
         w1 = w[1]
-        if mtyp == _ACTIVATE_MSG and (w1 >> 16) & 1 and self.session != (w1 & 0xFFFF):
+        if mtyp == _ACTIVATE_MSG and w1 & _DEST_SESSION_VALID_BIT \
+                and self.session != (w1 & 0xFFFF):
             # we were re-created while the peer was establishing: resynch sessions
             if _less(self.session, w1 & 0xFFFF):
                 self.session = ((w1 & 0xFFFF) + 1) & 0xFFFF
             return
         self.peer_session = session
         self.in_session = True
-        self.peer_bearer_id = (w[5] >> 9) & 7
+        self.peer_bearer_id = (w[5] >> _BEARER_ID_SHIFT) & _BEARER_ID_MASK
         st = self.state
         if st in _UP_STATES:
             if mtyp == _RESET_MSG:
@@ -1359,8 +1391,8 @@ class Link:
         the kernel adds so that a failover always tunnels at least one packet; the
         receiver drops it (see _fo_input)."""
         return _HDRS[8].pack(
-            (2 << 29) | ((BASIC_H_SIZE // 4) << 21) | BASIC_H_SIZE,
-            (3 << 29) | (int(ErrCode.TIPC_ERR_NO_PORT) << 25),
+            (2 << VERSION_SHIFT) | ((BASIC_H_SIZE // 4) << HSIZE_SHIFT) | BASIC_H_SIZE,
+            (3 << MTYPE_SHIFT) | (int(ErrCode.TIPC_ERR_NO_PORT) << ERRCODE_SHIFT),
             seq & 0xFFFF, self.own_addr, 0, 0, self.own_addr, self.peer_addr)
 
     def unacked_packets(self) -> list[bytes]:
@@ -1445,15 +1477,15 @@ class Link:
             elif split:
                 nof = n // dmax + 1
                 for k in range(nof):
-                    parts.append((raw[k * dmax:(k + 1) * dmax], (k + 1) << 16 | nof))
+                    parts.append((raw[k * dmax:(k + 1) * dmax], (k + 1) << _FRAGM_NO_SHIFT | nof))
             else:
                 self.stats.tunnel_too_big += 1
         cnt = len(parts) if syncpt is None else syncpt
-        w5 = (tnl_bearer_id & 7) << 9
-        w9 = (cnt & 0xFFFF) << 16
+        w5 = (tnl_bearer_id & _BEARER_ID_MASK) << _BEARER_ID_SHIFT
+        w9 = (cnt & 0xFFFF) << _MSGCNT_SHIFT
         own, peer = self.own_addr, self.peer_addr
         for payload, w4 in parts:
-            raw = _PROTO_HDR.pack(_W0_TUNNEL | (INT_H_SIZE + len(payload)), mtyp << 29, 0,
+            raw = _PROTO_HDR.pack(_W0_TUNNEL | (INT_H_SIZE + len(payload)), mtyp << MTYPE_SHIFT, 0,
                                   own, w4, w5, own, peer, 0, w9) + payload
             self._xmit_raw(raw, now)
         self.stats.tunnel_tx += len(parts)
@@ -1480,14 +1512,14 @@ class Link:
         s = self.stats
         s.tunnel_rx += 1
         w = msg.w
-        if len(w) < 10 or (w[1] >> 29) != FAILOVER_MSG:
+        if len(w) < 10 or (w[1] >> MTYPE_SHIFT) != FAILOVER_MSG:
             # a SYNCH_MSG that started synching: what follows it on this link waits
             # (in the deferred queue) until the node calls resume()
             return self.state is not LinkState.SYNCHING
         w4 = w[4]
-        nof = w4 & 0xFFFF
+        nof = w4 & _NOF_FRAGMS_MASK
         if nof:
-            no = w4 >> 16
+            no = w4 >> _FRAGM_NO_SHIFT
             parts = self._tnl_parts
             if no == 1 and not parts:
                 self._tnl_nof = nof
@@ -1532,9 +1564,9 @@ class Link:
     def _fo_input(self, msg: Msg, now: float) -> bool:
         """tipc_link_input for a tunnelled packet, with the failed link's reassembly."""
         w = msg.w
-        u = (w[0] >> 25) & 0xF
+        u = (w[0] >> USER_SHIFT) & USER_MASK
         if u <= 3:
-            if (w[1] >> 25) & 0xF and len(w) > 5 and not w[5] and not msg.data:
+            if (w[1] >> ERRCODE_SHIFT) & ERRCODE_MASK and len(w) > 5 and not w[5] and not msg.data:
                 return True  # the failover dummy
             self._events.append(Delivered(msg))
             return True
@@ -1542,7 +1574,7 @@ class Link:
             return self._input_inner(msg, u, now)
         if u == _USER_FRAGMENTER:
             try:
-                whole = self._fo_reasm.feed(msg)  # type: ignore[arg-type]
+                whole = self._fo_reasm.feed(msg)
             except DecodeError:
                 self.stats.rx_bad_inner += 1
                 return True
@@ -1583,7 +1615,7 @@ class Link:
             self._pre_up = []
             for imp, m in pre:
                 self._bl_len[imp] -= 1
-                self._enqueue(m, imp, (m.w[0] >> 25) & 0xF, now)
+                self._enqueue(m, imp, (m.w[0] >> USER_SHIFT) & USER_MASK, now)
 
     def _failure(self, now: float, reason: str) -> None:
         """LINK_FAILURE_EVT on an up link: down, new session, RESET to the peer."""
@@ -1658,7 +1690,7 @@ class Link:
             return
         s = self.stats
         snd_nxt = self._snd_nxt
-        w1 = (mtyp << 29) | (self.bcast_ack & 0xFFFF)
+        w1 = (mtyp << MTYPE_SHIFT) | (self.bcast_ack & BCAST_ACK_MASK)
         keepalive = 0
         if mtyp == _STATE_MSG:
             if (probe or reply) and self._deferred:
@@ -1670,7 +1702,7 @@ class Link:
                 self._snd_nxt_state = (seqno + 1) & 0xFFFF
             else:
                 seqno = (snd_nxt + PROTO_SEQNO_OFFSET) & 0xFFFF
-            w1 |= (rcvgap & 0x1FFF) << 16
+            w1 |= (rcvgap & SEQ_GAP_MASK) << SEQ_GAP_SHIFT
             # a kernel reads a Gap-ACK header if we advertise the cap: always send it
             if (self.peer_caps | self.own_caps) & Cap.GAP_ACK_BLOCK:
                 data = self._gap_ack_blocks(rcvgap)
@@ -1684,29 +1716,29 @@ class Link:
         else:
             seqno = (snd_nxt + PROTO_SEQNO_OFFSET) & 0xFFFF
             if mtyp == _ACTIVATE_MSG:
-                w1 = (mtyp << 29) | (1 << 16) | (self.peer_session & 0xFFFF)
+                w1 = (mtyp << MTYPE_SHIFT) | _DEST_SESSION_VALID_BIT | (self.peer_session & 0xFFFF)
             data = self._if_payload
             w8 = 0
-            w9 = ((self.advertised_mtu // 4) & 0xFFFF) << 16 | (tol & 0xFFFF)
+            w9 = ((self.advertised_mtu // 4) & MAX_PKT_MASK) << MAX_PKT_SHIFT | (tol & TOLERANCE_MASK)
             probe = False
         redundant = 1 if (up and self.peer_node_up) else 0
         w5 = (
-            (self.session & 0xFFFF) << 16
-            | (1 if self.bc_ack_invalid else 0) << 14
-            | (1 if stopping else 0) << 13
-            | redundant << 12
-            | (self.bearer_id & 7) << 9
-            | (prio & 0x1F) << 4
-            | (self.net_plane & 7) << 1
+            (self.session & 0xFFFF) << _SESSION_SHIFT
+            | (1 if self.bc_ack_invalid else 0) << _BC_ACK_INVALID_SHIFT
+            | (1 if stopping else 0) << _STOPPING_SHIFT
+            | redundant << _REDUNDANT_SHIFT
+            | (self.bearer_id & _BEARER_ID_MASK) << _BEARER_ID_SHIFT
+            | (prio & LINKPRIO_MASK) << LINKPRIO_SHIFT
+            | (self.net_plane & _NET_PLANE_MASK) << _NET_PLANE_SHIFT
             | (1 if probe else 0)
         )
         size = INT_H_SIZE + len(data)
         hdr = _PROTO_HDR.pack(
-            _W0_PROTO | keepalive << 19 | size,
+            _W0_PROTO | keepalive << KEEPALIVE_SHIFT | size,
             w1,
-            ((self._rcv_nxt - 1) & 0xFFFF) << 16 | seqno,
+            ((self._rcv_nxt - 1) & ACK_MASK) << ACK_SHIFT | seqno,
             self.own_addr,
-            (self.last_bcast & 0xFFFF) << 16 | snd_nxt,
+            (self.last_bcast & 0xFFFF) << 16 | snd_nxt,  # w4: last_bcast, next_sent
             w5,
             self.own_addr,
             self.peer_addr,

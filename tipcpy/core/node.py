@@ -51,6 +51,7 @@ from tipcpy.core.link import (
     LinkUp,
 )
 from tipcpy.wire.consts import Cap, LinkProtoType, User
+from tipcpy.wire.msg import MTYPE_SHIFT, SEQNO_MASK, USER_MASK, USER_SHIFT
 
 __all__ = [
     "NodeState",
@@ -231,6 +232,8 @@ _BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
 _TUNNEL = int(User.TUNNEL_PROTOCOL)
 _LINK_PROTOCOL = int(User.LINK_PROTOCOL)
 _UP_UP = NodeState.SELF_UP_PEER_UP
+_REDUNDANT_SHIFT = 12  # w5 of RESET/ACTIVATE: the peer node is up (redundant_link)
+_MSGCNT_SHIFT = 16  # w9 of TUNNEL_PROTOCOL: msgcnt / syncpt
 _RESET_STATES = frozenset({LinkState.RESET, LinkState.FAILINGOVER, LinkState.ESTABLISHING})
 """Kernel tipc_link_is_reset()."""
 MAX_SYNCH_HELD = 16384
@@ -352,17 +355,17 @@ class PeerNode:
         and synch start and end on the receive side."""
         st = self.state
         w = msg.w
-        user = (w[0] >> 25) & 0xF
+        user = (w[0] >> USER_SHIFT) & USER_MASK
         if st == _UP_UP and user != _TUNNEL:
             return True  # (the usual case: nothing to check)
         link = le.link
-        proto_reset = user == _LINK_PROTOCOL and w[1] >> 29 != LinkProtoType.STATE
+        proto_reset = user == _LINK_PROTOCOL and w[1] >> MTYPE_SHIFT != LinkProtoType.STATE
         if st == NodeState.SELF_UP_PEER_COMING:
             if link.is_up and not proto_reset:
                 self.fsm_evt(NodeEvt.PEER_ESTABL_CONTACT_EVT)
         if st == NodeState.SELF_DOWN_PEER_LEAVING:
             # msg_peer_node_is_up(): data/STATE say yes; RESET/ACTIVATE carry the bit
-            peer_node_up = (not proto_reset) or bool((w[5] >> 12) & 1)
+            peer_node_up = (not proto_reset) or bool((w[5] >> _REDUNDANT_SHIFT) & 1)
             if peer_node_up:
                 self.rx_dropped_state += 1
                 return False
@@ -371,14 +374,14 @@ class PeerNode:
         if st == NodeState.SELF_LEAVING_PEER_DOWN:
             self.rx_dropped_state += 1
             return False
-        seqno = w[2] & 0xFFFF
+        seqno = w[2] & SEQNO_MASK
         if user != _LINK_PROTOCOL and _less(seqno, link.rcv_nxt):
             return True  # a duplicate: the link drops it
         ple = self._parallel(le)
         pl = ple.link if ple is not None else None
-        mtyp = w[1] >> 29
+        mtyp = w[1] >> MTYPE_SHIFT
         if user == _TUNNEL and mtyp == FAILOVER_MSG and len(w) > 9:
-            syncpt = (seqno + (w[9] >> 16) - 1) & 0xFFFF
+            syncpt = (seqno + (w[9] >> _MSGCNT_SHIFT) - 1) & 0xFFFF
             if ple is not None and pl is not None and pl.state not in _RESET_STATES:
                 residue = pl.failover_down(now)
                 self._collect(ple, now)
@@ -395,11 +398,11 @@ class PeerNode:
             return True
         if user == _TUNNEL and mtyp == SYNCH_MSG and seqno == 1 and len(w) > 9:
             if not msg.data:  # enhanced: the synch point itself
-                syncpt = w[9] >> 16
+                syncpt = w[9] >> _MSGCNT_SHIFT
             else:
                 inner_seq = int.from_bytes(bytes(msg.data[10:12]), "big") \
                     if len(msg.data) >= 12 else 0
-                syncpt = (inner_seq + (w[9] >> 16) - 1) & 0xFFFF
+                syncpt = (inner_seq + (w[9] >> _MSGCNT_SHIFT) - 1) & 0xFFFF
             if not link.is_up and link.activate(now):
                 self._collect(le, now)
             if self.state == _UP_UP and link.is_up:
@@ -489,7 +492,7 @@ class PeerNode:
         le = self.links.get(bearer_id)
         if le is None:
             return False
-        if self.state != _UP_UP or (msg.w[0] >> 25) & 0xF == _TUNNEL:
+        if self.state != _UP_UP or (msg.w[0] >> USER_SHIFT) & USER_MASK == _TUNNEL:
             if not self._check_state(le, msg, now):
                 return False
             le.link.receive(msg, now)
@@ -704,7 +707,7 @@ class PeerNode:
         for ev in evs:
             if type(ev) is Delivered:  # the per-message case first
                 m = ev.msg
-                if (m.w[0] >> 25) & 0xF == _BCAST_PROTOCOL:
+                if (m.w[0] >> USER_SHIFT) & USER_MASK == _BCAST_PROTOCOL:
                     self._bc_init(m)
                 else:
                     events.append(NodeReceived(addr, m, bid))
