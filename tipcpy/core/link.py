@@ -629,6 +629,7 @@ class Link:
         self._probe_at: float | None = None  # when the last unanswered probe left
         self._rprobe_at: float | None = None  # retransmission probe due (tq not empty)
         self._rprobe_wait = RPROBE_DEFAULT
+        self._rprobe_base = RPROBE_DEFAULT  # 2 x the mean probe round trip, >= 1 ms
         self._nack_at = 0.0
 
         self._out: list[bytes] = []
@@ -772,11 +773,6 @@ class Link:
         elif st == LinkState.ESTABLISHING:
             self._proto(_ACTIVATE_MSG)
 
-    def _rprobe_base(self) -> float:
-        r = self.stats.rtt
-        if not r.count:
-            return RPROBE_DEFAULT
-        return max(RPROBE_MIN, 2.0 * r.total / r.count)
 
     def _retr_probe(self, now: float) -> None:
         """The head of the transmit queue waited too long: probe the peer now."""
@@ -890,8 +886,8 @@ class Link:
                 tq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
                 self._out.append(raw)
                 if self._rprobe_at is None:
-                    self._rprobe_wait = self._rprobe_base()
-                    self._rprobe_at = now + self._rprobe_wait
+                    rw = self._rprobe_wait = self._rprobe_base
+                    self._rprobe_at = now + rw
                 self._snd_nxt = (seq + 1) & 0xFFFF
                 self._rcv_unacked = 0
                 s.sent_pkts += 1
@@ -965,8 +961,8 @@ class Link:
         self._transmq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
         self._out.append(raw)
         if self._rprobe_at is None:
-            self._rprobe_wait = self._rprobe_base()
-            self._rprobe_at = now + self._rprobe_wait
+            rw = self._rprobe_wait = self._rprobe_base
+            self._rprobe_at = now + rw
         self._snd_nxt = (seq + 1) & 0xFFFF
         self._rcv_unacked = 0
         self.stats.sent_pkts += 1
@@ -1038,8 +1034,8 @@ class Link:
             tq.popleft()
         if len(tq) != n0:  # progress: the retransmission probe starts again
             if tq:
-                self._rprobe_wait = self._rprobe_base()
-                self._rprobe_at = now + self._rprobe_wait
+                rw = self._rprobe_wait = self._rprobe_base
+                self._rprobe_at = now + rw
             else:
                 self._rprobe_at = None
         if not (gap or blocks) or not tq:
@@ -1309,8 +1305,10 @@ class Link:
             s.recv_probes += 1
         elif (w[0] >> KEEPALIVE_SHIFT) & 1 and self._probe_at is not None:
             # keepalive bit without probe bit: the reply to our last probe
-            s.rtt.add(max(0.0, now - self._probe_at))
+            r = s.rtt
+            r.add(max(0.0, now - self._probe_at))
             self._probe_at = None
+            self._rprobe_base = max(RPROBE_MIN, 2.0 * r.total / r.count)
         if self.state not in _UP_STATES:
             if self.state == LinkState.ESTABLISHING:
                 self._link_up(now)
