@@ -296,3 +296,33 @@ def test_peer_reset_takes_node_to_self_down_peer_down() -> None:
     assert p.trace[0][:2] == [NodeState.SELF_LEAVING_PEER_DOWN, NodeState.SELF_DOWN_PEER_DOWN]
     assert NodeState.SELF_DOWN_PEER_LEAVING not in p.trace[0]
     assert p.c.run_until(lambda: p.links_up(1), timeout=10.0)
+
+
+def test_node_down_returns_rdm_messages_the_sender_wants_back() -> None:
+    """RDM with dest_droppable off, both links cut mid-stream: every message is
+    either delivered or comes back to its sender with TIPC_ERR_NO_NODE - none
+    vanishes; droppable ones (the default) never come back."""
+    p = Pair(seed=61)
+    tx, rx, dest = p.endpoints(S.SOCK_RDM, 0)
+    drop = p.do(0, "open", S.SOCK_RDM)
+    p.L(0).setsockopt(tx, S.TIPC_DEST_DROPPABLE, 0)
+    n = 400
+    sent = 0
+    for k in range(n):
+        if not p.L(0).sendto(tx, dest, struct.pack(">I", k), p.c.now):
+            break
+        sent += 1
+        p.L(0).sendto(drop, dest, struct.pack(">I", 100000 + k), p.c.now)
+    p.c._flush(0)
+    p.run(0.0005)  # part of it is on the wire, part still queued
+    p.c.cut(0, "lan0")
+    p.c.cut(0, "lan1")
+    p.run(3.0)
+    delivered = {struct.unpack(">I", d.data)[0] for d in p.take(1, Deliver) if d.port == rx}
+    back = p.take(0, Deliver)
+    returned = {struct.unpack(">I", d.data)[0] for d in back}
+    assert all(d.port == tx and d.returned and d.errcode == 3 for d in back)  # NO_NODE
+    mine = {k for k in delivered if k < 100000}
+    assert returned, "nothing came back: the cut came too late to test anything"
+    assert mine | returned == set(range(sent))
+    assert p.peer(0).returned_no_node == len(returned)

@@ -50,8 +50,17 @@ from tipcpy.core.link import (
     LinkState,
     LinkUp,
 )
-from tipcpy.wire.consts import Cap, LinkProtoType, User
-from tipcpy.wire.msg import MTYPE_SHIFT, SEQNO_MASK, USER_MASK, USER_SHIFT
+from tipcpy.wire import BundleMsg, DecodeError
+from tipcpy.wire.consts import Cap, ErrCode, LinkProtoType, User
+from tipcpy.wire.msg import (
+    DEST_DROPPABLE_BIT,
+    ERRCODE_MASK,
+    ERRCODE_SHIFT,
+    MTYPE_SHIFT,
+    SEQNO_MASK,
+    USER_MASK,
+    USER_SHIFT,
+)
 
 __all__ = [
     "NodeState",
@@ -272,6 +281,7 @@ class PeerNode:
         self._held: list[tuple[int, Any]] = []
         self.rx_synch_held = 0
         self.rx_synch_dropped = 0
+        self.returned_no_node = 0
 
     # ---- FSM ------------------------------------------------------------------------
     def fsm_evt(self, evt: NodeEvt) -> None:
@@ -640,6 +650,8 @@ class PeerNode:
                 if peer_reset:
                     self.fsm_evt(NodeEvt.PEER_LOST_CONTACT_EVT)
                 self.fsm_evt(NodeEvt.SELF_LOST_CONTACT_EVT)
+                if residue is not None:
+                    self._return_undelivered(residue)
                 self._lost_contact(now)
             return
         # a working link remains: fail over onto it
@@ -660,6 +672,43 @@ class PeerNode:
         self._collect(tle, now)
         if self._held:
             self._release_held(now)
+
+    def _return_undelivered(self, residue: LinkResidue) -> None:
+        """The node is gone with messages still unacked on its last link: give each
+        connectionless data message whose sender wants it back (not dest_droppable)
+        back to it with TIPC_ERR_NO_NODE, as a returned message from the peer - the
+        socket layer reports it with TIPC_ERRINFO.  (A message the peer got but had
+        not acked yet comes back too: the sender cannot tell the two apart.)
+        Connection messages are not returned: the connection aborts instead."""
+        from tipcpy.wire import decode
+        from tipcpy.wire.bundle import unbundle
+
+        msgs: list[Any] = []
+        for raw in residue.pkts:
+            try:
+                m = decode(raw)
+                user = (m.w[0] >> USER_SHIFT) & USER_MASK
+                if isinstance(m, BundleMsg):
+                    msgs.extend(unbundle(m))
+                elif user <= 3:
+                    msgs.append(m)
+            except DecodeError:
+                continue
+        for m in msgs:
+            w = m.w
+            if (w[0] >> USER_SHIFT) & USER_MASK > 3 or len(w) < 8:
+                continue
+            if w[0] & DEST_DROPPABLE_BIT or (w[1] >> ERRCODE_SHIFT) & ERRCODE_MASK \
+                    or w[1] >> MTYPE_SHIFT == 0 or not w[4]:  # CONN, or the dummy
+                continue
+            nw = list(w)
+            nw[1] = (nw[1] & ~(ERRCODE_MASK << ERRCODE_SHIFT)) \
+                | (int(ErrCode.TIPC_ERR_NO_NODE) << ERRCODE_SHIFT)
+            nw[4], nw[5] = w[5], w[4]  # origport <-> destport
+            nw[3] = self.addr  # prevnode: returned "by" the lost node
+            nw[6], nw[7] = self.addr, w[6]
+            self.returned_no_node += 1
+            self._events.append(NodeReceived(self.addr, type(m)(nw, m.data), None))
 
     def _lost_contact(self, now: float = 0.0) -> None:
         """Kernel node_lost_contact: clean broadcast state, end any failover, tell
