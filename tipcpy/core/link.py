@@ -17,7 +17,7 @@ reference; the code is our own):
   window; a per-importance backlog (LOW 2x, MEDIUM 4x, HIGH 6x, CRITICAL 8x the
   window; SYSTEM never refused); ack piggybacked on every packet and sent in a
   STATE every 16 in-sequence packets or on the timer; a sorted deferred queue;
-  NACK (STATE with ``seq_gap`` and Gap-ACK blocks) at 3 deferred and every 16 more;
+  NACK (STATE with ``seq_gap`` and Gap-ACK blocks) at the first deferred packet;
   retransmission at most once per 1 ms per packet; reset after 10 x tolerance
   without progress on a retransmitted head.
 * **Supervision**: the tick interval is ``min(tolerance/4, 500 ms)``.  A tick probes
@@ -26,6 +26,15 @@ reference; the code is our own):
   as the kernel); the link fails at the first tick at least ``tolerance`` after the
   last packet accepted from the peer, i.e. after between ``tolerance`` and
   ``tolerance + interval`` of silence.
+* **Failover and synch** (the node decides, node.py): a link going down leaves a
+  :class:`LinkResidue`; :meth:`Link.tnl_xmit` wraps it in TUNNEL_PROTOCOL
+  FAILOVER_MSGs on the parallel link (tunnel fragments with TIPC_TUNNEL_ENHANCED)
+  and the receiving link delivers them by the failed link's seqnos from its
+  ``drop_point``; a SYNCH_MSG is header-only with the synch point, and delivery
+  behind it waits in the deferred queue until :meth:`Link.resume`.
+* **Loss recovery without the tick**: the first gap NACKs at once and again every
+  ms while it lasts; an unacked transmit-queue head probes the peer after about two
+  round trips, and the peer's answer (gap and Gap-ACK blocks) drives retransmission.
 * **Fragmentation and bundling** exactly where the kernel does them (MSS = MTU -
   40 - 32, as on a Linux 6.1 kernel built with CONFIG_TIPC_CRYPTO), and the receive
   side splits bundles and joins fragments before :class:`Delivered`.
@@ -285,7 +294,9 @@ class LinkUp(SlotEvent):
 
 
 class LinkDown(SlotEvent):
-    """The link left ESTABLISHED; everything queued on it was discarded.
+    """The link left ESTABLISHED.  Its queues are gone from the link; ``residue``
+    holds what it still owed and held, for the node to fail over (or, with the node
+    down, to return).
 
     ``peer_reset`` is the kernel's tipc_link_peer_is_down() at the moment the link
     went down (it was the peer's RESET, so the peer knows): the node FSM needs it to
