@@ -307,12 +307,14 @@ def _when(t: Any) -> str:
 
 
 def format_extended(s: dict[str, Any]) -> str:
-    """tipcpy's lines for `-s`: probe round trips, up/down counts, last change."""
+    """tipcpy's lines for `-s`: probe round trips, up/down counts, last change, and
+    how often the link failed over to its parallel link / synched with it."""
     r = s.get("rtt") or {}
     return (f"  RTT min:{_ms(r.get('min'))} avg:{_ms(r.get('avg'))} max:{_ms(r.get('max'))} ms"
             f"  probes answered:{r.get('count', 0)}\n"
             f"  Up:{s.get('up_count', 0)} Down:{s.get('down_count', 0)}"
-            f"  Last change:{_when(s.get('last_change'))}\n")
+            f"  Last change:{_when(s.get('last_change'))}\n"
+            f"  Failovers:{s.get('failovers', 0)} Synchs:{s.get('synchs', 0)}\n")
 
 
 @statistics.command("show", context_settings=CTX)
@@ -346,6 +348,7 @@ def stat_show(words: tuple[str, ...], extended: bool = False) -> None:
             if ext and not s.get("broadcast"):
                 d.update({"rtt": s.get("rtt"), "up count": s.get("up_count", 0),
                           "down count": s.get("down_count", 0),
+                          "failovers": s.get("failovers", 0), "synchs": s.get("synchs", 0),
                           "last change": s.get("last_change")})
             out.append(d)
         emit_json(out)

@@ -2,7 +2,7 @@
 veth pairs, one UDP bearer on each).  With the other link up the whole time, nothing
 may be lost, duplicated or reordered, and no connection may abort.
 
-Needs failover (issue 11): ``xfail(strict=True)`` until it lands.  Namespaces are
+Needs failover and synch (issue 11).  Namespaces are
 created with pyroute2 under unique names and always removed; daemons are stopped by pid.
 """
 
@@ -138,7 +138,6 @@ def _set_link(ns: str, dev: str, state: str) -> None:
         n.link("set", index=n.link_lookup(ifname=dev)[0], state=state)
 
 
-@pytest.mark.xfail(strict=True, reason="failover not implemented (issue 11)")
 def test_interface_down_up_under_one_of_two_links(
         veth2: tuple[NsDaemon, NsDaemon, str, str]) -> None:
     a, b, ns_a, dev = veth2

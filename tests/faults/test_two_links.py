@@ -1,9 +1,8 @@
 """Two links between two tipcd (two UDP bearers, each through its own relay): a link
 flapping every 2 s must cost nothing while the other one carries the traffic.
 
-This needs failover and synch (issue 11), which do not exist yet: the tests are
-``xfail(strict=True)`` so they flip to a failure, and must then be un-marked, the moment
-the mechanism lands.
+This needs failover and synch (issue 11): the link that goes down tunnels what it
+owed over the other one, and the link coming back synchs with it.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ from tests.tools.impair import RelayThread
 from .conftest import daemon_stats, rss_kb
 from .test_single_link import RSS_GROWTH_KB, assert_exactly_once, start_streams
 
-pytestmark = [pytest.mark.faults,
-              pytest.mark.xfail(strict=True, reason="failover not implemented (issue 11)")]
+pytestmark = [pytest.mark.faults]
 
 
 def _bearer(name: str, port: int, peer: int) -> str:

@@ -69,15 +69,17 @@ def test_statistics_look_like_iproute2(pair: Pair) -> None:
                ["rtt"]["count"] > 0, what="a probe answered")
     ext = ok(a, "link", "stat", "show", "link", link, "-s").split("\n")
     std = ok(a, "link", "stat", "show", "link", link).split("\n")
-    assert len(ext) == len(std) + 2
+    assert len(ext) == len(std) + 3
     assert re.match(r"^  RTT min:\d+\.\d{3} avg:\d+\.\d{3} max:\d+\.\d{3} ms  "
-                    r"probes answered:[1-9]\d*$", ext[-4]), ext[-4]
+                    r"probes answered:[1-9]\d*$", ext[-5]), ext[-5]
     assert re.match(r"^  Up:1 Down:0  Last change:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)$",
-                    ext[-3]), ext[-3]
+                    ext[-4]), ext[-4]
+    assert ext[-3] == "  Failovers:0 Synchs:0", ext[-3]
     j = json.loads(ok(a, "-j", "link", "stat", "show", "link", link, "--extended"))[0]
     r = j["rtt"]
     assert r["count"] >= 1 and 0 <= r["min"] <= r["avg"] <= r["max"] < 1000
     assert j["up count"] == 1 and j["down count"] == 0 and j["last change"] > 0
+    assert j["failovers"] == 0 and j["synchs"] == 0
     # reset: the counters start again (probes keep coming, so compare a busy one)
     before = json.loads(ok(a, "-j", "link", "stat", "show", "link", link))[0]
     assert before["rx states"]["rx states"] > 3

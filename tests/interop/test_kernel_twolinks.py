@@ -343,9 +343,6 @@ def test_priority_makes_standby_as_kernel(kernel_two_nics: KernelPeer) -> None:
 
 
 # ---------------------------------------------------------------- b: the link comes back
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11: a cut link does not come back while the "
-                   "other is up (the kernel node stays NODE_FAILINGOVER: we never send "
-                   "FAILOVER_MSG)")
 def test_cut_link_comes_back_while_other_up(two_links: tuple[KernelPeer, NsNode]) -> None:
     kp, node = two_links
     t_cut = time.time()
@@ -457,7 +454,6 @@ def test_kernel_to_us_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
         _stop_bg(kp, "flood")
 
 
-@FAILOVER_XFAIL
 @pytest.mark.parametrize("kind", ["rdm", "seqpkt"])
 def test_us_to_kernel_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind: str) -> None:
     """Our node notices the cut only after the tolerance; its link reset then drops the
@@ -500,8 +496,9 @@ def test_us_to_kernel_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
 # make CI flaky); one that never failed is a plain test.  All become plain tests
 # when synch lands.
 SYNCH_IN_KINDS = [pytest.param("rdm", marks=RACY_XFAIL), "seqpkt"]
-SYNCH_OUT_KINDS = [pytest.param("rdm", marks=FAILOVER_XFAIL),
-                   pytest.param("seqpkt", marks=RACY_XFAIL)]
+SYNCH_OUT_KINDS = ["rdm", pytest.param("seqpkt", marks=RACY_XFAIL)]
+# (failover branch, one run: the strict xfails above XPASSed and lost their marks;
+# kernel -> us RDM synch still lost 483 messages; the RACY ones passed once)
 
 @pytest.fixture
 def one_link_then_two(kernel_two_nics: KernelPeer) -> Iterator[tuple[KernelPeer, NsNode]]:

@@ -588,7 +588,7 @@ def test_name_updates_bundle_as_system_importance_and_stats_shape() -> None:
     from tipcpy.core.bcast import ADVERTISE_CAPS
     from tipcpy.runtime.ops.link import cli_link_stats
 
-    assert ADVERTISE_CAPS == 0x97F
+    assert ADVERTISE_CAPS == 0xB7F  # OWN_CAPS (0x37F) | NAMED_BCAST
     bc = new_link(1)
     for _ in range(50):
         bc.xmit(data_msg(b"d" * 1000), 0.0)

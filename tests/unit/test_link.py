@@ -13,6 +13,8 @@ import struct
 import pytest
 
 from tipcpy.core.link import (
+    FAILOVER_MSG,
+    NACK_REPEAT,
     TRANSITIONS,
     Delivered,
     Link,
@@ -338,7 +340,9 @@ def test_newer_reset_while_up_is_peer_reset():
     a, b = p.a, p.b
     old = a.session
     a.receive(_proto(b, 1, session=(b.session + 1) & 0xFFFF), p.now)
-    assert a.take_events() == [LinkDown("peer reset", peer_reset=True)]
+    (down,) = a.take_events()
+    assert type(down) is LinkDown and (down.reason, down.peer_reset) == ("peer reset", True)
+    assert down.residue is not None  # what a failover would tunnel
     assert a.state is LinkState.ESTABLISHING and a.session == (old + 1) & 0xFFFF
     (act,) = [decode(x) for x in a.take_outgoing()]
     assert act.mtype == 2 and act.dest_session == (b.session + 1) & 0xFFFF
@@ -652,9 +656,15 @@ def test_nack_carries_gap_ack_blocks_and_sender_honours_them():
         a.send(data_msg(bytes([i])), p.now)
     pkts = a.take_outgoing()
     assert len(pkts) == 12
-    # b gets 1, 4, 6, 7: three deferred -> NACK (ack 1, gap 2) + blocks {4,1} {7,0}
-    for i in (0, 3, 5, 6):
+    # b gets 1, 4: the first gap NACKs at once (ack 1, gap 2, block {4,0}); 6 soon
+    # after adds nothing; 7, 2 ms later, NACKs again: blocks {4,1} {7,0}
+    for i in (0, 3, 5):
         b.receive(decode(pkts[i]), p.now)
+    nacks = [m for m in map(decode, b.take_outgoing()) if m.user == 7 and m.seq_gap]
+    assert len(nacks) == 1
+    assert (nacks[0].ack, nacks[0].seq_gap) == (1, 2)
+    assert [tuple(x) for x in nacks[0].gap_ack.uc] == [(4, 0)]
+    b.receive(decode(pkts[6]), p.now + NACK_REPEAT)
     nacks = [m for m in map(decode, b.take_outgoing()) if m.user == 7 and m.seq_gap]
     assert len(nacks) == 1
     nk = nacks[0]
@@ -662,7 +672,7 @@ def test_nack_carries_gap_ack_blocks_and_sender_honours_them():
     ga = nk.gap_ack
     assert ga is not None and ga.bgack_cnt == 0
     assert [tuple(x) for x in ga.uc] == [(4, 1), (7, 0)]
-    assert b.stats.sent_nacks == 1 and b.stats.deferred_recv == 3
+    assert b.stats.sent_nacks == 2 and b.stats.deferred_recv == 3
     # within 1 ms of the first transmission nothing is retransmitted
     a.receive(nk, p.now + 0.0005)
     assert a.take_outgoing() == []
@@ -809,3 +819,60 @@ def test_link_times_its_probes_and_stat_clear_forgets_them():
     assert "rtt" not in p.a.stats.as_dict()
     p.a.stats.clear()
     assert p.a.stats.rtt.count == 0 and p.a.stats.rtt.as_dict()["min"] is None
+
+
+def _failover_setup(tnl_mtu: int, tnl_caps: int = ALL):
+    """A failed link pair F (a sent five messages, b got only the first) and an up
+    tunnel pair T with its own MTU; returns (F, T, a's residue, b's residue)."""
+    f = _up_pair()
+    t = Pair(seed=11, a_kw={"mtu": tnl_mtu, "peer_caps": tnl_caps},
+             b_kw={"mtu": tnl_mtu}).up()
+    sizes = [3000, 100, 5000, 100, 3000]
+    for i, n in enumerate(sizes):
+        assert f.a.send(data_msg(bytes([i]) * n), f.now)
+    pkts = f.a.take_outgoing()
+    assert len(pkts) == 5
+    f.b.receive(decode(pkts[0]), f.now)  # b has message 0; the acks never got back
+    f.a.reset(f.now, "cut")
+    (down,) = [e for e in f.a.take_events() if isinstance(e, LinkDown)]
+    res_b = f.b.failover_down(f.now)
+    assert down.residue is not None and res_b is not None
+    assert len(down.residue.pkts) == 6 and res_b.rcv_nxt == 2  # 5 + the dummy
+    return f, t, down.residue, res_b
+
+
+def test_failover_tunnel_delivers_once_in_order_with_tunnel_fragments():
+    """FAILOVER_MSG over a link with a smaller MTU: packets that do not fit are split
+    into tunnel fragments (peer has TIPC_TUNNEL_ENHANCED) and joined again; the drop
+    point (b's rcv_nxt on the failed link) drops message 0, the dummy is dropped, and
+    1..4 come out once, in order."""
+    f, t, res_a, res_b = _failover_setup(1500)
+    t.b.failover_rx(res_b)
+    n = t.a.tnl_xmit(FAILOVER_MSG, res_a.pkts, res_a.peer_bearer_id, t.now)
+    assert n > 6 and t.a.stats.tunnel_tx == n  # 3000/5000-byte packets became fragments
+    t.flush()
+    t.run_for(0.05)
+    got = [(m.data[0], len(m.data)) for m in t.delivered("b")]
+    assert got == [(1, 100), (2, 5000), (3, 100), (4, 3000)]
+    assert t.b.stats.tunnel_rx == n and t.b.drop_point == (res_a.snd_nxt) & 0xFFFF
+
+
+def test_failover_without_enhanced_skips_what_does_not_fit():
+    """A peer without TIPC_TUNNEL_ENHANCED cannot join tunnel fragments: a packet too
+    big for the tunnel link is not sent (counted), as the kernel does."""
+    f, t, res_a, res_b = _failover_setup(1500, tnl_caps=ALL & ~0x200)
+    n = t.a.tnl_xmit(FAILOVER_MSG, res_a.pkts, res_a.peer_bearer_id, t.now)
+    assert n == 3 and t.a.stats.tunnel_too_big == 3
+
+
+def test_failover_tunnel_same_mtu_no_fragments_and_duplicates_dropped():
+    f, t, res_a, res_b = _failover_setup(14000)
+    t.b.failover_rx(res_b)
+    pk = list(res_a.pkts)
+    # the same packets twice (e.g. both ends failed over at once): still once each
+    t.a.tnl_xmit(FAILOVER_MSG, pk, res_a.peer_bearer_id, t.now)
+    t.a.tnl_xmit(FAILOVER_MSG, pk, res_a.peer_bearer_id, t.now)
+    t.flush()
+    t.run_for(0.05)
+    assert [m.data[0] for m in t.delivered("b")] == [1, 2, 3, 4]
+    assert t.b.stats.duplicates >= 5

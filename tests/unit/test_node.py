@@ -6,7 +6,10 @@ real link's timing.
 
 from __future__ import annotations
 
-from tipcpy.core.link import Delivered, LinkDown, LinkUp
+from types import SimpleNamespace
+from typing import Any
+
+from tipcpy.core.link import Delivered, LinkDown, LinkEvent, LinkState, LinkUp
 from tipcpy.core.node import (
     NODE_FSM,
     LinkStateChanged,
@@ -38,6 +41,40 @@ class FakeLink:
         self._ev: list[object] = []
         self.mtu = 1500
         self.peer_bearer_id = 0
+        # what the node's failover / synch reads and drives
+        self.fsm: list[LinkEvent] = []
+        self.tunnelled: list[tuple[int, int, int | None]] = []  # (mtyp, npkts, syncpt)
+        self.fo_rx: list[Any] = []
+        self.rcv_nxt = 1
+        self.snd_nxt = 1
+        self.backlog_pkts = 0
+        self.own_caps = 0x37F
+        self.stats = SimpleNamespace(failovers=0, synchs=0)
+        self._failingover = False
+
+    @property
+    def state(self) -> LinkState:
+        if self._failingover:
+            return LinkState.FAILINGOVER
+        return LinkState.ESTABLISHED if self.is_up else LinkState.RESET
+
+    def fsm_evt(self, evt: LinkEvent) -> bool:
+        self.fsm.append(evt)
+        if evt is LinkEvent.FAILOVER_BEGIN:
+            self._failingover = True
+        return False
+
+    def tnl_xmit(self, mtyp: int, pkts: list[bytes], bid: int, now: float,
+                 syncpt: int | None = None) -> int:
+        self.tunnelled.append((mtyp, len(pkts), syncpt))
+        return len(pkts)
+
+    def failover_rx(self, residue: Any) -> None:
+        self.fo_rx.append(residue)
+
+    def failover_end(self, now: float) -> None:
+        self._failingover = False
+        self.fsm.append(LinkEvent.FAILOVER_END)
 
     def start(self, now: float) -> None:
         self.started = True

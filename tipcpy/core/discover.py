@@ -65,8 +65,9 @@ OWN_CAPS: int = int(
     | Cap.NODE_ID128
     | Cap.LINK_PROTO_SEQNO
     | Cap.GAP_ACK_BLOCK
+    | Cap.TUNNEL_ENHANCED
 )
-"""Capabilities we advertise (0x17F).
+"""Capabilities we advertise (0x37F).
 
 Chosen per §6.3 / §9.5 of the reference:
 
@@ -80,7 +81,11 @@ Chosen per §6.3 / §9.5 of the reference:
   which we accept) and bcast gap info in STATE (ours is always 0: we never broadcast).
 * NOT NAMED_BCAST - so kernels send their name updates over the unicast link, and our
   name table never depends on broadcast-link reception (§9.3).
-* NOT MCAST_RBCTL, TUNNEL_ENHANCED, NAGLE - features we do not implement (yet).
+* TUNNEL_ENHANCED - failover / synch as the kernel does them since 5.x: with it a
+  kernel sends us a header-only SYNCH_MSG carrying the synch point (and reads ours
+  the same way), and splits tunnelled packets too big for the tunnel link into
+  tunnel fragments instead of giving up the failover (core/link.py tnl_xmit/_tnl_rcv).
+* NOT MCAST_RBCTL, NAGLE - features we do not implement (yet).
 """
 
 TIPC_DISC_INIT = 0.125

@@ -17,7 +17,7 @@ reference; the code is our own):
   window; a per-importance backlog (LOW 2x, MEDIUM 4x, HIGH 6x, CRITICAL 8x the
   window; SYSTEM never refused); ack piggybacked on every packet and sent in a
   STATE every 16 in-sequence packets or on the timer; a sorted deferred queue;
-  NACK (STATE with ``seq_gap`` and Gap-ACK blocks) at 3 deferred and every 16 more;
+  NACK (STATE with ``seq_gap`` and Gap-ACK blocks) at the first deferred packet;
   retransmission at most once per 1 ms per packet; reset after 10 x tolerance
   without progress on a retransmitted head.
 * **Supervision**: the tick interval is ``min(tolerance/4, 500 ms)``.  A tick probes
@@ -26,6 +26,15 @@ reference; the code is our own):
   as the kernel); the link fails at the first tick at least ``tolerance`` after the
   last packet accepted from the peer, i.e. after between ``tolerance`` and
   ``tolerance + interval`` of silence.
+* **Failover and synch** (the node decides, node.py): a link going down leaves a
+  :class:`LinkResidue`; :meth:`Link.tnl_xmit` wraps it in TUNNEL_PROTOCOL
+  FAILOVER_MSGs on the parallel link (tunnel fragments with TIPC_TUNNEL_ENHANCED)
+  and the receiving link delivers them by the failed link's seqnos from its
+  ``drop_point``; a SYNCH_MSG is header-only with the synch point, and delivery
+  behind it waits in the deferred queue until :meth:`Link.resume`.
+* **Loss recovery without the tick**: the first gap NACKs at once and again every
+  ms while it lasts; an unacked transmit-queue head probes the peer after about two
+  round trips, and the peer's answer (gap and Gap-ACK blocks) drives retransmission.
 * **Fragmentation and bundling** exactly where the kernel does them (MSS = MTU -
   40 - 32, as on a Linux 6.1 kernel built with CONFIG_TIPC_CRYPTO), and the receive
   side splits bundles and joins fragments before :class:`Delivered`.
@@ -49,8 +58,9 @@ from typing import Any
 
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
-from tipcpy.wire import DecodeError, Msg
+from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import (
+    BASIC_H_SIZE,
     INT_H_SIZE,
     MIN_H_SIZE,
     TIPC_MAX_IF_NAME,
@@ -61,9 +71,32 @@ from tipcpy.wire.consts import (
     TIPC_MIN_LINK_TOL_MS,
     TIPC_MIN_LINK_WIN,
     Cap,
+    ErrCode,
 )
 from tipcpy.wire.fragment import Reassembler
 from tipcpy.wire.fragment import fragment as _fragment
+from tipcpy.wire.msg import (
+    ACK_MASK,
+    ACK_SHIFT,
+    BCAST_ACK_MASK,
+    ERRCODE_MASK,
+    ERRCODE_SHIFT,
+    HSIZE_SHIFT,
+    KEEPALIVE_SHIFT,
+    LINKPRIO_MASK,
+    LINKPRIO_SHIFT,
+    MAX_PKT_MASK,
+    MAX_PKT_SHIFT,
+    MTYPE_SHIFT,
+    NON_SEQ_BIT,
+    SEQ_GAP_MASK,
+    SEQ_GAP_SHIFT,
+    TOLERANCE_MASK,
+    USER_MASK,
+    USER_SHIFT,
+    VERSION_SHIFT,
+    W0_KEEP,
+)
 from tipcpy.wire.msg import decode_at as _decode_at
 
 __all__ = [
@@ -81,6 +114,7 @@ __all__ = [
     "Delivered",
     "LinkWakeup",
     "LinkEventType",
+    "LinkResidue",
     "MIN_PEER_MTU",
     "CRYPTO_OVERHEAD",
 ]
@@ -96,7 +130,21 @@ RCV_WINDOW = 8191
 """Receiver keeps packets in [rcv_nxt, rcv_nxt + 8191] (TIPC_MAX_LINK_WIN)."""
 ACK_RATE = 16
 """Send a STATE (ack) after this many in-sequence packets (TIPC_MIN_LINK_WIN)."""
-NACK_FIRST, NACK_EVERY = 3, 16
+NACK_FIRST, NACK_EVERY = 1, 16
+"""NACK at the first deferred packet (the kernel waits for 3: a lost packet then costs
+a round trip more, and under heavy loss far more), then every 16 more."""
+NACK_REPEAT = 0.001
+"""While packets stay missing, a later out-of-order arrival NACKs again after this
+long (the retransmission may have been lost too); the sender retransmits a packet
+at most once per RETR_INTERVAL anyway."""
+RPROBE_MIN = 0.001
+RPROBE_DEFAULT = 0.02
+"""Retransmission probe: when the head of the transmit queue has not been acked for
+about two round trips (at least 1 ms, the per-packet retransmission limit; 20 ms
+before the first measured round trip),
+ask the peer for its state with a probe instead of waiting for the next tick.  The
+peer's reply carries the gap (and Gap-ACK blocks), which drives the retransmission
+(what a kernel also answers to a probe).  Backs off x2 up to the tick interval."""
 RETR_INTERVAL = 0.001
 """TIPC_UC_RETR_TIME: a packet is retransmitted at most once per millisecond."""
 RETR_FAIL_MULT = 10
@@ -111,10 +159,12 @@ _USER_LINK_PROTOCOL = 7
 _USER_TUNNEL = 10
 _USER_FRAGMENTER = 12
 _NOT_BUNDLED = frozenset({_USER_BCAST_PROTOCOL, _USER_BUNDLER, _USER_TUNNEL, _USER_FRAGMENTER})
+_INNER_USERS = frozenset({_USER_BUNDLER, _USER_TUNNEL, _USER_FRAGMENTER})
+"""Sequenced users the link opens itself instead of delivering."""
 _SYSTEM = 4
 
 _STATE_MSG, _RESET_MSG, _ACTIVATE_MSG = 0, 1, 2
-_W0_PROTO = (2 << 29) | (_USER_LINK_PROTOCOL << 25) | ((INT_H_SIZE // 4) << 21)
+_W0_PROTO = (2 << VERSION_SHIFT) | (_USER_LINK_PROTOCOL << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
 """w0 of every link protocol message (0x4f400000) before keepalive bit and size."""
 _PROTO_HDR = struct.Struct(">10I")
 _PACK_ACKS = struct.Struct(">HHH").pack_into
@@ -122,10 +172,24 @@ _PACK_ACKS = struct.Struct(">HHH").pack_into
 _GAP_HDR = struct.Struct(">HBB")
 _GAP_BLK = struct.Struct(">HH")
 _EMPTY_GAP_ACK = b"\x00\x04\x00\x00"
-_W0_BUNDLE = (2 << 29) | (_USER_BUNDLER << 25) | ((INT_H_SIZE // 4) << 21)
+_W0_BUNDLE = (2 << VERSION_SHIFT) | (_USER_BUNDLER << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
+_W0_TUNNEL = (2 << VERSION_SHIFT) | (_USER_TUNNEL << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
+SYNCH_MSG, FAILOVER_MSG = 0, 1
+"""TUNNEL_PROTOCOL message types."""
+_MAX_FO_DEFERRED = 8192
+"""Out-of-order tunnelled packets kept while failing over (the failed link's window)."""
 _PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 _HDRS = [struct.Struct(f">{n}I") for n in range(16)]
-_W0_KEEP = 0xFE1E0000  # w0 without hsize (24:21) and size (16:0), as in Msg.encode()
+# w5 of LINK_PROTOCOL and TUNNEL_PROTOCOL (msg.h); w9[31:16] of BUNDLER / TUNNEL
+_SESSION_SHIFT = 16
+_BC_ACK_INVALID_SHIFT = 14
+_STOPPING_SHIFT = 13
+_REDUNDANT_SHIFT = 12
+_BEARER_ID_SHIFT, _BEARER_ID_MASK = 9, 0x7
+_NET_PLANE_SHIFT, _NET_PLANE_MASK = 1, 0x7
+_DEST_SESSION_VALID_BIT = 1 << 16  # ACTIVATE w1
+_MSGCNT_SHIFT = 16
+_FRAGM_NO_SHIFT, _NOF_FRAGMS_MASK = 16, 0xFFFF  # tunnel fragments, w4
 
 
 def _align4(n: int) -> int:
@@ -230,18 +294,42 @@ class LinkUp(SlotEvent):
 
 
 class LinkDown(SlotEvent):
-    """The link left ESTABLISHED; everything queued on it was discarded.
+    """The link left ESTABLISHED.  Its queues are gone from the link; ``residue``
+    holds what it still owed and held, for the node to fail over (or, with the node
+    down, to return).
 
     ``peer_reset`` is the kernel's tipc_link_peer_is_down() at the moment the link
     went down (it was the peer's RESET, so the peer knows): the node FSM needs it to
     take PEER_LOST_CONTACT before SELF_LOST_CONTACT, and the link has already moved
     on to ESTABLISHING by the time the node reads the event."""
 
-    __slots__ = ("reason", "peer_reset")
+    __slots__ = ("reason", "peer_reset", "residue")
 
-    def __init__(self, reason: str, peer_reset: bool = False) -> None:
+    def __init__(self, reason: str, peer_reset: bool = False,
+                 residue: LinkResidue | None = None) -> None:
         self.reason = reason
         self.peer_reset = peer_reset
+        self.residue = residue
+
+
+class LinkResidue:
+    """What a link that went down still owed and held, taken before its reset, so
+    that the node can fail it over to a parallel link (kernel tipc_link_tnl_prepare
+    reads the same things off the failed link): every packet not yet acked by the
+    peer - the transmit queue, then the backlog given the seqnos it would have had,
+    then a dummy message so that at least one is tunnelled - and the receive side:
+    ``rcv_nxt`` (the drop point), the deferred packets and a half-joined message."""
+
+    __slots__ = ("pkts", "rcv_nxt", "deferred", "reasm", "peer_bearer_id", "snd_nxt")
+
+    def __init__(self, pkts: list[bytes], rcv_nxt: int, deferred: dict[int, Msg],
+                 reasm: Reassembler, peer_bearer_id: int, snd_nxt: int) -> None:
+        self.pkts = pkts
+        self.rcv_nxt = rcv_nxt
+        self.deferred = deferred
+        self.reasm = reasm
+        self.peer_bearer_id = peer_bearer_id
+        self.snd_nxt = snd_nxt
 
 
 class Delivered(SlotEvent):
@@ -342,6 +430,19 @@ class LinkStats:
     """Sequenced packets dropped because the link was not up."""
     rx_bad_inner: int = 0
     """Bundles that did not split / fragments that did not join."""
+    tunnel_tx: int = 0
+    """TUNNEL_PROTOCOL packets this link carried for a parallel link (failover, synch)."""
+    tunnel_rx: int = 0
+    """TUNNEL_PROTOCOL packets received in sequence on this link."""
+    tunnel_too_big: int = 0
+    """Packets a failover could not tunnel: too big, and the peer cannot join
+    tunnel fragments (no TIPC_TUNNEL_ENHANCED)."""
+    failovers: int = 0
+    """Times this link went down while a parallel link carried on: its unacked
+    packets were tunnelled (kept across link resets: the reset is the event)."""
+    synchs: int = 0
+    """Times this link came up beside a working one and synchronised with it (kept
+    across link resets)."""
     rtt: LinkRtt = field(default_factory=LinkRtt)
     """Probe round trips (not in as_dict(): shown by ``-s`` on its own lines)."""
 
@@ -353,8 +454,12 @@ class LinkStats:
     def msg_length_avg(self) -> int:
         return self.msg_lengths_total // self.msg_length_counts if self.msg_length_counts else 0
 
-    def clear(self) -> None:
+    def clear(self, keep_lifetime: bool = False) -> None:
+        """Zero every counter (``tipc link stat reset``); a link reset keeps the
+        failover / synch counts, which count exactly those resets."""
         for f in fields(self):
+            if keep_lifetime and f.name in _LIFETIME_STATS:
+                continue
             setattr(self, f.name, [0] * 7 if f.name == "msg_length_profile" else 0)
         self.rtt = LinkRtt()
 
@@ -365,6 +470,9 @@ class LinkStats:
         d["avg_queue_sz"] = self.avg_queue_sz
         d["msg_length_avg"] = self.msg_length_avg
         return d
+
+
+_LIFETIME_STATS = frozenset({"failovers", "synchs"})
 
 
 # ---------------------------------------------------------------- queue entries
@@ -400,7 +508,7 @@ def _split_bundle(m: Msg) -> list[Msg]:
         raise DecodeError(
             "bundle", base + end, f"{n - end} bytes after the last inner message", n - end
         )
-    msgcnt = m.w[9] >> 16 if len(m.w) > 9 else 0
+    msgcnt = m.w[9] >> _MSGCNT_SHIFT if len(m.w) > 9 else 0
     if len(out) != msgcnt:
         raise DecodeError("msgcnt", base - 4, f"bundle holds {len(out)} messages", msgcnt)
     return out
@@ -513,6 +621,14 @@ class Link:
         self._rcv_unacked = 0
         self._deferred: dict[int, Msg] = {}
         self._reasm = Reassembler()
+        # failover receive side (kernel drop_point / failover_deferdq /
+        # failover_reasm_skb / reasm_tnlmsg): set by the node when a parallel link
+        # fails over onto this one
+        self.drop_point = 1
+        self._fo_deferred: dict[int, Msg] = {}
+        self._fo_reasm = Reassembler()
+        self._tnl_parts: list[bytes] = []
+        self._tnl_nof = 0
         # supervision
         self._interval = min(tolerance / 4000.0, KEEPALIVE_MAX)
         self._next_tick: float | None = None
@@ -522,6 +638,10 @@ class Link:
         self._rst_cnt = 0
         self._checkpoint = 1
         self._probe_at: float | None = None  # when the last unanswered probe left
+        self._rprobe_at: float | None = None  # retransmission probe due (tq not empty)
+        self._rprobe_wait = RPROBE_DEFAULT
+        self._rprobe_base = RPROBE_DEFAULT  # 2 x the mean probe round trip, >= 1 ms
+        self._nack_at = 0.0
 
         self._out: list[bytes] = []
         self._events: list[LinkEventType] = []
@@ -568,6 +688,11 @@ class Link:
         return len(self._backlog) + len(self._pre_up)
 
     @property
+    def backlog_pkts(self) -> int:
+        """Packets the backlog will become (one per entry: bundles are made up)."""
+        return len(self._backlog)
+
+    @property
     def deferred_len(self) -> int:
         return len(self._deferred)
 
@@ -594,7 +719,10 @@ class Link:
         if nt is not None and self.state in _UP_STATES:
             fail_at = self._last_rx + self.tolerance / 1000.0
             if fail_at < nt:
-                return fail_at
+                nt = fail_at
+            rp = self._rprobe_at
+            if rp is not None and rp < nt:
+                return rp
         return nt
 
     def take_outgoing(self) -> list[bytes]:
@@ -620,6 +748,9 @@ class Link:
         if st in _UP_STATES and now >= self._last_rx + self.tolerance / 1000.0:
             self._failure(now, "link timeout: peer silent for the tolerance")
             return
+        rp = self._rprobe_at
+        if rp is not None and now >= rp:
+            self._retr_probe(now)
         if now < nt:
             return
         self._next_tick = now + self._interval
@@ -653,13 +784,25 @@ class Link:
         elif st == LinkState.ESTABLISHING:
             self._proto(_ACTIVATE_MSG)
 
+
+    def _retr_probe(self, now: float) -> None:
+        """The head of the transmit queue waited too long: probe the peer now."""
+        if self.state not in _UP_STATES or not self._transmq:
+            self._rprobe_at = None
+            return
+        self._proto(_STATE_MSG, probe=True)
+        self._probe_at = now
+        self._rprobe_wait = min(self._rprobe_wait * 2.0, self._interval)
+        self._rprobe_at = now + self._rprobe_wait
+
     def reset(self, now: float, reason: str) -> None:
         """Local reset or disable: the link goes down (LinkDown if it was up), starts
         a new session and tells the peer with a RESET carrying ``peer_stopping`` -
         which is what a kernel sends when it takes a link down."""
         if self.is_up:
+            residue = self._residue()
             self.fsm_evt(LinkEvent.FAILURE)
-            self._events.append(LinkDown(reason))
+            self._events.append(LinkDown(reason, residue=residue))
         self.fsm_evt(LinkEvent.RESET)
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
@@ -717,8 +860,8 @@ class Link:
         accepted messages wait and go out when it comes up.
         """
         w = msg.w
-        user = (w[0] >> 25) & 0xF
-        if user <= 3 and not (w[1] >> 25) & 0xF:
+        user = (w[0] >> USER_SHIFT) & USER_MASK
+        if user <= 3 and not (w[1] >> ERRCODE_SHIFT) & ERRCODE_MASK:
             imp = user
         else:
             imp = msg.importance
@@ -743,16 +886,19 @@ class Link:
                 s.msg_lengths_total += size
                 s.msg_length_profile[_profile_slot(size)] += 1
                 seq = self._snd_nxt
-                w[0] = (w[0] & _W0_KEEP) | (n << 21) | size  # as Msg.encode() does
+                w[0] = (w[0] & W0_KEEP) | (n << HSIZE_SHIFT) | size  # as Msg.encode() does
                 w1 = w[1]
                 w2 = w[2]
-                w[1] = (w1 & 0xFFFF0000) | (self.bcast_ack & 0xFFFF)
-                w[2] = ((self._rcv_nxt - 1) & 0xFFFF) << 16 | seq
+                w[1] = (w1 & ~BCAST_ACK_MASK) | (self.bcast_ack & BCAST_ACK_MASK)
+                w[2] = ((self._rcv_nxt - 1) & ACK_MASK) << ACK_SHIFT | seq
                 raw = _HDRS[n].pack(*w) + data
                 w[1] = w1
                 w[2] = w2
                 tq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
                 self._out.append(raw)
+                if self._rprobe_at is None:
+                    rw = self._rprobe_wait = self._rprobe_base
+                    self._rprobe_at = now + rw
                 self._snd_nxt = (seq + 1) & 0xFFFF
                 self._rcv_unacked = 0
                 s.sent_pkts += 1
@@ -789,7 +935,7 @@ class Link:
             # msg.encode(), inline (size <= mss: the 17-bit size field holds it)
             w = msg.w
             n = len(w)
-            w[0] = (w[0] & _W0_KEEP) | (n << 21) | size
+            w[0] = (w[0] & W0_KEEP) | (n << HSIZE_SHIFT) | size
             raw = _HDRS[n].pack(*w) + msg.data
             if not bl and len(tq) < self.window:
                 self._xmit_new(raw, now)
@@ -825,6 +971,9 @@ class Link:
         raw = bytes(buf)
         self._transmq.append([seq, raw, now + RETR_INTERVAL, 0, 0.0])
         self._out.append(raw)
+        if self._rprobe_at is None:
+            rw = self._rprobe_wait = self._rprobe_base
+            self._rprobe_at = now + rw
         self._snd_nxt = (seq + 1) & 0xFFFF
         self._rcv_unacked = 0
         self.stats.sent_pkts += 1
@@ -874,7 +1023,7 @@ class Link:
             self.own_addr,
             self.peer_addr,
             0,
-            len(raws) << 16 | imp,
+            len(raws) << _MSGCNT_SHIFT | imp,
         ) + b"".join(parts)
 
     def _wakeup(self) -> None:
@@ -894,6 +1043,12 @@ class Link:
         n0 = len(tq)
         while tq and ((acked - tq[0][_SEQ]) & 0xFFFF) < 0x8000:
             tq.popleft()
+        if len(tq) != n0:  # progress: the retransmission probe starts again
+            if tq:
+                rw = self._rprobe_wait = self._rprobe_base
+                self._rprobe_at = now + rw
+            else:
+                self._rprobe_at = None
         if not (gap or blocks) or not tq:
             return n0 - len(tq)
         keep: deque[list[Any]] = deque()
@@ -940,12 +1095,12 @@ class Link:
         """A decoded unicast packet from this peer on this bearer."""
         w = msg.w
         w0 = w[0]
-        user = (w0 >> 25) & 0xF
+        user = (w0 >> USER_SHIFT) & USER_MASK
         if user == _USER_LINK_PROTOCOL:
             self._proto_rcv(msg, now)
             return
         s = self.stats
-        if w0 & (1 << 20):  # non_seq: broadcast-link traffic is the node's
+        if w0 & NON_SEQ_BIT:  # non_seq: broadcast-link traffic is the node's
             s.rx_invalid += 1
             return
         # any sequenced packet proves the peer alive (kernel: silent_intv_cnt = 0)
@@ -969,7 +1124,7 @@ class Link:
         # piggybacked ack
         tq = self._transmq
         if tq:
-            acked = w2 >> 16
+            acked = w2 >> ACK_SHIFT
             if ((acked - tq[0][_SEQ]) & 0xFFFF) < 0x8000:
                 if ((self._snd_nxt - 1 - acked) & 0xFFFF) < 0x8000:
                     if self._advance_transmq(acked, 0, [], now) > 0 and self._backlog:
@@ -984,7 +1139,9 @@ class Link:
                 dq[seqno] = msg
             s.deferred_recv += 1
             n = len(dq)
-            if n >= NACK_FIRST and (n - NACK_FIRST) % NACK_EVERY == 0:
+            if n >= NACK_FIRST and (n - NACK_FIRST) % NACK_EVERY == 0 \
+                    or now >= self._nack_at:
+                self._nack_at = now + NACK_REPEAT
                 self._proto(_STATE_MSG, rcvgap=(self._first_deferred() - rcv_nxt) & 0xFFFF)
             return
         dq = self._deferred
@@ -994,9 +1151,12 @@ class Link:
             self._rcv_nxt = rcv_nxt
             s.recv_pkts += 1
             self._rcv_unacked += 1
-            u = (msg.w[0] >> 25) & 0xF
-            if u == _USER_BUNDLER or u == _USER_FRAGMENTER:
-                if not self._input_inner(msg, u, now):
+            u = (msg.w[0] >> USER_SHIFT) & USER_MASK
+            if u in _INNER_USERS:
+                if u == _USER_TUNNEL:
+                    if not self._tnl_rcv(msg, now):
+                        return
+                elif not self._input_inner(msg, u, now):
                     return
             else:
                 events.append(Delivered(msg))
@@ -1023,7 +1183,7 @@ class Link:
             s.recv_bundled += len(inner)
             ev = self._events
             for m in inner:
-                if (m.w[0] >> 25) & 0xF in _NOT_BUNDLED:
+                if (m.w[0] >> USER_SHIFT) & USER_MASK in _NOT_BUNDLED:
                     s.rx_bad_inner += 1
                 else:
                     ev.append(Delivered(m))
@@ -1107,11 +1267,11 @@ class Link:
         if self.state in _BLOCKED_STATES or self._next_tick is None:
             return
         w1 = w[1]
-        mtyp = w1 >> 29
+        mtyp = w1 >> MTYPE_SHIFT
         w5 = w[5]
-        session = w5 >> 16
+        session = w5 >> _SESSION_SHIFT
         if self.own_addr > w[3]:
-            self.net_plane = (w5 >> 1) & 7
+            self.net_plane = (w5 >> _NET_PLANE_SHIFT) & _NET_PLANE_MASK
         # validation (tipc_link_validate_msg)
         if mtyp == _RESET_MSG:
             ok = not self.in_session or _less(self.peer_session, session)
@@ -1119,7 +1279,7 @@ class Link:
             ok = not self.in_session or not _less(session, self.peer_session)
         elif mtyp == _STATE_MSG:
             ok = self.in_session and session == self.peer_session
-            if ok and self.state not in _UP_STATES and (w[2] >> 16):
+            if ok and self.state not in _UP_STATES and (w[2] >> ACK_SHIFT):
                 ok = False
             if ok and self.peer_caps & Cap.LINK_PROTO_SEQNO:
                 ok = not _less(w[2] & 0xFFFF, self._rcv_nxt_state)
@@ -1128,14 +1288,14 @@ class Link:
         if not ok:
             s.rx_proto_rejected += 1
             return
-        peers_tol = w[9] & 0xFFFF
-        peers_prio = (w5 >> 4) & 0x1F
+        peers_tol = w[9] & TOLERANCE_MASK
+        peers_prio = (w5 >> LINKPRIO_SHIFT) & LINKPRIO_MASK
         if mtyp != _STATE_MSG:
             self._reset_activate_rcv(msg, mtyp, session, peers_tol, peers_prio, now)
             return
         # ---- STATE
         data = msg.data
-        ga = self._parse_gap_blocks(data, w[2] >> 16, (w1 >> 16) & 0x1FFF)
+        ga = self._parse_gap_blocks(data, w[2] >> ACK_SHIFT, (w1 >> SEQ_GAP_SHIFT) & SEQ_GAP_MASK)
         if ga is None:
             s.rx_invalid += 1
             return
@@ -1154,10 +1314,12 @@ class Link:
         probe = w5 & 1
         if probe:
             s.recv_probes += 1
-        elif (w[0] >> 19) & 1 and self._probe_at is not None:
+        elif (w[0] >> KEEPALIVE_SHIFT) & 1 and self._probe_at is not None:
             # keepalive bit without probe bit: the reply to our last probe
-            s.rtt.add(max(0.0, now - self._probe_at))
+            r = s.rtt
+            r.add(max(0.0, now - self._probe_at))
             self._probe_at = None
+            self._rprobe_base = max(RPROBE_MIN, 2.0 * r.total / r.count)
         if self.state not in _UP_STATES:
             if self.state == LinkState.ESTABLISHING:
                 self._link_up(now)
@@ -1165,12 +1327,13 @@ class Link:
         rcvgap = 0
         peers_snd_nxt = w[4] & 0xFFFF
         rcv_nxt = self._rcv_nxt
-        if (probe or (w[0] >> 19) & 1) and _less(rcv_nxt, peers_snd_nxt) and not self._deferred:
+        if (probe or (w[0] >> KEEPALIVE_SHIFT) & 1) and _less(rcv_nxt, peers_snd_nxt) \
+                and not self._deferred and self.state is not LinkState.SYNCHING:
             rcvgap = (peers_snd_nxt - rcv_nxt) & 0xFFFF
         if rcvgap or probe:
             self._proto(_STATE_MSG, reply=bool(probe), rcvgap=rcvgap)
-        acked = w[2] >> 16
-        gap = (w1 >> 16) & 0x1FFF
+        acked = w[2] >> ACK_SHIFT
+        gap = (w1 >> SEQ_GAP_SHIFT) & SEQ_GAP_MASK
         if gap:
             s.recv_nacks += 1
         if not _less_eq(acked, (self._snd_nxt - 1) & 0xFFFF):
@@ -1185,7 +1348,7 @@ class Link:
     ) -> None:
         s = self.stats
         w = msg.w
-        max_pkt = (w[9] >> 16) * 4
+        max_pkt = (w[9] >> MAX_PKT_SHIFT) * 4
         data = msg.data
         if max_pkt < MIN_PEER_MTU or len(data) < TIPC_MAX_IF_NAME:
             s.rx_invalid += 1
@@ -1197,19 +1360,20 @@ class Link:
             self._adopt_tolerance(peers_tol, now)
         if self.priority < peers_prio <= TIPC_MAX_LINK_PRI:
             self.priority = peers_prio
-        if (w[5] >> 13) & 1:  # peer_stopping: full re-establish cycle
+        if (w[5] >> _STOPPING_SHIFT) & 1:  # peer_stopping: full re-establish cycle
             if self.is_up:
                 self._failure(now, "peer stopping")
             return
         w1 = w[1]
-        if mtyp == _ACTIVATE_MSG and (w1 >> 16) & 1 and self.session != (w1 & 0xFFFF):
+        if mtyp == _ACTIVATE_MSG and w1 & _DEST_SESSION_VALID_BIT \
+                and self.session != (w1 & 0xFFFF):
             # we were re-created while the peer was establishing: resynch sessions
             if _less(self.session, w1 & 0xFFFF):
                 self.session = ((w1 & 0xFFFF) + 1) & 0xFFFF
             return
         self.peer_session = session
         self.in_session = True
-        self.peer_bearer_id = (w[5] >> 9) & 7
+        self.peer_bearer_id = (w[5] >> _BEARER_ID_SHIFT) & _BEARER_ID_MASK
         st = self.state
         if st in _UP_STATES:
             if mtyp == _RESET_MSG:
@@ -1227,6 +1391,210 @@ class Link:
             self.mtu = max_pkt
         if mtyp == _ACTIVATE_MSG and self.state == LinkState.ESTABLISHING:
             self._link_up(now)
+
+    # ------------------------------------------------------------ failover / synch
+    # The node decides (kernel node.c); these are the link halves of
+    # tipc_link_tnl_prepare / tipc_link_failover_prepare / tipc_link_tnl_rcv.
+    def dummy_pkt(self, seq: int) -> bytes:
+        """The LOW importance direct message with TIPC_ERR_NO_PORT and no port that
+        the kernel adds so that a failover always tunnels at least one packet; the
+        receiver drops it (see _fo_input)."""
+        return _HDRS[8].pack(
+            (2 << VERSION_SHIFT) | ((BASIC_H_SIZE // 4) << HSIZE_SHIFT) | BASIC_H_SIZE,
+            (3 << MTYPE_SHIFT) | (int(ErrCode.TIPC_ERR_NO_PORT) << ERRCODE_SHIFT),
+            seq & 0xFFFF, self.own_addr, 0, 0, self.own_addr, self.peer_addr)
+
+    def unacked_packets(self) -> list[bytes]:
+        """Every packet the peer has not acked, in seqno order: the transmit queue as
+        sent, then the backlog with the seqnos it would get (bundles made now)."""
+        pkts = [e[_BUF] for e in self._transmq]
+        seq = self._snd_nxt
+        bc_ack = self.bcast_ack & 0xFFFF
+        ack = (self._rcv_nxt - 1) & 0xFFFF
+        for e in self._backlog:
+            raw = e.raw if e.raws is None else self._make_bundle(e.raws, e.imp)
+            buf = bytearray(raw)
+            _PACK_ACKS(buf, 6, bc_ack, ack, seq)
+            pkts.append(bytes(buf))
+            seq = (seq + 1) & 0xFFFF
+        return pkts
+
+    def _residue(self) -> LinkResidue:
+        pkts = self.unacked_packets()
+        end = (self._snd_nxt + len(self._backlog)) & 0xFFFF
+        pkts.append(self.dummy_pkt(end))
+        return LinkResidue(pkts, self._rcv_nxt, dict(self._deferred), self._reasm,
+                           self.peer_bearer_id, (end + 1) & 0xFFFF)
+
+    def failover_down(self, now: float) -> LinkResidue | None:
+        """The peer started failing this link over (a FAILOVER_MSG came on the
+        parallel link) while it still looks up here: reset it quietly - the peer's
+        end is already down - and hand back what it owed (kernel: the node calls
+        __tipc_node_link_down for the parallel link)."""
+        if not self.is_up:
+            return None
+        residue = self._residue()
+        self.fsm_evt(LinkEvent.RESET)
+        self._reset_session()
+        self._next_tick = now + self._interval
+        return residue
+
+    def failover_end(self, now: float) -> None:
+        """LINK_FAILOVER_END_EVT: the tunnel delivered everything; set up afresh."""
+        if self.state is LinkState.FAILINGOVER:
+            self.fsm_evt(LinkEvent.FAILOVER_END)
+            self._rst_cnt = 0
+            self._next_tick = now
+            self.tick(now)
+
+    def activate(self, now: float) -> bool:
+        """Take an ESTABLISHING link up now (a SYNCH_MSG is its first packet)."""
+        if self.state is LinkState.ESTABLISHING and self.in_session:
+            self._link_up(now)
+            return True
+        return False
+
+    def failover_rx(self, residue: LinkResidue | None) -> None:
+        """Receive a failover on this link: the failed link's rcv_nxt is the drop
+        point, its deferred packets and half-joined message carry on here; None =
+        a failed link that never received anything (tipc_link_failover_prepare)."""
+        if residue is None:
+            self.drop_point = 1
+            self._fo_deferred = {}
+            self._fo_reasm = Reassembler()
+        else:
+            self.drop_point = residue.rcv_nxt
+            self._fo_deferred = residue.deferred
+            self._fo_reasm = residue.reasm
+        self._tnl_parts = []
+        self._tnl_nof = 0
+
+    def tnl_xmit(self, mtyp: int, pkts: list[bytes], tnl_bearer_id: int, now: float,
+                 syncpt: int | None = None) -> int:
+        """Send packets of the parallel link (the one on the peer's bearer
+        ``tnl_bearer_id``) wrapped in TUNNEL_PROTOCOL ``mtyp`` messages on this link.
+        A packet too big for this link is split into tunnel fragments when the peer
+        has TIPC_TUNNEL_ENHANCED (FAILOVER only), else skipped, as the kernel does.
+        ``syncpt`` replaces msgcnt (the enhanced SYNCH_MSG).  Returns packets sent."""
+        dmax = self.mtu - INT_H_SIZE
+        split = mtyp == FAILOVER_MSG and bool(self.peer_caps & Cap.TUNNEL_ENHANCED)
+        parts: list[tuple[bytes, int]] = []
+        for raw in pkts:
+            n = len(raw)
+            if n <= dmax:
+                parts.append((raw, 0))
+            elif split:
+                nof = n // dmax + 1
+                for k in range(nof):
+                    parts.append((raw[k * dmax:(k + 1) * dmax], (k + 1) << _FRAGM_NO_SHIFT | nof))
+            else:
+                self.stats.tunnel_too_big += 1
+        cnt = len(parts) if syncpt is None else syncpt
+        w5 = (tnl_bearer_id & _BEARER_ID_MASK) << _BEARER_ID_SHIFT
+        w9 = (cnt & 0xFFFF) << _MSGCNT_SHIFT
+        own, peer = self.own_addr, self.peer_addr
+        for payload, w4 in parts:
+            raw = _PROTO_HDR.pack(_W0_TUNNEL | (INT_H_SIZE + len(payload)), mtyp << MTYPE_SHIFT, 0,
+                                  own, w4, w5, own, peer, 0, w9) + payload
+            self._xmit_raw(raw, now)
+        self.stats.tunnel_tx += len(parts)
+        return len(parts)
+
+    def send_dummy(self, now: float) -> None:
+        """Queue the dummy message on this link (legacy synch needs one packet)."""
+        self._xmit_raw(self.dummy_pkt(0), now)
+
+    def _xmit_raw(self, raw: bytes, now: float) -> None:
+        """Queue one encoded SYSTEM packet (never refused, never bundled)."""
+        if not self._backlog and len(self._transmq) < self.window:
+            self._xmit_new(raw, now)
+        else:
+            self._target[_SYSTEM] = None
+            self._backlog.append(_Pending(_SYSTEM, raw, 0))
+            self._bl_len[_SYSTEM] += 1
+
+    def _tnl_rcv(self, msg: Msg, now: float) -> bool:
+        """An in-sequence TUNNEL_PROTOCOL packet: a SYNCH_MSG carries nothing to
+        deliver; a FAILOVER_MSG carries a packet of the failed link, delivered once
+        and in that link's order using its seqnos and the drop point.  False if
+        this link failed meanwhile."""
+        s = self.stats
+        s.tunnel_rx += 1
+        w = msg.w
+        if len(w) < 10 or (w[1] >> MTYPE_SHIFT) != FAILOVER_MSG:
+            # a SYNCH_MSG that started synching: what follows it on this link waits
+            # (in the deferred queue) until the node calls resume()
+            return self.state is not LinkState.SYNCHING
+        w4 = w[4]
+        nof = w4 & _NOF_FRAGMS_MASK
+        if nof:
+            no = w4 >> _FRAGM_NO_SHIFT
+            parts = self._tnl_parts
+            if no == 1 and not parts:
+                self._tnl_nof = nof
+            elif not parts or no != len(parts) + 1 or nof != self._tnl_nof:
+                self._tnl_parts = []
+                s.rx_bad_inner += 1
+                self._failure(now, "tunnel reassembly failure")
+                return False
+            parts.append(bytes(msg.data))
+            if no < nof:
+                return True
+            raw: bytes = b"".join(parts)
+            self._tnl_parts = []
+        else:
+            raw = bytes(msg.data)
+        try:
+            inner: Msg | None = decode(raw)
+        except DecodeError:
+            s.rx_bad_inner += 1
+            return True
+        fdq = self._fo_deferred
+        while inner is not None:
+            seq = inner.w[2] & 0xFFFF
+            dp = self.drop_point
+            if seq == dp:
+                self.drop_point = (dp + 1) & 0xFFFF
+                if not self._fo_input(inner, now):
+                    return False
+            elif _less(seq, dp):
+                s.duplicates += 1
+            elif seq not in fdq and len(fdq) < _MAX_FO_DEFERRED:
+                fdq[seq] = inner
+            inner = fdq.pop(self.drop_point, None)
+        return True
+
+    def resume(self, now: float) -> None:
+        """Synch ended: deliver what waited behind the SYNCH_MSG."""
+        msg = self._deferred.pop(self._rcv_nxt, None)
+        if msg is not None and self.is_up:
+            self.receive(msg, now)
+
+    def _fo_input(self, msg: Msg, now: float) -> bool:
+        """tipc_link_input for a tunnelled packet, with the failed link's reassembly."""
+        w = msg.w
+        u = (w[0] >> USER_SHIFT) & USER_MASK
+        if u <= 3:
+            if (w[1] >> ERRCODE_SHIFT) & ERRCODE_MASK and len(w) > 5 and not w[5] and not msg.data:
+                return True  # the failover dummy
+            self._events.append(Delivered(msg))
+            return True
+        if u == _USER_BUNDLER:
+            return self._input_inner(msg, u, now)
+        if u == _USER_FRAGMENTER:
+            try:
+                whole = self._fo_reasm.feed(msg)
+            except DecodeError:
+                self.stats.rx_bad_inner += 1
+                return True
+            if whole is not None:
+                self._events.append(Delivered(whole))
+            return True
+        if u in _NOT_BUNDLED and u != _USER_BCAST_PROTOCOL or u == _USER_LINK_PROTOCOL:
+            self.stats.rx_bad_inner += 1
+            return True
+        self._events.append(Delivered(msg))
+        return True
 
     # ------------------------------------------------------------ state changes
     def fsm_evt(self, evt: LinkEvent) -> bool:
@@ -1256,12 +1624,13 @@ class Link:
             self._pre_up = []
             for imp, m in pre:
                 self._bl_len[imp] -= 1
-                self._enqueue(m, imp, (m.w[0] >> 25) & 0xF, now)
+                self._enqueue(m, imp, (m.w[0] >> USER_SHIFT) & USER_MASK, now)
 
     def _failure(self, now: float, reason: str) -> None:
         """LINK_FAILURE_EVT on an up link: down, new session, RESET to the peer."""
+        residue = self._residue() if self.is_up else None
         if self.fsm_evt(LinkEvent.FAILURE):
-            self._events.append(LinkDown(reason))
+            self._events.append(LinkDown(reason, residue=residue))
         self.fsm_evt(LinkEvent.RESET)  # RESETTING -> RESET, as the node does
         self._reset_session()
         self._proto(_RESET_MSG, stopping=True)
@@ -1271,8 +1640,10 @@ class Link:
         """Peer sent a RESET while we were up: down, and straight to ESTABLISHING
         since we already know the peer's new session."""
         peer_session = self.peer_session
+        residue = self._residue() if self.is_up else None
         if self.fsm_evt(LinkEvent.PEER_RESET):
-            self._events.append(LinkDown("peer reset", self.state is LinkState.PEER_RESET))
+            self._events.append(LinkDown("peer reset", self.state is LinkState.PEER_RESET,
+                                         residue))
         self.fsm_evt(LinkEvent.RESET)  # PEER_RESET -> ESTABLISHING
         self._reset_session()
         self.peer_session = peer_session
@@ -1292,7 +1663,7 @@ class Link:
         self._deferred.clear()
         self._bl_len = [0] * 5
         self._target = [None] * 5
-        self._reasm.reset()
+        self._reasm = Reassembler()  # a residue may hold the old one
         self._rcv_unacked = 0
         self._snd_nxt = 1
         self._rcv_nxt = 1
@@ -1302,7 +1673,8 @@ class Link:
         self.silent_intv_cnt = 0
         self._rst_cnt = 0
         self._probe_at = None
-        self.stats.clear()
+        self._rprobe_at = None
+        self.stats.clear(keep_lifetime=True)
         if True in self._congested:
             self._wakeup()
 
@@ -1327,7 +1699,7 @@ class Link:
             return
         s = self.stats
         snd_nxt = self._snd_nxt
-        w1 = (mtyp << 29) | (self.bcast_ack & 0xFFFF)
+        w1 = (mtyp << MTYPE_SHIFT) | (self.bcast_ack & BCAST_ACK_MASK)
         keepalive = 0
         if mtyp == _STATE_MSG:
             if (probe or reply) and self._deferred:
@@ -1339,7 +1711,7 @@ class Link:
                 self._snd_nxt_state = (seqno + 1) & 0xFFFF
             else:
                 seqno = (snd_nxt + PROTO_SEQNO_OFFSET) & 0xFFFF
-            w1 |= (rcvgap & 0x1FFF) << 16
+            w1 |= (rcvgap & SEQ_GAP_MASK) << SEQ_GAP_SHIFT
             # a kernel reads a Gap-ACK header if we advertise the cap: always send it
             if (self.peer_caps | self.own_caps) & Cap.GAP_ACK_BLOCK:
                 data = self._gap_ack_blocks(rcvgap)
@@ -1353,29 +1725,29 @@ class Link:
         else:
             seqno = (snd_nxt + PROTO_SEQNO_OFFSET) & 0xFFFF
             if mtyp == _ACTIVATE_MSG:
-                w1 = (mtyp << 29) | (1 << 16) | (self.peer_session & 0xFFFF)
+                w1 = (mtyp << MTYPE_SHIFT) | _DEST_SESSION_VALID_BIT | (self.peer_session & 0xFFFF)
             data = self._if_payload
             w8 = 0
-            w9 = ((self.advertised_mtu // 4) & 0xFFFF) << 16 | (tol & 0xFFFF)
+            w9 = ((self.advertised_mtu // 4) & MAX_PKT_MASK) << MAX_PKT_SHIFT | (tol & TOLERANCE_MASK)
             probe = False
         redundant = 1 if (up and self.peer_node_up) else 0
         w5 = (
-            (self.session & 0xFFFF) << 16
-            | (1 if self.bc_ack_invalid else 0) << 14
-            | (1 if stopping else 0) << 13
-            | redundant << 12
-            | (self.bearer_id & 7) << 9
-            | (prio & 0x1F) << 4
-            | (self.net_plane & 7) << 1
+            (self.session & 0xFFFF) << _SESSION_SHIFT
+            | (1 if self.bc_ack_invalid else 0) << _BC_ACK_INVALID_SHIFT
+            | (1 if stopping else 0) << _STOPPING_SHIFT
+            | redundant << _REDUNDANT_SHIFT
+            | (self.bearer_id & _BEARER_ID_MASK) << _BEARER_ID_SHIFT
+            | (prio & LINKPRIO_MASK) << LINKPRIO_SHIFT
+            | (self.net_plane & _NET_PLANE_MASK) << _NET_PLANE_SHIFT
             | (1 if probe else 0)
         )
         size = INT_H_SIZE + len(data)
         hdr = _PROTO_HDR.pack(
-            _W0_PROTO | keepalive << 19 | size,
+            _W0_PROTO | keepalive << KEEPALIVE_SHIFT | size,
             w1,
-            ((self._rcv_nxt - 1) & 0xFFFF) << 16 | seqno,
+            ((self._rcv_nxt - 1) & ACK_MASK) << ACK_SHIFT | seqno,
             self.own_addr,
-            (self.last_bcast & 0xFFFF) << 16 | snd_nxt,
+            (self.last_bcast & 0xFFFF) << 16 | snd_nxt,  # w4: last_bcast, next_sent
             w5,
             self.own_addr,
             self.peer_addr,

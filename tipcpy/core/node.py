@@ -15,10 +15,20 @@ Mirrors the kernel's ``net/tipc/node.c`` (facts, not code):
   ``bcast_ack`` in our unicast traffic.  We never broadcast: ``last_bcast`` stays 0 and
   multicast goes by replicast over the unicast links.
 
-Loss-free failover and synch (TUNNEL_PROTOCOL) are not built yet.  This class is their
-single owner: both FSM tables hold the kernel's FAILINGOVER / SYNCHING transitions, only
-the node drives them (``Link.fsm_evt``), and ``_link_down`` / ``_link_up`` say where the
-mechanism goes.
+* Failover and synch (TUNNEL_PROTOCOL, user 10), as node.c / link.c do them:
+
+  - a link going down while a parallel one stays up tunnels everything it still
+    owed the peer in FAILOVER_MSGs over the survivor (:meth:`Link.tnl_xmit` with the
+    :class:`~tipcpy.core.link.LinkResidue` its LinkDown carries), goes
+    FAILINGOVER, and the node NODE_FAILINGOVER; the survivor delivers the tunnelled
+    packets once and in the failed link's order (its ``drop_point``).  The peer,
+    seeing a FAILOVER_MSG while its end of the failed link still looks up, takes
+    that end down the same way.  Failover ends when the tunnel link has received
+    everything up to the synch point (the tunnelled packet count).
+  - a second link coming up sends a SYNCH_MSG as its first packet, carrying the
+    synch point (last seqno of the old link); the receiver holds the new link's
+    traffic (node NODE_SYNCHING, link SYNCHING) until the old link has delivered up
+    to it, so moving a port to the other link never reorders.
 """
 
 from __future__ import annotations
@@ -29,8 +39,28 @@ from enum import IntEnum
 from typing import Any
 
 from tipcpy.core._event import SlotEvent
-from tipcpy.core.link import Delivered, Link, LinkDown, LinkUp
-from tipcpy.wire.consts import LinkProtoType, User
+from tipcpy.core.link import (
+    FAILOVER_MSG,
+    SYNCH_MSG,
+    Delivered,
+    Link,
+    LinkDown,
+    LinkEvent,
+    LinkResidue,
+    LinkState,
+    LinkUp,
+)
+from tipcpy.wire import BundleMsg, DecodeError
+from tipcpy.wire.consts import Cap, ErrCode, LinkProtoType, User
+from tipcpy.wire.msg import (
+    DEST_DROPPABLE_BIT,
+    ERRCODE_MASK,
+    ERRCODE_SHIFT,
+    MTYPE_SHIFT,
+    SEQNO_MASK,
+    USER_MASK,
+    USER_SHIFT,
+)
 
 __all__ = [
     "NodeState",
@@ -208,7 +238,20 @@ def _less(a: int, b: int) -> bool:
 
 
 _BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
+_TUNNEL = int(User.TUNNEL_PROTOCOL)
+_LINK_PROTOCOL = int(User.LINK_PROTOCOL)
 _UP_UP = NodeState.SELF_UP_PEER_UP
+_REDUNDANT_SHIFT = 12  # w5 of RESET/ACTIVATE: the peer node is up (redundant_link)
+_MSGCNT_SHIFT = 16  # w9 of TUNNEL_PROTOCOL: msgcnt / syncpt
+_RESET_STATES = frozenset({LinkState.RESET, LinkState.FAILINGOVER, LinkState.ESTABLISHING})
+"""Kernel tipc_link_is_reset()."""
+MAX_SYNCH_HELD = 16384
+"""Packets of a synching link held until the synch point (the kernel drops them and
+lets the peer retransmit; holding is bounded by the peer's window and saves that)."""
+
+
+def _more(a: int, b: int) -> bool:
+    return _less(b, a)
 
 LinkFactory = Callable[[int], "Link"]  # bearer_id -> new Link
 
@@ -233,6 +276,12 @@ class PeerNode:
         self._events: list[object] = []
         self._out: list[tuple[int, Any, bytes]] = []
         self._reassembler: Any = None
+        self.sync_point = 0
+        """Failover: last tunnel-link seqno to wait for; synch: the old link's."""
+        self._held: list[tuple[int, Any]] = []
+        self.rx_synch_held = 0
+        self.rx_synch_dropped = 0
+        self.returned_no_node = 0
 
     # ---- FSM ------------------------------------------------------------------------
     def fsm_evt(self, evt: NodeEvt) -> None:
@@ -295,6 +344,8 @@ class PeerNode:
             link.bcast_ack = self.bc.ack
             link.last_bcast = 0
             link.start(now)
+            if self.state == NodeState.NODE_FAILINGOVER:
+                link.fsm_evt(LinkEvent.FAILOVER_BEGIN)
             self._collect(le)
         else:
             le.media_addr = media_addr
@@ -303,21 +354,28 @@ class PeerNode:
         return dupl
 
     # ---- receive --------------------------------------------------------------------
-    def _check_state(self, le: LinkEntry, msg: Any) -> bool:
-        """Kernel tipc_node_check_state (contact part): accept this packet?"""
+    def _parallel(self, le: LinkEntry) -> LinkEntry | None:
+        for o in self.links.values():
+            if o is not le:
+                return o
+        return None
+
+    def _check_state(self, le: LinkEntry, msg: Any, now: float) -> bool:
+        """Kernel tipc_node_check_state: accept this packet?  Also where failover
+        and synch start and end on the receive side."""
         st = self.state
-        if st == _UP_UP:
-            return True  # (the usual case: nothing to check)
         w = msg.w
-        proto_reset = (w[0] >> 25) & 0xF == User.LINK_PROTOCOL \
-            and w[1] >> 29 != LinkProtoType.STATE
+        user = (w[0] >> USER_SHIFT) & USER_MASK
+        if st == _UP_UP and user != _TUNNEL:
+            return True  # (the usual case: nothing to check)
+        link = le.link
+        proto_reset = user == _LINK_PROTOCOL and w[1] >> MTYPE_SHIFT != LinkProtoType.STATE
         if st == NodeState.SELF_UP_PEER_COMING:
-            if le.link.is_up and not proto_reset:
+            if link.is_up and not proto_reset:
                 self.fsm_evt(NodeEvt.PEER_ESTABL_CONTACT_EVT)
-            return True
         if st == NodeState.SELF_DOWN_PEER_LEAVING:
             # msg_peer_node_is_up(): data/STATE say yes; RESET/ACTIVATE carry the bit
-            peer_node_up = (not proto_reset) or bool((msg.w[5] >> 12) & 1)
+            peer_node_up = (not proto_reset) or bool((w[5] >> _REDUNDANT_SHIFT) & 1)
             if peer_node_up:
                 self.rx_dropped_state += 1
                 return False
@@ -326,15 +384,131 @@ class PeerNode:
         if st == NodeState.SELF_LEAVING_PEER_DOWN:
             self.rx_dropped_state += 1
             return False
+        seqno = w[2] & SEQNO_MASK
+        if user != _LINK_PROTOCOL and _less(seqno, link.rcv_nxt):
+            return True  # a duplicate: the link drops it
+        ple = self._parallel(le)
+        pl = ple.link if ple is not None else None
+        mtyp = w[1] >> MTYPE_SHIFT
+        if user == _TUNNEL and mtyp == FAILOVER_MSG and len(w) > 9:
+            syncpt = (seqno + (w[9] >> _MSGCNT_SHIFT) - 1) & 0xFFFF
+            if ple is not None and pl is not None and pl.state not in _RESET_STATES:
+                residue = pl.failover_down(now)
+                self._collect(ple, now)
+                self._link_down(ple, now, "failover started by the peer", residue=residue)
+            if self.state != NodeState.NODE_FAILINGOVER:
+                self._half_failover(pl, le, now)
+            if _less(syncpt, self.sync_point):
+                self.sync_point = syncpt
+        if self.state == NodeState.NODE_FAILINGOVER and link.is_up:
+            if _more(link.rcv_nxt, self.sync_point):
+                self._failover_end(le, now)
+            return True
+        if pl is None or not pl.is_up:
+            return True
+        if user == _TUNNEL and mtyp == SYNCH_MSG and seqno == 1 and len(w) > 9:
+            if not msg.data:  # enhanced: the synch point itself
+                syncpt = w[9] >> _MSGCNT_SHIFT
+            else:
+                inner_seq = int.from_bytes(bytes(msg.data[10:12]), "big") \
+                    if len(msg.data) >= 12 else 0
+                syncpt = (inner_seq + (w[9] >> _MSGCNT_SHIFT) - 1) & 0xFFFF
+            if not link.is_up and link.activate(now):
+                self._collect(le, now)
+            if self.state == _UP_UP and link.is_up:
+                self.sync_point = syncpt
+                link.fsm_evt(LinkEvent.SYNCH_BEGIN)
+                self.fsm_evt(NodeEvt.NODE_SYNCH_BEGIN_EVT)
+        if self.state == NodeState.NODE_SYNCHING:
+            if self._synch_check(now):
+                return True
+            if link.state is not LinkState.SYNCHING:
+                return True  # the old link
+            if user == _TUNNEL and mtyp == SYNCH_MSG or user == _LINK_PROTOCOL:
+                return True
+            if len(self._held) < MAX_SYNCH_HELD:
+                self._held.append((le.bearer_id, msg))
+                self.rx_synch_held += 1
+            else:
+                self.rx_synch_dropped += 1
+            return False
         return True
+
+    def _synch_check(self, now: float) -> bool:
+        """End synch when the old link has delivered past the synch point."""
+        tnl = old = None
+        for o in self.links.values():
+            if o.link.state is LinkState.SYNCHING:
+                tnl = o.link
+            else:
+                old = o.link
+        if tnl is None or old is None or not old.is_up \
+                or _more(old.rcv_nxt, self.sync_point):
+            if tnl is not None:
+                tnl.fsm_evt(LinkEvent.SYNCH_END)
+            self.fsm_evt(NodeEvt.NODE_SYNCH_END_EVT)
+            return True
+        return False
+
+    def _half_failover(self, pl: Link | None, tle: LinkEntry, now: float) -> None:
+        """Kernel tipc_node_link_failover: the peer fails over onto ``tle`` but we
+        never started (our end of the other link was already reset)."""
+        tnl = tle.link
+        if not tnl.is_up:
+            return
+        if pl is not None and pl.state not in _RESET_STATES:
+            return
+        tnl.fsm_evt(LinkEvent.SYNCH_END)
+        self.fsm_evt(NodeEvt.NODE_SYNCH_END_EVT)
+        self.sync_point = (tnl.rcv_nxt + 0x7FFE) & 0xFFFF
+        # a FAILOVER_MSG so that the peer, too, leaves NODE_FAILINGOVER
+        tnl.tnl_xmit(FAILOVER_MSG, [tnl.dummy_pkt(0)], tnl.peer_bearer_id, now)
+        tnl.failover_rx(None)
+        if pl is not None:
+            pl.fsm_evt(LinkEvent.FAILOVER_BEGIN)
+        self.fsm_evt(NodeEvt.NODE_FAILOVER_BEGIN_EVT)
+        self._collect(tle, now)
+
+    def _failover_end(self, tle: LinkEntry, now: float) -> None:
+        self.fsm_evt(NodeEvt.NODE_FAILOVER_END_EVT)
+        for o in list(self.links.values()):
+            if o is not tle and o.link.state is LinkState.FAILINGOVER:
+                o.link.failover_end(now)
+                self._collect(o, now)
+
+    def _after_receive(self, le: LinkEntry, now: float) -> None:
+        """End failover / synch as soon as the packet just taken got there (the
+        kernel notices on the next packet)."""
+        st = self.state
+        if st == NodeState.NODE_FAILINGOVER:
+            if le.link.is_up and _more(le.link.rcv_nxt, self.sync_point):
+                self._failover_end(le, now)
+        elif st == NodeState.NODE_SYNCHING:
+            self._synch_check(now)
+        if self._held and self.state != NodeState.NODE_SYNCHING:
+            self._release_held(now)
+
+    def _release_held(self, now: float) -> None:
+        held, self._held = self._held, []
+        for o in list(self.links.values()):
+            if o.link.is_up:
+                o.link.resume(now)
+                self._collect(o, now)
+        for bid, m in held:
+            self.receive(bid, m, now)
 
     def receive(self, bearer_id: int, msg: Any, now: float) -> bool:
         """A decoded unicast packet from this peer on ``bearer_id``; False if dropped."""
         le = self.links.get(bearer_id)
         if le is None:
             return False
-        if not self._check_state(le, msg):
-            return False
+        if self.state != _UP_UP or (msg.w[0] >> USER_SHIFT) & USER_MASK == _TUNNEL:
+            if not self._check_state(le, msg, now):
+                return False
+            le.link.receive(msg, now)
+            self._collect(le, now)
+            self._after_receive(le, now)
+            return True
         le.link.receive(msg, now)
         self._collect(le, now)
         return True
@@ -431,6 +605,7 @@ class PeerNode:
 
     def _link_up(self, le: LinkEntry, now: float) -> None:
         was_up = self.is_up
+        old_bid = self.active[0]
         self._recompute_active()
         link = le.link
         self._events.append(LinkStateChanged(link.name, True, self.addr, le.bearer_id,
@@ -441,37 +616,108 @@ class PeerNode:
             for other in self.links.values():
                 other.link.peer_node_up = True
             self._events.append(NodeUp(self.addr, self.node_id))
-        # Synch seam (issue 11): a second link coming up while another is active is
-        # where the kernel sends SYNCH_MSG over the old link, takes the new one
-        # ESTABLISHED -> SYNCHING (LINK_SYNCH_BEGIN_EVT) and the node to NODE_SYNCHING,
-        # and holds the new link's deliveries until the old one reaches the synch
-        # point.  Not built yet: traffic moves at once and may be reordered.
+            return
+        # Second link (kernel __tipc_node_link_up -> tipc_link_tnl_prepare(SYNCH)):
+        # its first packet tells the peer the last seqno the old link carries before
+        # traffic may move, and the peer holds this link's traffic until then.
+        ole = self.links.get(old_bid) if old_bid is not None else None
+        if ole is None or ole is le or not ole.link.is_up:
+            return
+        ol = ole.link
+        # a kernel reads the synch point from the header if *we* advertise the cap
+        if link.own_caps & Cap.TUNNEL_ENHANCED:
+            syncpt = (ol.snd_nxt + ol.backlog_pkts - 1) & 0xFFFF
+            link.tnl_xmit(SYNCH_MSG, [b""], ol.peer_bearer_id, now, syncpt=syncpt)
+        else:
+            ol.send_dummy(now)  # legacy: a copy of everything the old link owes
+            self._collect(ole, now)
+            link.tnl_xmit(SYNCH_MSG, ol.unacked_packets(), ol.peer_bearer_id, now)
+        link.stats.synchs += 1
 
     def _link_down(self, le: LinkEntry, now: float, reason: str = "",
-                   peer_reset: bool = False) -> None:
+                   peer_reset: bool = False, residue: LinkResidue | None = None) -> None:
         """Kernel __tipc_node_link_down.  ``peer_reset``: the link went down because
-        the peer reset it (tipc_link_peer_is_down), so the peer has lost contact too."""
+        the peer reset it (tipc_link_peer_is_down), so the peer has lost contact too.
+        ``residue``: what the link still owed and held, failed over to the parallel
+        link when there is one."""
         was_up = self.is_up
         self._recompute_active()
         link = le.link
         self._events.append(LinkStateChanged(link.name, False, self.addr, le.bearer_id,
                                              link.peer_bearer_id, reason))
-        if was_up and not self.is_up:
-            if peer_reset:
-                self.fsm_evt(NodeEvt.PEER_LOST_CONTACT_EVT)
-            self.fsm_evt(NodeEvt.SELF_LOST_CONTACT_EVT)
-            self._lost_contact()
-        # Failover seam (issue 11): while another link is still up the kernel starts
-        # failover here - tunnels the failed link's unacked queue over the surviving
-        # one (tipc_link_tnl_prepare), takes the failed link RESET -> FAILINGOVER and
-        # the node SELF_UP_PEER_UP -> NODE_FAILINGOVER (NODE_FAILOVER_BEGIN_EVT), and
-        # ends both at the sync point.  Not built yet: the failed link resets and
-        # its queue is lost; the node stays SELF_UP_PEER_UP.  Both FSM tables already
-        # hold these transitions; only this node may drive them (link.fsm_evt).
+        if not self.is_up:
+            if was_up:
+                if peer_reset:
+                    self.fsm_evt(NodeEvt.PEER_LOST_CONTACT_EVT)
+                self.fsm_evt(NodeEvt.SELF_LOST_CONTACT_EVT)
+                if residue is not None:
+                    self._return_undelivered(residue)
+                self._lost_contact(now)
+            return
+        # a working link remains: fail over onto it
+        bid = self.active[0]
+        assert bid is not None
+        tle = self.links[bid]
+        tnl = tle.link
+        tnl.fsm_evt(LinkEvent.SYNCH_END)
+        self.fsm_evt(NodeEvt.NODE_SYNCH_END_EVT)
+        self.sync_point = (tnl.rcv_nxt + 0x7FFE) & 0xFFFF
+        if residue is not None:
+            tnl.tnl_xmit(FAILOVER_MSG, residue.pkts, residue.peer_bearer_id, now)
+        tnl.failover_rx(residue)
+        if link.state is not LinkState.FAILINGOVER:
+            link.fsm_evt(LinkEvent.FAILOVER_BEGIN)
+        link.stats.failovers += 1
+        self.fsm_evt(NodeEvt.NODE_FAILOVER_BEGIN_EVT)
+        self._collect(tle, now)
+        if self._held:
+            self._release_held(now)
 
-    def _lost_contact(self) -> None:
-        """Kernel node_lost_contact: clean broadcast state, tell the layers above."""
+    def _return_undelivered(self, residue: LinkResidue) -> None:
+        """The node is gone with messages still unacked on its last link: give each
+        connectionless data message whose sender wants it back (not dest_droppable)
+        back to it with TIPC_ERR_NO_NODE, as a returned message from the peer - the
+        socket layer reports it with TIPC_ERRINFO.  (A message the peer got but had
+        not acked yet comes back too: the sender cannot tell the two apart.)
+        Connection messages are not returned: the connection aborts instead."""
+        from tipcpy.wire import decode
+        from tipcpy.wire.bundle import unbundle
+
+        msgs: list[Any] = []
+        for raw in residue.pkts:
+            try:
+                m = decode(raw)
+                user = (m.w[0] >> USER_SHIFT) & USER_MASK
+                if isinstance(m, BundleMsg):
+                    msgs.extend(unbundle(m))
+                elif user <= 3:
+                    msgs.append(m)
+            except DecodeError:
+                continue
+        for m in msgs:
+            w = m.w
+            if (w[0] >> USER_SHIFT) & USER_MASK > 3 or len(w) < 8:
+                continue
+            if w[0] & DEST_DROPPABLE_BIT or (w[1] >> ERRCODE_SHIFT) & ERRCODE_MASK \
+                    or w[1] >> MTYPE_SHIFT == 0 or not w[4]:  # CONN, or the dummy
+                continue
+            nw = list(w)
+            nw[1] = (nw[1] & ~(ERRCODE_MASK << ERRCODE_SHIFT)) \
+                | (int(ErrCode.TIPC_ERR_NO_NODE) << ERRCODE_SHIFT)
+            nw[4], nw[5] = w[5], w[4]  # origport <-> destport
+            nw[3] = self.addr  # prevnode: returned "by" the lost node
+            nw[6], nw[7] = self.addr, w[6]
+            self.returned_no_node += 1
+            self._events.append(NodeReceived(self.addr, type(m)(nw, m.data), None))
+
+    def _lost_contact(self, now: float = 0.0) -> None:
+        """Kernel node_lost_contact: clean broadcast state, end any failover, tell
+        the layers above."""
         self.up_since = None
+        self._held = []
+        for le in list(self.links.values()):
+            if le.link.state is LinkState.FAILINGOVER:
+                le.link.failover_end(now)
         self.bc = BcastRcv()
         self._reassembler = None
         for le in self.links.values():
@@ -487,27 +733,30 @@ class PeerNode:
             return
         was_up = le.link.is_up
         le.link.reset(now, reason)
-        self._collect(le, now, suppress_down=True)
+        residue = self._collect(le, now, suppress_down=True)
         del self.links[bearer_id]
         if was_up:
-            self._link_down(le, now, reason)
+            self._link_down(le, now, reason, residue=residue)
 
     # ---- driving --------------------------------------------------------------------
-    def _collect(self, le: LinkEntry, now: float = 0.0, suppress_down: bool = False) -> None:
-        """Pull the link's packets and events; react to up/down and internal messages."""
+    def _collect(self, le: LinkEntry, now: float = 0.0,
+                 suppress_down: bool = False) -> LinkResidue | None:
+        """Pull the link's packets and events; react to up/down and internal messages.
+        With ``suppress_down`` a LinkDown is not acted on: its residue is returned."""
         link = le.link
         for data in link.take_outgoing():
             self._out.append((le.bearer_id, le.media_addr, data))
         evs = link.take_events()
         if not evs:
-            return
+            return None
+        residue: LinkResidue | None = None
         events = self._events
         addr = self.addr
         bid = le.bearer_id
         for ev in evs:
             if type(ev) is Delivered:  # the per-message case first
                 m = ev.msg
-                if (m.w[0] >> 25) & 0xF == _BCAST_PROTOCOL:
+                if (m.w[0] >> USER_SHIFT) & USER_MASK == _BCAST_PROTOCOL:
                     self._bc_init(m)
                 else:
                     events.append(NodeReceived(addr, m, bid))
@@ -515,12 +764,15 @@ class PeerNode:
                 self._link_up(le, now)
             elif type(ev) is LinkDown:
                 if not suppress_down:
-                    self._link_down(le, now, ev.reason, ev.peer_reset)
+                    self._link_down(le, now, ev.reason, ev.peer_reset, ev.residue)
+                else:
+                    residue = ev.residue
             else:
                 events.append(ev)  # e.g. LinkWakeup: for the socket layer
         # a state change may have produced more packets (e.g. STATE after link up)
         for data in link.take_outgoing():
             self._out.append((le.bearer_id, le.media_addr, data))
+        return residue
 
     def tick(self, now: float) -> None:
         for le in list(self.links.values()):

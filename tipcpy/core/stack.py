@@ -54,6 +54,7 @@ from tipcpy.wire.consts import (
     TIPC_NODE_STATE,
     User,
 )
+from tipcpy.wire.msg import NON_SEQ_BIT, USER_MASK, USER_SHIFT
 
 __all__ = ["Stack", "StackError", "Timed", "AddressCommitted", "BearerStats", "LinkRtt",
            "INVALID_NODE_SIG"]
@@ -134,7 +135,7 @@ ListenerFn = Callable[[object, float], None]
 
 DATA_USERS = (0, 1, 2, 3)
 _LINK_CONFIG = int(User.LINK_CONFIG)
-_NON_SEQ = 1 << 20
+_NON_SEQ = NON_SEQ_BIT
 
 
 class Stack:
@@ -480,7 +481,7 @@ class Stack:
         # header fields read straight from the words (the properties cost a call each)
         w = msg.w
         w0 = w[0]
-        user = (w0 >> 25) & 0xF
+        user = (w0 >> USER_SHIFT) & USER_MASK
         if user == _LINK_CONFIG:
             b.disc.receive(msg, now)
             self._pump_disc(b, now)
@@ -730,7 +731,7 @@ class Stack:
         self._dl_dirty.add(peer.addr)
 
     def _deliver(self, from_addr: int, msg: Msg, now: float) -> None:
-        fns = self._handlers.get((msg.w[0] >> 25) & 0xF)  # msg.user
+        fns = self._handlers.get((msg.w[0] >> USER_SHIFT) & USER_MASK)  # msg.user
         if not fns:
             self.counters["rx_unhandled_user"] += 1
             return

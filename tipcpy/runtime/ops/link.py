@@ -36,6 +36,7 @@ CLI_STATS: dict[str, str] = {
     "queue_max": "max_queue_sz", "queue_total": "accu_queue_sz",
     "queue_samples": "queue_sz_counts", "profile_sample": "msg_length_counts",
     "profile_total": "msg_lengths_total",
+    "failovers": "failovers", "synchs": "synchs",
 }
 
 
