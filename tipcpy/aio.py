@@ -27,7 +27,8 @@ from typing import Any
 
 from tipcpy import socket as tsocket
 
-__all__ = ["AsyncSocket", "TopologyEvent", "socket", "subscribe", "SUBSCR", "EVENT"]
+__all__ = ["AsyncSocket", "TopologyEvent", "socket", "subscribe", "SUBSCR", "EVENT", "Node",
+           "NodeSocket"]
 
 SUBSCR = struct.Struct("=5I8s")     # struct tipc_subscr, host byte order (28 bytes)
 EVENT = struct.Struct("=5I")        # head of struct tipc_event (+ the 28-byte subscr)
@@ -236,3 +237,13 @@ async def subscribe(type: int, lower: int = 0, upper: int = 0xFFFFFFFF, *,
                 return
     finally:
         s.close()
+
+
+def __getattr__(name: str) -> Any:
+    """``tipcpy.aio.Node``/``NodeSocket``: the embedded node (tipcpy/node.py), imported on
+    first use (it imports this module for the topology structs)."""
+    if name in ("Node", "NodeSocket"):
+        from tipcpy import node
+
+        return getattr(node, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
