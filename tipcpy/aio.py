@@ -23,9 +23,12 @@ import errno
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tipcpy import socket as tsocket
+
+if TYPE_CHECKING:
+    from tipcpy.node import Node, NodeSocket
 
 __all__ = ["AsyncSocket", "TopologyEvent", "socket", "subscribe", "SUBSCR", "EVENT", "Node",
            "NodeSocket"]

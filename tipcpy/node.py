@@ -49,7 +49,7 @@ from typing import Any
 from tipcpy import socket as tsocket
 from tipcpy.aio import EVENT_SIZE, SUBSCR, TopologyEvent
 from tipcpy.core.assembly import build_node
-from tipcpy.core.socket import Accepted, ConnError, Connected, Deliver, SocketLayer, Wakeup
+from tipcpy.core.socket import Accepted, Connected, ConnError, Deliver, SocketLayer, Wakeup
 from tipcpy.core.stack import Stack
 from tipcpy.runtime.clientsrv import ClientServer, to_layer
 from tipcpy.runtime.config import DaemonConfig
@@ -58,6 +58,7 @@ from tipcpy.runtime.ops import NodeOps
 from tipcpy.runtime.ops.validate import parse_identity, parse_netid
 from tipcpy.runtime.runtime import Runtime
 from tipcpy.runtime.words import parse_media
+from tipcpy.wire.consts import TIPC_IMPORTANCE, TIPC_SOCK_RECVQ_DEPTH, TIPC_SOCK_RECVQ_USED
 
 __all__ = ["Node", "NodeSocket", "build_stack"]
 
@@ -286,7 +287,7 @@ class Node:
         layer = self._layer
         if layer is None:
             return
-        events = layer.take_events()
+        events: list[Any] = layer.take_events()
         if not events:
             return
         socks = self._socks
@@ -510,7 +511,7 @@ class NodeSocket:
         else:
             v = int(value)
         if level == _SOL_TIPC:
-            if opt == tsocket.TIPC_IMPORTANCE and not 0 <= v <= 3:
+            if opt == TIPC_IMPORTANCE and not 0 <= v <= 3:
                 raise OSError(errno.EINVAL, "importance must be 0..3")
             self._layer.setsockopt(self.port, opt, v)
         elif level == _SOL_SOCKET:
@@ -523,7 +524,7 @@ class NodeSocket:
     def getsockopt(self, level: int, opt: int) -> int:
         self._check()
         if level == _SOL_TIPC:
-            if opt in (tsocket.TIPC_SOCK_RECVQ_DEPTH, tsocket.TIPC_SOCK_RECVQ_USED) \
+            if opt in (TIPC_SOCK_RECVQ_DEPTH, TIPC_SOCK_RECVQ_USED) \
                     and self in self.node._credit:
                 self.node._give_credit()
             return int(self._layer.getsockopt(self.port, opt))
