@@ -543,6 +543,9 @@ class NodeSocket:
         self._check()
         self._layer.shutdown(self.port, tsocket.SHUT_RDWR, self.node._now())
         self.node._touch()
+        if self.type in _CONN_TYPES:
+            self._eof = True             # as tipcpy.socket: later reads give b""
+            self._wake()
 
     # -- connections --------------------------------------------------------------------
     async def connect(self, addr: tuple[int, ...]) -> None:
