@@ -24,12 +24,13 @@ DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
 
 def _cases() -> dict[str, Callable[[Any], list[Row]]]:
-    from bench import core_cases, daemon_cases, socket_cases
+    from bench import core_cases, daemon_cases, embedded_cases, socket_cases
 
     return {
         "rdm_inter": lambda a: socket_cases.case_rdm(a, inter=True),
         "rdm_intra": lambda a: socket_cases.case_rdm(a, inter=False),
         "latency": socket_cases.case_latency,
+        "embedded": embedded_cases.case_embedded,
         "lookup": core_cases.case_lookup,
         "bulk": core_cases.case_bulk,
         "bulk_udp": daemon_cases.case_bulk_udp,
@@ -44,6 +45,8 @@ CASE_HELP = {
     "rdm_inter": "RDM one-way throughput between two tipcd (vs pyzmq tcp, asyncio UDP)",
     "rdm_intra": "RDM one-way throughput through one tipcd (vs pyzmq ipc)",
     "latency": "RDM/SEQPACKET 100 B round trip (vs pyzmq REQ/REP, asyncio UDP echo)",
+    "embedded": "embedded node to embedded node over UDP: RDM one-way and round trip "
+                "(vs pyzmq tcp, both pinned one process per core)",
     "bulk": "name bulk build+encode+decode+apply, and over a sim link",
     "bulk_udp": "name bulk between two real tipcd over UDP",
     "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",
