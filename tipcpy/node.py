@@ -291,6 +291,9 @@ class Node:
         if not events:
             return
         socks = self._socks
+        if not socks and self.clients is not None:
+            self.clients.handle_events(events)      # tipcd: every port is a client's
+            return
         rest: list[Any] = []
         for ev in events:
             cls = type(ev)
