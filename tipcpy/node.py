@@ -123,6 +123,8 @@ class Node:
         self._socks: dict[int, NodeSocket] = {}
         self._credit: set[NodeSocket] = set()
         self._flush_pending = False
+        self._pumping = False
+        self._dirty = False
         self._closed = False
         self.events_dropped = 0
         """Socket-layer events for a port nobody owns any more (a socket closed while
@@ -254,9 +256,27 @@ class Node:
 
     def _touch(self) -> None:
         """The layer was called: flush its transmits and events once, soon."""
+        self._dirty = True
         if not self._flush_pending and self._loop is not None:
             self._flush_pending = True
             self._loop.call_soon(self._flush)
+
+    def _touch_send(self) -> None:
+        """A send: the first of a loop iteration goes out at once (a request or an
+        answer does not wait for the next iteration); the ones after it in the same
+        iteration are flushed together by the scheduled flush."""
+        if self._flush_pending or self._loop is None or self._pumping:
+            self._dirty = True
+            return
+        self._flush_pending = True
+        self._loop.call_soon(self._flush)
+        rt = self.runtime
+        if rt is not None:
+            self._pumping = True
+            try:
+                rt.pump()
+            finally:
+                self._pumping = False
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -265,7 +285,10 @@ class Node:
             return
         if self._credit:
             self._give_credit()
-        rt.pump()
+            self._dirty = True
+        if self._dirty:
+            self._dirty = False
+            rt.pump()
 
     def _give_credit(self) -> None:
         """What the application read since the last flush, one consumed() per socket
@@ -597,7 +620,7 @@ class NodeSocket:
         layer = self._layer
         while True:
             ok = layer.sendto(self.port, la, data, node._now())
-            node._touch()
+            node._touch_send()
             if ok:
                 if self.type in _CONN_TYPES and la is not None and self._state == "open":
                     self._state = "connecting"       # implicit connect (SYN + data)
