@@ -124,6 +124,7 @@ class Node:
         self._credit: set[NodeSocket] = set()
         self._flush_pending = False
         self._pumping = False
+        self._sent_now = False      # a send pumped at once in this loop iteration
         self._dirty = False
         self._closed = False
         self.events_dropped = 0
@@ -265,13 +266,15 @@ class Node:
         """A send: the first of a loop iteration goes out at once (a request or an
         answer does not wait for the next iteration); the ones after it in the same
         iteration are flushed together by the scheduled flush."""
-        if self._flush_pending or self._loop is None or self._pumping:
+        if not self._flush_pending and self._loop is not None:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+        if self._sent_now or self._pumping:
             self._dirty = True
             return
-        self._flush_pending = True
-        self._loop.call_soon(self._flush)
         rt = self.runtime
         if rt is not None:
+            self._sent_now = True
             self._pumping = True
             try:
                 rt.pump()
@@ -280,6 +283,7 @@ class Node:
 
     def _flush(self) -> None:
         self._flush_pending = False
+        self._sent_now = False
         rt = self.runtime
         if rt is None:
             return

@@ -164,6 +164,36 @@ def test_returned_message_and_options() -> None:
     asyncio.run(main())
 
 
+def test_answer_leaves_in_the_same_loop_iteration() -> None:
+    """An answer sent right after a receive is on the wire when ``sendto`` returns (no
+    extra loop iteration per hop); later sends of the same iteration are flushed
+    together on the next one."""
+    async def main() -> None:
+        async with two_nodes() as (n1, n2):
+            srv = n2.socket(ts.SOCK_RDM)
+            srv.bind((ts.TIPC_ADDR_NAME, SVC, 1, 0))
+            await wait_bound(n1, SVC)
+            cli = n1.socket(ts.SOCK_RDM)
+            assert n2.runtime is not None
+            tx = n2.runtime.counters
+            for _ in range(20):
+                await cli.sendto(b"ping", (ts.TIPC_ADDR_NAME, SVC, 1, 0))
+                # (no wait_for: its task would end one loop iteration later)
+                data, addr = await srv.recvfrom()
+                before = tx.tx_packets
+                await srv.sendto(data, addr)
+                assert tx.tx_packets == before + 1          # out already
+                before = tx.tx_packets
+                await srv.sendto(data, addr)                # same iteration: held
+                assert tx.tx_packets == before
+                await asyncio.sleep(0)
+                assert tx.tx_packets >= before + 1          # flushed with the next one
+                for _ in range(2):
+                    assert await asyncio.wait_for(cli.recv(), 10) == b"ping"
+
+    asyncio.run(main())
+
+
 # ------------------------------------------------------------------ connections
 async def _echo_server(ls: NodeSocket, n: int) -> None:
     for _ in range(n):
