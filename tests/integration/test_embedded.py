@@ -359,6 +359,41 @@ def test_embedded_node_and_tipcd(tipcd: Any) -> None:
                     cl.sendto(b"from-daemon", (ts.TIPC_ADDR_NAME, SVC + 2, 7, 0))
                     data, addr = await asyncio.wait_for(e.recvfrom(), 20)
                     assert data == b"from-daemon" and addr == cl.getsockname()
+                # DGRAM to a socket of the daemon; STREAM from a client of the daemon to
+                # an embedded listener: every socket type crosses between the two
+                dg = ts.socket(ts.AF_TIPC, ts.SOCK_DGRAM, run_dir=str(d.run_dir))
+                with dg:
+                    dg.bind((ts.TIPC_ADDR_NAME, SVC + 3, 1, 0))
+                    dg.settimeout(20)
+                    await wait_bound(n, SVC + 3)
+                    ed = n.socket(ts.SOCK_DGRAM)
+                    await ed.sendto(b"dgram", (ts.TIPC_ADDR_NAME, SVC + 3, 1, 0))
+                    data, addr = await asyncio.to_thread(dg.recvfrom, 100)
+                    assert data == b"dgram" and addr == ed.getsockname()
+                ls = n.socket(ts.SOCK_STREAM)
+                ls.bind((ts.TIPC_ADDR_NAME, SVC + 4, 1, 0))
+                ls.listen()
+                server = asyncio.create_task(_echo_server(ls, 1))
+                blob = os.urandom(100_000)
+
+                def stream_client() -> bytes:
+                    with ts.socket(ts.AF_TIPC, ts.SOCK_STREAM, run_dir=str(d.run_dir)) as s:
+                        s.settimeout(20)
+                        s.connect((ts.TIPC_ADDR_NAME, SVC + 4, 1, 0))
+                        assert s.getpeername()[1] == n.address
+                        s.sendall(blob)
+                        got = b""
+                        while len(got) < len(blob):
+                            got += s.recv(65536)
+                        return got
+
+                for _ in range(200):                 # the binding reached the daemon
+                    if f"{SVC + 4}" in (await asyncio.to_thread(
+                            d.tipc, "nametable", "show")).stdout:
+                        break
+                    await asyncio.sleep(0.05)
+                assert await asyncio.wait_for(asyncio.to_thread(stream_client), 30) == blob
+                await asyncio.wait_for(server, 10)
 
         asyncio.run(main())
     finally:
