@@ -287,26 +287,30 @@ class Node:
         rt = self.runtime
         if rt is None:
             return
-        if self._credit:
-            self._give_credit()
+        if self._credit and self._give_credit():
             self._dirty = True
         if self._dirty:
             self._dirty = False
             rt.pump()
 
-    def _give_credit(self) -> None:
+    def _give_credit(self) -> bool:
         """What the application read since the last flush, one consumed() per socket
-        (frees receive buffer; CONN_ACK on connections)."""
+        (frees receive buffer; CONN_ACK on connections). True if a connection socket
+        was credited: only those can have something to send now (a CONN_ACK)."""
         layer = self._layer
         assert layer is not None
         now = self._now()
         socks, self._credit = self._credit, set()
+        conn = False
         for s in socks:
             nb, nm = s._cbytes, s._cmsgs
             s._cbytes = s._cmsgs = 0
             if s.port in self._socks and (nb or nm):
                 with contextlib.suppress(OSError):
                     layer.consumed(s.port, nb, now, nm)
+                if s.type in _CONN_TYPES:
+                    conn = True
+        return conn
 
     def _on_pump(self) -> None:
         """Runtime.after_pump: the layer's events to our sockets; the rest to the client
