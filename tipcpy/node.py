@@ -262,6 +262,13 @@ class Node:
             self._flush_pending = True
             self._loop.call_soon(self._flush)
 
+    def _touch_credit(self) -> None:
+        """A read: its credit goes to the layer with the flush at the end of this loop
+        iteration (which pumps only if a connection socket was credited)."""
+        if not self._flush_pending and self._loop is not None:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
     def _touch_send(self) -> None:
         """A send: the first of a loop iteration goes out at once (a request or an
         answer does not wait for the next iteration); the ones after it in the same
@@ -662,7 +669,7 @@ class NodeSocket:
         self._cmsgs += 1
         node = self.node
         node._credit.add(self)
-        node._touch()
+        node._touch_credit()
 
     async def recvmsg(self, bufsize: int = 66000, ancbufsize: int = 2048
                       ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
@@ -714,7 +721,7 @@ class NodeSocket:
                 self._cmsgs += 1
                 node = self.node
                 node._credit.add(self)
-                node._touch()
+                node._touch_credit()
                 src = ev.src
                 data = ev.data
                 return (data if len(data) <= bufsize else data[:bufsize],
