@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from tipcpy import socket as tsocket
-from tipcpy.aio import EVENT_SIZE, SUBSCR, TopologyEvent
+from tipcpy._topology import EVENT_SIZE, SUBSCR, TopologyEvent
 from tipcpy.core.assembly import build_node
 from tipcpy.core.socket import Accepted, Connected, ConnError, Deliver, SocketLayer, Wakeup
 from tipcpy.core.stack import Stack
