@@ -150,7 +150,8 @@ def emb_echo(a: dict[str, Any]) -> None:
             try:
                 while True:
                     m, src = await recvfrom()
-                    await sendto(m, src)
+                    if src is not None:          # (RDM: always an address)
+                        await sendto(m, src)
                     if m[:1] == b"E":
                         break
                     n += 1
