@@ -743,6 +743,16 @@ class NodeSocket:
         return data, _id_addr(ev2.src)
 
     async def recv(self, bufsize: int = 66000) -> bytes:
+        rx = self._rx
+        if rx and self.type != tsocket.SOCK_STREAM and not rx[0].errcode:
+            ev = rx.popleft()               # recvfrom's plain-datagram case, inline
+            data = ev.data
+            self._cbytes += len(data)
+            self._cmsgs += 1
+            node = self.node
+            node._credit.add(self)
+            node._touch_credit()
+            return data if len(data) <= bufsize else data[:bufsize]
         return (await self.recvfrom(bufsize))[0]
 
     def pending(self) -> int:

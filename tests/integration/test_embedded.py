@@ -194,6 +194,36 @@ def test_answer_leaves_in_the_same_loop_iteration() -> None:
     asyncio.run(main())
 
 
+def test_recv_fast_path_equals_recvfrom() -> None:
+    """Twin: recv() takes a plain datagram inline; it gives what recvfrom() gives (data,
+    truncation, empty messages) and leaves the same receive-queue accounting."""
+    async def main() -> None:
+        async with two_nodes() as (n1, n2):
+            a, b = n2.socket(ts.SOCK_RDM), n2.socket(ts.SOCK_RDM)
+            a.bind((ts.TIPC_ADDR_NAME, SVC, 1, 0))
+            b.bind((ts.TIPC_ADDR_NAME, SVC, 2, 0))
+            await wait_bound(n1, SVC, 2)
+            cli = n1.socket(ts.SOCK_RDM)
+            msgs = [os.urandom(n) for n in (0, 1, 10, 100, 5000, 66000)] * 3
+            for m in msgs:
+                await cli.sendto(m, (ts.TIPC_ADDR_NAME, SVC, 1, 0))
+                await cli.sendto(m, (ts.TIPC_ADDR_NAME, SVC, 2, 0))
+            await until(lambda: a.pending() == b.pending() == len(msgs), what="queued")
+            for i, m in enumerate(msgs):
+                size = (4, 66000, 50)[i % 3]
+                ra = await a.recv(size)
+                rb = (await b.recvfrom(size))[0]
+                assert ra == rb == m[:size]
+                await asyncio.sleep(0)          # the credit reaches the layer
+                assert (a.getsockopt(ts.SOL_TIPC, ts.TIPC_SOCK_RECVQ_USED)
+                        == b.getsockopt(ts.SOL_TIPC, ts.TIPC_SOCK_RECVQ_USED))
+                assert (a.getsockopt(ts.SOL_TIPC, ts.TIPC_SOCK_RECVQ_DEPTH)
+                        == b.getsockopt(ts.SOL_TIPC, ts.TIPC_SOCK_RECVQ_DEPTH)
+                        == len(msgs) - i - 1)
+
+    asyncio.run(main())
+
+
 # ------------------------------------------------------------------ connections
 async def _echo_server(ls: NodeSocket, n: int) -> None:
     for _ in range(n):
