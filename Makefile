@@ -33,3 +33,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# N tipcd in network namespaces, random faults, numbered traffic (needs root; see README)
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak

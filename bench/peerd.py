@@ -81,7 +81,7 @@ def main() -> None:
 
             distr.bulk = bulk
 
-    stack_mod.Stack = BulkStack  # NodeOps imports it at construction time
+    stack_mod.Stack = BulkStack  # type: ignore[misc]  # build_node looks Stack up at call time
     from cli.tipcd import main as tipcd_main
 
     sys.argv = ["tipcd", *argv]

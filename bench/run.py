@@ -31,6 +31,7 @@ def _cases() -> dict[str, Callable[[Any], list[Row]]]:
         "rdm_intra": lambda a: socket_cases.case_rdm(a, inter=False),
         "latency": socket_cases.case_latency,
         "embedded": embedded_cases.case_embedded,
+        "group": socket_cases.case_group,
         "lookup": core_cases.case_lookup,
         "bulk": core_cases.case_bulk,
         "bulk_udp": daemon_cases.case_bulk_udp,
@@ -47,6 +48,7 @@ CASE_HELP = {
     "latency": "RDM/SEQPACKET 100 B round trip (vs pyzmq REQ/REP, asyncio UDP echo)",
     "embedded": "embedded node to embedded node over UDP: RDM one-way and round trip "
                 "(vs pyzmq tcp, both pinned one process per core)",
+    "group": "group broadcast 1 KB to 3 members on another tipcd (vs RDM multicast)",
     "bulk": "name bulk build+encode+decode+apply, and over a sim link",
     "bulk_udp": "name bulk between two real tipcd over UDP",
     "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",

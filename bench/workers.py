@@ -109,7 +109,7 @@ def zmq_push(a: dict[str, Any]) -> None:
     send = s.send
     while True:
         for _ in range(64):
-            send(data, copy=len(data) < 4096)
+            send(data, copy=len(data) < 4096)  # type: ignore[call-overload]  # pyzmq stubs: copy must be a Literal
         n += 64
         if time.perf_counter() > end:
             break
@@ -228,7 +228,7 @@ def udp_send(a: dict[str, Any]) -> None:
             for _ in range(32):
                 tr.sendto(data)
             n += 32
-            if tr.get_write_buffer_size():
+            if tr.get_write_buffer_size():  # type: ignore[attr-defined]  # uvloop/asyncio transports have it; the ABC does not
                 await asyncio.sleep(0)
         await asyncio.sleep(0.3)
         for _ in range(5):
@@ -344,7 +344,8 @@ def tipc_recv(a: dict[str, Any]) -> None:
 def tipc_send(a: dict[str, Any]) -> None:
     ts = _tipc()
     s = ts.socket(ts.AF_TIPC, ts.SOCK_RDM)
-    dest = (ts.TIPC_ADDR_NAME, a["type"], a["inst"], 0)
+    dest = ((ts.TIPC_ADDR_NAMESEQ, a["type"], a["inst"], a["inst"]) if a.get("mcast")
+            else (ts.TIPC_ADDR_NAME, a["type"], a["inst"], 0))
     data = payload(a["size"])
     n = 0
     end = time.perf_counter() + a["duration"]
@@ -435,9 +436,68 @@ def tipc_ping(a: dict[str, Any]) -> None:
     result(rtt_stats(rt))
 
 
+def _group_join(ts: Any, a: dict[str, Any], flags: int) -> Any:
+    import struct
+
+    s = ts.socket(ts.AF_TIPC, ts.SOCK_RDM)
+    s.setsockopt(ts.SOL_TIPC, ts.TIPC_GROUP_JOIN,
+                 struct.pack("=IIII", a["type"], a["inst"], ts.TIPC_CLUSTER_SCOPE, flags))
+    return s
+
+
+def tipc_group_recv(a: dict[str, Any]) -> None:
+    """A group member that counts the broadcasts it gets (until the "E" broadcast)."""
+    ts = _tipc()
+    s = _group_join(ts, a, 0)
+    s.settimeout(0.5)
+    ready()
+    c = Counter()
+    last = time.monotonic()
+    while not c.done:
+        try:
+            data = s.recv(70000)
+        except TimeoutError:
+            idle = time.monotonic() - last
+            if (c.n and idle > RECV_IDLE_TIMEOUT) or idle > a.get("timeout", 30):
+                break
+            continue
+        last = time.monotonic()
+        c.feed(data)
+    result(c.result())
+    s.close()
+
+
+def tipc_group_send(a: dict[str, Any]) -> None:
+    """Joins, waits until ``members`` others joined, broadcasts for ``duration``
+    (blocking sends: group flow control throttles it), then the "E" broadcast."""
+    ts = _tipc()
+    s = _group_join(ts, a, ts.TIPC_GROUP_MEMBER_EVTS)
+    s.settimeout(20)
+    seen = 0
+    while seen < a["members"]:
+        _d, _anc, flags, _addr = s.recvmsg(100)
+        if flags & ts.MSG_OOB and not flags & ts.MSG_EOR:
+            seen += 1
+    time.sleep(0.3)  # the ADVs that follow the JOINs
+    data = payload(a["size"])
+    n = 0
+    end = time.perf_counter() + a["duration"]
+    send = s.send
+    while True:
+        for _ in range(16):
+            send(data)
+        n += 16
+        if time.perf_counter() > end:
+            break
+    send(b"E")
+    result({"sent": n})
+    s.close()
+
+
 ROLES: dict[str, Callable[[dict[str, Any]], None]] = {
     f.__name__: f for f in (zmq_pull, zmq_push, zmq_rep, zmq_req, udp_recv, udp_send, udp_echo,
-                            udp_ping, tipc_recv, tipc_send, tipc_echo, tipc_ping)
+                            udp_ping, tipc_recv, tipc_send, tipc_echo, tipc_ping,
+                            tipc_group_recv, tipc_group_send)
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from cli.common import choose, die, group
+from tipcpy.bearer.media import MEDIA, bearer_name_of
 from tipcpy.runtime.ctlclient import cli_call
 from tipcpy.runtime.words import WordError, pairs, parse_media, udp_tail
 
@@ -90,10 +91,10 @@ def _media_usage(words: tuple[str, ...], default: str) -> str:
     if "media" in words:
         i = words.index("media")
         if i + 1 < len(words):
-            if words[i + 1] == "udp":
-                return ENABLE_UDP_USAGE
-            if words[i + 1] in ("eth", "ib"):
-                return ENABLE_ETH_USAGE.replace("eth", words[i + 1], 2)
+            m = MEDIA.get(words[i + 1])
+            if m is not None:   # udp is named by `name`, the L2 media by `device`
+                return (ENABLE_UDP_USAGE if m.name_key == "name"
+                        else ENABLE_ETH_USAGE.replace("eth", m.name, 2))
     return default
 
 
@@ -171,16 +172,13 @@ def _target(words: list[str]) -> dict[str, str]:
         args = pairs(words[2:], ("name", "device"))
     except WordError as e:
         die(str(e))
-    if media == "udp":
-        if "name" not in args:
-            die("error, missing bearer name")
-        return {"bearer": f"udp:{args['name']}", "media": media}
-    if media in ("eth", "ib"):
-        if "device" not in args:
-            die("error, missing device")
-        return {"bearer": f"{media}:{args['device']}", "media": media}
-    die(f"error, invalid media type \"{media}\"")
-    raise AssertionError  # unreachable
+    m = MEDIA.get(media)
+    if m is None:
+        die(f"error, invalid media type \"{media}\"")
+    name = bearer_name_of(media, args)
+    if name is None:
+        die("error, missing bearer name" if m.name_key == "name" else "error, missing device")
+    return {"bearer": name, "media": media}
 
 
 @cmd.command("get", context_settings=CTX)

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from cli.common import choose, die, emit_json, group, state
+from tipcpy.bearer.media import bearer_name_of
 from tipcpy.runtime.ctlclient import cli_call
 from tipcpy.runtime.words import WordError, pairs
 
@@ -427,12 +428,10 @@ def mon_list(words: tuple[str, ...]) -> None:
             kv = pairs(w[2:], ("name", "device"))
         except WordError as e:
             die(str(e))
-        if w[1] == "udp" and "name" in kv:
-            args["bearer"] = f"udp:{kv['name']}"
-        elif w[1] in ("eth", "ib") and "device" in kv:
-            args["bearer"] = f"{w[1]}:{kv['device']}"
-        else:
+        name = bearer_name_of(w[1], kv)
+        if name is None:
             die(MON_LIST_USAGE)
+        args["bearer"] = name
     data = cli_call("link.monitor.list", args)
     if state().json:
         out = []

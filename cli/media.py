@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cli.common import choose, die, group
+from tipcpy.bearer.media import MEDIA
 from tipcpy.runtime.ctlclient import cli_call
 
 WORDS: dict[str, Any] = {"nargs": -1, "type": click.UNPROCESSED}
@@ -73,7 +74,7 @@ def get(words: tuple[str, ...]) -> None:
         die(GET_USAGE)
     prop = choose(w[0], PROPS, "PROPERTY")
     media = _media(w[1:], GET_USAGE)
-    if prop == "mtu" and media != "udp":
+    if prop == "mtu" and ((m := MEDIA.get(media)) is None or not m.mtu_settable):
         die("error, not supported for media")
     click.echo(str(cli_call("media.get", {"media": media})[prop]))
 
@@ -90,6 +91,6 @@ def set_(words: tuple[str, ...]) -> None:
     if len(w) < 2 or w[1] == "media":
         die("error, missing value")
     media = _media(w[2:], SET_USAGE)
-    if prop == "mtu" and media != "udp":
+    if prop == "mtu" and ((m := MEDIA.get(media)) is None or not m.mtu_settable):
         die("error, not supported for media")
     cli_call("media.set", {"media": media, prop: w[1]})

@@ -1,7 +1,7 @@
 """`tipc node` - local node identity/address/network id, keys, and the peer nodes.
 
 Output is byte-for-byte iproute2's (see ../shared/reference/cli/tipc-node.txt); like
-iproute2, `-j` is ignored by this family.  `node set key` validates and stores the key
+iproute2, `-j` is ignored by this family (except by tipcpy's own `node get stats`).  `node set key` validates and stores the key
 exactly as iproute2 + the kernel accept it, but tipcpy does not encrypt traffic yet: it
 says so on stderr every time.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from cli.common import die, group
+from cli.common import die, emit_json, group, state
 from tipcpy.runtime.ctlclient import cli_call
 
 WORDS: dict[str, Any] = {"nargs": -1, "type": click.UNPROCESSED}
@@ -61,6 +61,11 @@ EXAMPLES
   tipc node set key rekeying 600
 """
 
+STATS_USAGE = """Usage: tipc node get stats [reset]
+
+OPTIONS
+ reset                 - Forget the loop-lag and callback maxima"""
+
 FLUSH_USAGE = """Usage: tipc node flush PROPERTY
 
 PROPERTIES
@@ -77,6 +82,7 @@ def cmd() -> None:
     \b
     node list
     node get {address|identity|netid|clusterid}
+    node get stats [reset]
     node set {address Z.C.N|identity NODEID|netid N|clusterid N}
     node set key KEY [algname ALGNAME] [master | nodeid NODEID]
     node set key rekeying {INTERVAL|now}
@@ -128,6 +134,54 @@ def get_netid() -> None:
 def get_clusterid() -> None:
     """Cluster id (the same value as netid)."""
     click.echo(str(cli_call("node.get")["clusterid"]))
+
+
+@get.command("stats")
+@click.argument("words", **WORDS)
+def get_stats(words: tuple[str, ...]) -> None:
+    """tipcpy's own: the daemon's loop lag, contained errors and refusals (`reset`
+    forgets the maxima).  With -j: everything tipcd counts, as JSON."""
+    reset = False
+    for w in words:
+        if w == "reset":
+            reset = True
+        else:
+            die(STATS_USAGE)
+    st = cli_call("daemon.stats", {"reset": True} if reset else {})
+    if state().json:
+        emit_json(st)
+        return
+    lp = st["loop"]
+    click.echo(f"Loop lag max {lp['loop_lag_max_ms']:.1f} ms recent "
+               f"{lp['loop_lag_recent_ms']:.1f} ms")
+    click.echo(f"  callback max {lp['callback_max_ms']:.1f} ms "
+               f"({lp['callback_max_site'] or '-'}) recent {lp['callback_recent_ms']:.1f} ms")
+    click.echo(f"  callback cpu max {lp['callback_cpu_max_ms']:.1f} ms "
+               f"({lp['callback_cpu_max_site'] or '-'}) gc pause max "
+               f"{lp['gc_pause_max_ms']:.1f} ms")
+    click.echo(f"  timer fires {st['runtime']['timer_fires']} "
+               f"contained errors {lp['contained_errors']}")
+    for kind, n in sorted(lp["contained_by_kind"].items()):
+        click.echo(f"    {kind}: {n}")
+    cl, ct, sm = st.get("clients", {}), st.get("control", {}), st["streams"]
+    if cl:
+        click.echo(f"Client sockets now {cl['clients_now']} total {cl['clients_total']} "
+                   f"in {cl['in_bytes']} B out {cl['out_bytes']} B")
+        click.echo(f"  refused too-many {cl['refused_too_many']} in-budget "
+                   f"{cl['refused_in_budget']} out-budget {cl['refused_out_budget']} "
+                   f"slow-reader {cl['disconnect_slow_reader']}")
+    if ct:
+        click.echo(f"Control connections now {ct['conns_now']} total {ct['conns_total']} "
+                   f"requests {ct['requests']} in {ct['in_bytes']} B")
+        click.echo(f"  refused too-many {ct['refused_too_many']} in-budget "
+                   f"{ct['refused_in_budget']} too-long {ct['refused_too_long']}")
+    click.echo(f"Event streams now {sm['streams']} queued {sm['queued']} "
+               f"(high {sm['queued_high']} cap {sm['cap']})")
+    click.echo(f"  refused too-many {sm['refused_too_many']} overflow "
+               f"{sm['refused_overflow']}")
+    mem = st.get("memory", {})
+    if mem.get("rss_kb"):
+        click.echo(f"Memory rss {mem['rss_kb']} kB peak {mem['rss_peak_kb']} kB")
 
 
 @group("set", invoke_without_command=True)

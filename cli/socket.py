@@ -5,8 +5,11 @@ Layout exactly as iproute2 6.1 (../shared/reference/cli/tipc-socket.txt)::
     socket <portid>
       connected to <node %x>:<port> [via {type,instance}]
       bound to {type,lower,upper}
+      group {type,instance} scope cluster|node, N members     (tipcpy only)
 
-`-j` is ignored, as in iproute2.  The daemon reads its socket layer; before that layer
+A member of a communication group (TIPC_GROUP_JOIN) shows its group binding as the
+kernel does and, beyond iproute2, a ``group`` line with the number of other members it
+knows. `-j` is ignored, as in iproute2.  The daemon reads its socket layer; before that layer
 exists the list is empty.
 """
 
@@ -37,6 +40,11 @@ def format_socket(s: dict) -> str:
     else:
         for t, lo, up in s.get("bound") or []:
             lines.append(f"  bound to {{{t},{lo},{up}}}")
+    g = s.get("group")
+    if g:
+        n = g["members"]
+        lines.append(f"  group {{{g['type']},{g['instance']}}} scope {g['scope']}, "
+                     f"{n} member{'' if n == 1 else 's'}")
     return "\n".join(lines)
 
 

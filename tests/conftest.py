@@ -6,6 +6,7 @@ to the repository; tests that need it skip with a clear reason where it is absen
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,23 @@ def captures_dir(shared_dir: Path) -> Path:
     if not d.is_dir():
         pytest.skip(f"reference captures directory {d} is absent")
     return d
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the long versions of tests (marked slow)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long version of a test; runs only with "
+                            "--slow or TIPCPY_SLOW=1")
+    config.addinivalue_line("markers", "faults: fault injection through the impairment relay")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow") or os.environ.get("TIPCPY_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long version: run with --slow or TIPCPY_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -14,9 +14,18 @@ Why it is built this way:
   as two iovecs, no copy); when tipcd stops reading us (TIPC congestion) the write
   blocks, like a kernel TIPC sender sleeping -- or, non-blocking, raises EAGAIN before the
   message is accepted.
+* **big frames skip the read-ahead.** A frame of ``BIG_FRAME`` bytes or more (a 60 KB
+  message) is read once, by a consuming ``recv`` straight into the ``bytes`` handed to
+  the application, once its head is in the window; peeking it, discarding it and
+  copying it out of the window would copy it three times. After one, the next peek is
+  small (``PEEK_HEAD``) so that the following big frames are not copied ahead either;
+  small frames bring the window back to ``PEEK_SIZE``. The readiness rule holds: only
+  the bytes of the frame being delivered leave the kernel.
 * **receive credit is returned in batches** (CONSUMED every 32 messages / 16 KiB, and
   always before we wait), so TIPC connection flow control works without a syscall per
-  message.
+  message. Connectionless sockets batch up to 128 KiB (``credit_bytes``): their credit
+  only frees receive buffer (2 MB and up per importance), and 16 KiB would mean one
+  CONSUMED per big message.
 * threads: one thread at a time is "the reader"; answers to another thread's request
   are handed over through a condition variable.
 """
@@ -37,7 +46,10 @@ from tipcpy import _uds as P
 
 DEFAULT_RUN_DIR = "/run/tipcpy"
 PEEK_SIZE = 256 * 1024
+PEEK_HEAD = 4 * 1024          # the window after a big frame (see the module doc)
+BIG_FRAME = 32 * 1024         # frames at least this long are read once, past the window
 CREDIT_BYTES = 16 * 1024
+CREDIT_BYTES_CONNLESS = 128 * 1024
 CREDIT_MSGS = 32
 SMALL_WRITE = 4096
 REPLY_KINDS = (P.R_OK, P.R_ERR)
@@ -111,6 +123,9 @@ class Channel:
         self._plen = 0             # bytes in the peek window = head of the kernel buffer
         self._ppos = 0             # of which handed out already (still in the kernel)
         self._partial: bytearray | None = None   # a frame being read by consuming reads
+        self._peek_n = PEEK_SIZE   # how much the next peek asks for
+        self.big_frame = BIG_FRAME  # > MAX_FRAME turns the direct read off (tests: plain path)
+        self.credit_bytes = CREDIT_BYTES
         self.events: deque[tuple[int, bytes]] = deque()   # frames read past by a request
         self.replies: deque[tuple[int, bytes]] = deque()
         self.asyncerr: tuple[int, str] | None = None
@@ -172,15 +187,36 @@ class Channel:
 
     def _write_rest(self, head: bytes, data: Any, n: int, deadline: float | None,
                     nonblocking: bool) -> None:
-        buf = bytes(head) + bytes(data)
-        self._wbuf += buf[n:]
+        hl = len(head)
         if not nonblocking and deadline is None:
-            self._flush_locked(None, False)
+            # blocking: the call returns once all is out, so finish from the caller's
+            # buffers (no copy of a big message into ours)
+            hv = memoryview(head)
+            dv = memoryview(data).cast("B") if len(data) else memoryview(b"")
+            total = hl + len(dv)
+            sendmsg = self.sock.sendmsg
+            while n < total:
+                try:
+                    k = sendmsg([hv[n:], dv] if n < hl else [dv[n - hl:]])
+                except BlockingIOError:
+                    k = 0
+                except (BrokenPipeError, ConnectionResetError):
+                    raise DaemonGone(errno.ECONNRESET, "tipcd closed the connection") from None
+                if k:
+                    n += k
+                else:
+                    self._wait(_POLLOUT, None)
+            return
+        # the frame is committed: keep its rest (copied once) for the next flush
+        if n < hl:
+            self._wbuf += head[n:]
+            self._wbuf += data
         else:
-            try:
-                self._flush_locked(0.0, True)
-            except BlockingIOError:
-                pass
+            self._wbuf += memoryview(data).cast("B")[n - hl:] if len(data) else b""
+        try:
+            self._flush_locked(0.0, True)
+        except BlockingIOError:
+            pass
 
     def _flush_locked(self, deadline: float | None, nonblocking: bool) -> None:
         while self._wbuf:
@@ -211,7 +247,7 @@ class Channel:
         """Account a message the application read; tell tipcd in batches."""
         self._credit_b += nbytes
         self._credit_m += 1
-        if force or self._credit_b >= CREDIT_BYTES or self._credit_m >= CREDIT_MSGS:
+        if force or self._credit_b >= self.credit_bytes or self._credit_m >= CREDIT_MSGS:
             self.send_credit()
 
     def send_credit(self) -> None:
@@ -302,11 +338,20 @@ class Channel:
                     return None
                 return fr
             p = self._ppos
+            if self._plen - p >= 5:
+                length = P.LEN.unpack_from(self._peek, p)[0]
+                if length >= self.big_frame and length <= _MAX_FRAME:
+                    kind = self._peek[p + 4]
+                    body = self._take_big(p, 5, length)
+                    if body is None:
+                        continue            # only part of it was there: _read_partial
+                    return kind, body
             end = self._complete_at(p)
             if end:
                 kind = self._peek[p + 4]
                 body = bytes(self._pmv[p + 5:end])
                 self._ppos = end
+                self._peek_n = PEEK_SIZE
                 if not self._complete_at(end):
                     self._discard()
                 return kind, body
@@ -337,16 +382,59 @@ class Channel:
 
     def _peek_more(self) -> int | None:
         """Peek the kernel buffer into the window; bytes now in it; None = EOF."""
+        size = self._peek_n
         try:
-            n = self.sock.recv_into(self._pmv, PEEK_SIZE, _std.MSG_PEEK)
+            n = self.sock.recv_into(self._pmv, size, _std.MSG_PEEK)
         except BlockingIOError:
             return 0
         except ConnectionResetError:
             return None
         if n == 0:
             return None
+        if n == size < PEEK_SIZE and n >= 4:
+            # a small window filled up: widen it unless a big frame (read past the
+            # window anyway) is at its head
+            length = P.LEN.unpack_from(self._peek, 0)[0]
+            if 4 + length > n and length < self.big_frame:
+                self._peek_n = PEEK_SIZE
+                try:
+                    n = self.sock.recv_into(self._pmv, PEEK_SIZE, _std.MSG_PEEK) or n
+                except (BlockingIOError, ConnectionResetError):
+                    pass
         self._plen = n
         return n
+
+    def _take_big(self, p: int, head: int, length: int) -> bytes | None:
+        """Deliver the big frame at window offset ``p`` (length field ``length``) whose
+        first ``head`` bytes are in the window: consume the handed-out bytes before it and
+        its head, then read the rest of it straight into the bytes returned. None if only
+        part of it has arrived: it is then in ``_partial`` (from its length field on),
+        which ``_read_partial`` completes. The window is empty afterwards."""
+        need = p + head
+        scratch = self._pmv[:need]       # the same bytes as peeked: the window stays
+        got = 0
+        recv_into = self.sock.recv_into
+        while got < need:
+            try:
+                k = recv_into(scratch[got:], need - got)
+            except BlockingIOError:
+                continue            # cannot happen: the bytes are there
+            if not k:
+                break
+            got += k
+        rest = 4 + length - head
+        try:
+            chunk = self.sock.recv(rest)
+        except (BlockingIOError, ConnectionResetError):
+            chunk = b""
+        self._plen = self._ppos = 0
+        self._peek_n = PEEK_HEAD
+        if len(chunk) == rest:
+            return chunk
+        buf = bytearray(self._pmv[p:need])
+        buf += chunk
+        self._partial = buf
+        return None
 
     def _start_partial(self) -> None:
         n = self._plen
@@ -406,7 +494,9 @@ class Channel:
         """The next frame if it is an E_DATA frame complete in the peek window and no
         other thread reads: ``(data, src_port, src_node, dest_type, dest_lower,
         dest_upper, flags)``, errcode 0 only; else None and nothing taken (the caller
-        goes through :meth:`next_event`). Same window/kernel-buffer bookkeeping as
+        goes through :meth:`next_event`) -- except a big frame only part of which has
+        arrived: its head is then in ``_partial`` and ``next_event`` finishes it, as it
+        would have (the general path takes it the same way). Same bookkeeping as
         ``_take`` (the batch leaves the kernel once its last frame is handed out), one
         plain lock instead of the condition variable's enter/notify round trips."""
         mu = self._mu
@@ -424,11 +514,19 @@ class Channel:
                 return None
             peek = self._peek
             length, kind, sp, sn, err, dt, dl, du, fl = _DATA_FRAME_UNPACK(peek, p)
+            if kind != _E_DATA or err or length < _DATA_BODY or length > _MAX_FRAME:
+                return None
+            if length >= self.big_frame:
+                big = self._take_big(p, _DATA_HEAD, length)
+                if big is None:
+                    return None     # part of it taken: the general path waits for the rest
+                return big, sp, sn, dt, dl, du, fl
             end = p + 4 + length
-            if kind != _E_DATA or err or end > n or length < _DATA_BODY or length > _MAX_FRAME:
+            if end > n:
                 return None
             data = bytes(self._pmv[p + _DATA_HEAD:end])
             self._ppos = end
+            self._peek_n = PEEK_SIZE
             if not self._complete_at(end):
                 self._discard()
             return data, sp, sn, dt, dl, du, fl
@@ -490,6 +588,7 @@ class Channel:
         return self.wait_reply(deadline)
 
     def wait_reply(self, deadline: float | None = None) -> tuple[int, bytes]:
+        fr: tuple[int, bytes] | None
         with self._cv:
             while True:
                 if self.replies:

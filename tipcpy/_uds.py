@@ -29,10 +29,18 @@ GETOPT      0x0A  ``<I`` opt                           ``<q`` value
 SOCKNAME    0x0B  -                                    addr
 PEERNAME    0x0C  -                                    addr
 PING        0x0D  -                                    - (a barrier: tests, latency)
+GROUPJOIN   0x0E  ``<IIII`` type, instance, scope,      - (struct tipc_group_req)
+                  flags
+GROUPLEAVE  0x0F  -                                    -
 ==========  ====  ===================================  ==============================
 
+SEND flags: SEND_SYNC (answer R_OK/R_ERR); SEND_NOWAIT (with SEND_SYNC: a send tipcd
+cannot accept now is answered EAGAIN instead of held back - non-blocking group sends).
+
 Pushed by tipcd: E_DATA ``<IIIIIIB`` src port, src node, errcode, dest type/lower/upper,
-flags (DATA_RETURNED, DATA_HAS_DEST, DATA_SYN) + payload; E_CONNECTED ``<II`` peer;
+flags (DATA_RETURNED, DATA_HAS_DEST, DATA_SYN, DATA_GROUP) + payload; with DATA_GROUP
+the three dest words are the sending member's type, instance and the member event
+(0 data, 1 joined, 2 left); E_CONNECTED ``<II`` peer;
 E_ACCEPTED ``<QII`` token, peer; E_CONNERR ``<i`` errno (0 = orderly end); E_ASYNCERR
 ``<i`` errno + utf-8 text. R_ERR is ``<i`` errno + utf-8 text.
 """
@@ -52,11 +60,13 @@ NO_ADDR = ADDR.pack(0, 0, 0, 0, 0)
 # requests
 OPEN, CLAIM, BIND, CONNECT, LISTEN, SEND, CONSUMED, SHUTDOWN = range(1, 9)
 SETOPT, GETOPT, SOCKNAME, PEERNAME, PING = range(9, 14)
+GROUPJOIN, GROUPLEAVE = 0x0E, 0x0F
 SEND_SYNC = 0x01
+SEND_NOWAIT = 0x02
 # answers and events
 R_OK, R_ERR = 0x80, 0x81
 E_DATA, E_CONNECTED, E_ACCEPTED, E_CONNERR, E_ASYNCERR = 0x90, 0x91, 0x92, 0x93, 0x94
-DATA_RETURNED, DATA_HAS_DEST, DATA_SYN = 0x01, 0x02, 0x04
+DATA_RETURNED, DATA_HAS_DEST, DATA_SYN, DATA_GROUP = 0x01, 0x02, 0x04, 0x08
 
 DATA_HDR = struct.Struct("<IIIIIIB")
 DATA_FRAME = struct.Struct("<IBIIIIIIB")    # HDR + DATA_HDR: an E_DATA frame's head in one pack
@@ -69,10 +79,12 @@ II = struct.Struct("<II")
 IIII = struct.Struct("<IIII")
 IQ = struct.Struct("<Iq")
 QII = struct.Struct("<QII")
+IIII_GROUP = struct.Struct("<IIII")
 
 NAMES = {OPEN: "OPEN", CLAIM: "CLAIM", BIND: "BIND", CONNECT: "CONNECT", LISTEN: "LISTEN",
          SEND: "SEND", CONSUMED: "CONSUMED", SHUTDOWN: "SHUTDOWN", SETOPT: "SETOPT",
-         GETOPT: "GETOPT", SOCKNAME: "SOCKNAME", PEERNAME: "PEERNAME", PING: "PING"}
+         GETOPT: "GETOPT", SOCKNAME: "SOCKNAME", PEERNAME: "PEERNAME", PING: "PING",
+         GROUPJOIN: "GROUPJOIN", GROUPLEAVE: "GROUPLEAVE"}
 
 
 def frame(kind: int, body: bytes = b"") -> bytes:

@@ -14,13 +14,24 @@ destination) wait for that answer in place, like a fast syscall (~0.1 ms)::
 
     async for ev in tipcpy.aio.subscribe(18888, 0, 99):
         print(ev.event_name, ev.found_lower, ev.found_upper, hex(ev.node))
+
+Communication groups (see tipcpy(7), GROUPS)::
+
+    g = await tipcpy.aio.join_group(4711, 1)         # TIPC_GROUP_MEMBER_EVTS on
+    async for ev in g.member_events():               # GroupMessage, event 1/2
+        print("joined" if ev.joined else "left", ev.instance, hex(ev.node), ev.port)
+    await g.send_bcast(b"to all")                   # and send_unicast/anycast/mcast
+    msg = await g.recv_group()                      # data (or an event) in order
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import struct
+from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tipcpy import socket as tsocket
@@ -29,8 +40,8 @@ from tipcpy._topology import EVENT, EVENT_SIZE, SUBSCR, TopologyEvent
 if TYPE_CHECKING:
     from tipcpy.node import Node, NodeSocket
 
-__all__ = ["AsyncSocket", "TopologyEvent", "socket", "subscribe", "SUBSCR", "EVENT", "Node",
-           "NodeSocket"]
+__all__ = ["AsyncSocket", "GroupMessage", "TopologyEvent", "join_group", "socket",
+           "subscribe", "SUBSCR", "EVENT", "Node", "NodeSocket"]
 
 
 class AsyncSocket:
@@ -41,7 +52,9 @@ class AsyncSocket:
         self.sock = sock if sock is not None else tsocket.socket(tsocket.AF_TIPC, type,
                                                                  run_dir=run_dir)
         self.sock.setblocking(False)
+        self.sock._group_pipelined = True
         self._run_dir = run_dir
+        self._gbuf: deque[GroupMessage] = deque()  # group data read past by member_events
 
     # -- plumbing ----------------------------------------------------------------------
     async def _wait(self, write: bool) -> None:
@@ -127,16 +140,26 @@ class AsyncSocket:
                 await self._wait(False)
 
     async def sendto(self, data: Any, addr: tuple[int, ...]) -> int:
+        delay = 0.001
         while True:
             try:
                 return self.sock.sendto(data, addr)
+            except tsocket.GroupCongested:
+                # a group send's first try to a destination, answered EAGAIN: the fd
+                # is writable, so back off instead of spinning on it
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
             except BlockingIOError:
                 await self._wait(True)
 
     async def send(self, data: Any) -> int:
+        delay = 0.001
         while True:
             try:
                 return self.sock.send(data)
+            except tsocket.GroupCongested:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
             except BlockingIOError:
                 await self._wait(True)
 
@@ -170,6 +193,108 @@ class AsyncSocket:
                 return self.sock.recvmsg(bufsize, ancbufsize)
             except BlockingIOError:
                 await self._wait(False)
+
+
+    # -- communication groups ----------------------------------------------------------
+    def join(self, type: int, instance: int, scope: int = tsocket.TIPC_CLUSTER_SCOPE,
+             flags: int = tsocket.TIPC_GROUP_MEMBER_EVTS) -> None:
+        """setsockopt(SOL_TIPC, TIPC_GROUP_JOIN, struct tipc_group_req)."""
+        self.sock.setsockopt(tsocket.SOL_TIPC, tsocket.TIPC_GROUP_JOIN,
+                             struct.pack("=IIII", type, instance, scope, flags))
+
+    def leave(self) -> None:
+        self.sock.setsockopt(tsocket.SOL_TIPC, tsocket.TIPC_GROUP_LEAVE, 0)
+
+    async def _recv_group_raw(self) -> GroupMessage:
+        while True:
+            try:
+                data, _anc, flags, addr = self.sock.recvmsg(66000)
+            except BlockingIOError:
+                await self._wait(False)
+                continue
+            member = getattr(addr, "member", None)
+            if addr is None or member is None:
+                raise OSError(errno.EINVAL, "not a group socket (join first)")
+            evt = 0
+            if flags & tsocket.MSG_OOB:
+                evt = 2 if flags & tsocket.MSG_EOR else 1
+            return GroupMessage(data, addr[1], addr[2], member[1], member[2], evt)
+
+    async def recv_group(self) -> GroupMessage:
+        """The next group message or member event, in the order the group delivers
+        them (data that :meth:`member_events` read past first)."""
+        if self._gbuf:
+            return self._gbuf.popleft()
+        return await self._recv_group_raw()
+
+    async def member_events(self) -> AsyncIterator[GroupMessage]:
+        """Member joins and leaves (needs TIPC_GROUP_MEMBER_EVTS, the default of
+        :meth:`join`); group data arriving meanwhile waits for :meth:`recv_group`."""
+        while True:
+            for i, m in enumerate(self._gbuf):
+                if m.event:
+                    del self._gbuf[i]
+                    yield m
+                    break
+            else:
+                m = await self._recv_group_raw()
+                if m.event:
+                    yield m
+                else:
+                    self._gbuf.append(m)
+
+    async def send_bcast(self, data: Any) -> int:
+        """Group broadcast: every other member (send() without an address)."""
+        return await self.send(data)
+
+    async def send_unicast(self, addr: tuple[int, ...], data: Any) -> int:
+        """Group unicast to a member's socket address (TIPC_ADDR_ID tuple)."""
+        return await self.sendto(data, addr)
+
+    async def send_anycast(self, instance: int, data: Any) -> int:
+        """Group anycast: one member with ``instance`` (round robin)."""
+        t = self.sock.getsockopt(tsocket.SOL_TIPC, tsocket.TIPC_GROUP_JOIN)
+        return await self.sendto(data, (tsocket.TIPC_ADDR_NAME, t, instance, 0))
+
+    async def send_mcast(self, lower: int, upper: int, data: Any) -> int:
+        """Group multicast: as the kernel, the members whose instance is ``lower``."""
+        t = self.sock.getsockopt(tsocket.SOL_TIPC, tsocket.TIPC_GROUP_JOIN)
+        return await self.sendto(data, (tsocket.TIPC_ADDR_NAMESEQ, t, lower, upper))
+
+
+@dataclass(frozen=True)
+class GroupMessage:
+    """A message or member event on a group socket: ``event`` 0 = data, 1 = the
+    member joined, 2 = it left; ``node``/``port`` its socket, ``type``/``instance`` its
+    service (the two addresses of the kernel's recvmsg)."""
+
+    data: bytes
+    node: int
+    port: int
+    type: int
+    instance: int
+    event: int = 0
+
+    @property
+    def joined(self) -> bool:
+        return self.event == 1
+
+    @property
+    def left(self) -> bool:
+        return self.event == 2
+
+
+async def join_group(type: int, instance: int, scope: int = tsocket.TIPC_CLUSTER_SCOPE,
+                     flags: int = tsocket.TIPC_GROUP_MEMBER_EVTS, *,
+                     run_dir: str | None = None) -> AsyncSocket:
+    """A new RDM socket that joined group ``type`` as ``instance``."""
+    s = AsyncSocket(tsocket.SOCK_RDM, run_dir=run_dir)
+    try:
+        s.join(type, instance, scope, flags)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def socket(type: int = tsocket.SOCK_RDM, *, run_dir: str | None = None) -> AsyncSocket:

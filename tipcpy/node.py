@@ -58,7 +58,13 @@ from tipcpy.runtime.ops import NodeOps
 from tipcpy.runtime.ops.validate import parse_identity, parse_netid
 from tipcpy.runtime.runtime import Runtime
 from tipcpy.runtime.words import parse_media
-from tipcpy.wire.consts import TIPC_IMPORTANCE, TIPC_SOCK_RECVQ_DEPTH, TIPC_SOCK_RECVQ_USED
+from tipcpy.wire.consts import (
+    TIPC_GROUP_JOIN,
+    TIPC_GROUP_LEAVE,
+    TIPC_IMPORTANCE,
+    TIPC_SOCK_RECVQ_DEPTH,
+    TIPC_SOCK_RECVQ_USED,
+)
 
 __all__ = ["Node", "NodeSocket", "build_stack"]
 
@@ -163,7 +169,9 @@ class Node:
         # we take the layer's events and hand the client server those not ours
         with contextlib.suppress(ValueError):
             self.runtime.after_pump.remove(self.clients.drain_events)
-        self.control = ControlServer(ctl, self.ops.dispatch)
+        self.control = ControlServer(ctl, self.ops.dispatch, self.runtime.guard)
+        self.runtime.stats_sources["clients"] = self.clients.stats.as_dict
+        self.runtime.stats_sources["control"] = self.control.stats.as_dict
         await self.control.start()
 
     async def aclose(self) -> None:
@@ -554,6 +562,10 @@ class NodeSocket:
         if level == _SOL_TIPC:
             if opt == TIPC_IMPORTANCE and not 0 <= v <= 3:
                 raise OSError(errno.EINVAL, "importance must be 0..3")
+            if opt in (TIPC_GROUP_JOIN, TIPC_GROUP_LEAVE):
+                raise OSError(errno.ENOPROTOOPT, "communication groups are not available "
+                              "on embedded sockets yet (use tipcpy.socket through "
+                              "serve_run_dir)")
             self._layer.setsockopt(self.port, opt, v)
         elif level == _SOL_SOCKET:
             if opt == _SO_RCVBUF:

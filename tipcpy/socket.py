@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tipcpy import _uds as P
-from tipcpy._client import Channel, DaemonGone, connect_daemon
+from tipcpy._client import CREDIT_BYTES_CONNLESS, Channel, DaemonGone, connect_daemon
 
 # ------------------------------------------------------------------ stdlib re-export
 _OWN = {"socket", "socketpair", "SocketType", "fromfd"}
@@ -57,6 +57,7 @@ MSG_TRUNC = _std.MSG_TRUNC
 MSG_CTRUNC = _std.MSG_CTRUNC
 MSG_WAITALL = _std.MSG_WAITALL
 MSG_EOR = _std.MSG_EOR
+MSG_OOB = _std.MSG_OOB
 SHUT_RD, SHUT_WR, SHUT_RDWR = _std.SHUT_RD, _std.SHUT_WR, _std.SHUT_RDWR
 
 # ------------------------------------------------------------------ TIPC constants
@@ -140,6 +141,7 @@ _TIPC_TYPES = {SOCK_STREAM: "SOCK_STREAM", SOCK_DGRAM: "SOCK_DGRAM", SOCK_RDM: "
 _CONN_TYPES = (SOCK_STREAM, SOCK_SEQPACKET)
 _SOCK_MAX = 11
 _ERRINFO = _struct.Struct("=II")
+_GROUP_REQ = _struct.Struct("=IIII")  # struct tipc_group_req, host byte order
 _DESTNAME = _struct.Struct("=III")
 _SOL_TIPC_OPTS = {TIPC_IMPORTANCE, TIPC_SRC_DROPPABLE, TIPC_DEST_DROPPABLE, TIPC_CONN_TIMEOUT,
                   TIPC_NODE_RECVQ_DEPTH, TIPC_SOCK_RECVQ_DEPTH, TIPC_MCAST_BROADCAST,
@@ -245,19 +247,45 @@ def _sock_addr(node: int, port: int) -> tuple[int, int, int, int, int]:
     return (TIPC_ADDR_ID, node, port, 0, 0)
 
 
+class GroupCongested(BlockingIOError):
+    """EAGAIN from tipcd for a non-blocking group send: a destination member's window
+    is full (nothing to wait for on the file descriptor; retry later)."""
+
+
+class MemberAddr(tuple):  # type: ignore[type-arg]
+    """The address recvfrom()/recvmsg() return on a group socket: the sending member's
+    socket address ``(TIPC_ADDR_ID, node, ref, 0, 0)`` as CPython builds it, carrying
+    the second address of the kernel's recvmsg (``struct tipc_group_req`` members'
+    ``{type, instance}``, which CPython's own AF_TIPC parser drops) as ``.member`` =
+    ``(TIPC_ADDR_NAME, type, instance, 0, 0)``."""
+
+    member: tuple[int, int, int, int, int]
+
+    def __new__(cls, node: int, port: int, mtype: int, instance: int) -> MemberAddr:
+        t = super().__new__(cls, (TIPC_ADDR_ID, node, port, 0, 0))
+        t.member = (TIPC_ADDR_NAME, mtype, instance, 0, 0)
+        return t
+
+    def __reduce__(self) -> Any:
+        return (MemberAddr, (self[1], self[2], self.member[1], self.member[2]))
+
+
 class _Msg:
     """One received message (or connection event) waiting to be read."""
 
-    __slots__ = ("data", "off", "src", "errcode", "dest", "returned")
+    __slots__ = ("data", "off", "src", "errcode", "dest", "returned", "member", "evt")
 
     def __init__(self, data: bytes, src: tuple[int, int], errcode: int,
-                 dest: tuple[int, int, int] | None, returned: bool) -> None:
+                 dest: tuple[int, int, int] | None, returned: bool,
+                 member: tuple[int, int] | None = None, evt: int = 0) -> None:
         self.data = data
         self.off = 0
         self.src = src
         self.errcode = errcode
         self.dest = dest
         self.returned = returned
+        self.member = member  # group socket: the sender's (type, instance)
+        self.evt = evt  # group member event: 1 joined, 2 left
 
 
 class socket:  # noqa: N801 - the stdlib's name
@@ -315,6 +343,8 @@ class socket:  # noqa: N801 - the stdlib's name
         self._last_dest: Any = None   # sendto's last address object, parsed and packed
         self._last_parsed: Any = None
         self._last_raw = b""
+        self._group: tuple[int, int, int, int] | None = None  # joined: the tipc_group_req
+        self._group_pipelined = False  # tipcpy.aio: non-blocking group sends pipelined
         if _claim is not None:
             chan, port, node, pport, pnode = _claim
             self._chan = chan
@@ -330,6 +360,9 @@ class socket:  # noqa: N801 - the stdlib's name
             chan.close()
             raise
         self._port, self._node = P.II.unpack(body)
+        if base not in _CONN_TYPES:
+            # connectionless credit only frees receive buffer (see tipcpy._client)
+            chan.credit_bytes = CREDIT_BYTES_CONNLESS
         self._chan = chan
         self._closed = False
 
@@ -550,6 +583,13 @@ class socket:  # noqa: N801 - the stdlib's name
     def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None
                    ) -> None:
         self._chk()
+        if level == SOL_TIPC and optname == TIPC_GROUP_JOIN:
+            self._join(value)
+            return
+        if level == SOL_TIPC and optname == TIPC_GROUP_LEAVE:
+            self._request(P.GROUPLEAVE)
+            self._group = None
+            return
         if isinstance(value, bytes | bytearray | memoryview):
             raw = bytes(value)
             if len(raw) < 4:
@@ -579,6 +619,21 @@ class socket:  # noqa: N801 - the stdlib's name
         if level == _std.IPPROTO_TCP and self._type == SOCK_STREAM:
             return                                      # the kernel ignores these too
         raise OSError(_errno.ENOPROTOOPT, f"AF_TIPC has no option level {level}")
+
+    def _join(self, value: Any) -> None:
+        """TIPC_GROUP_JOIN: ``value`` is the kernel's 16-byte ``struct tipc_group_req``
+        {u32 type, instance, scope, flags} in host byte order (as C code and
+        ``struct.pack("=IIII", ...)`` build it); shorter -> EINVAL as the kernel."""
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise OSError(_errno.EINVAL, "TIPC_GROUP_JOIN takes a struct tipc_group_req "
+                          "(16 bytes: struct.pack('=IIII', type, instance, scope, flags))")
+        raw = bytes(value)
+        if len(raw) < _GROUP_REQ.size:
+            raise OSError(_errno.EINVAL, f"struct tipc_group_req is {_GROUP_REQ.size} bytes, "
+                          f"got {len(raw)}")
+        req = _GROUP_REQ.unpack_from(raw)
+        self._request(P.GROUPJOIN, P.IIII_GROUP.pack(*req))
+        self._group = req
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
         self._chk()
@@ -695,6 +750,8 @@ class socket:  # noqa: N801 - the stdlib's name
                     raise OSError(_errno.ENOTCONN, "Transport endpoint is not connected")
             if addr is not None and addr[0] == TIPC_ADDR_NAMESEQ:
                 raise OSError(_errno.EINVAL, "a connection cannot be opened to a range")
+        elif self._group is not None:
+            return self._send_group(chan, data, n, addr, flags, raw)
         elif addr is None and not self._has_default:
             raise OSError(_errno.EDESTADDRREQ, "no destination: use sendto() or connect() "
                           "first")
@@ -731,10 +788,58 @@ class socket:  # noqa: N801 - the stdlib's name
                 self._wait_connected()
         return n
 
+    def _send_group(self, chan: Channel, data: Any, n: int,
+                    addr: tuple[int, int, int, int, int] | None, flags: int,
+                    raw: bytes | None) -> int:
+        """A group member's send: no address = broadcast, TIPC_ADDR_NAME = anycast,
+        TIPC_ADDR_ID = unicast, TIPC_ADDR_NAMESEQ = multicast (tipcd's Group decides).
+        Blocking: waits while a destination's window is full (tipcd stops reading us).
+        Non-blocking: asked synchronously, EAGAIN when tipcd cannot take it now."""
+        if raw is None:
+            raw = _ADDR_PACK(*addr) if addr is not None else _NO_ADDR
+        nowait = bool(flags & _F_DONTWAIT) or self._timeout == 0.0
+        known = raw in self._good_dests
+        pipelined = False
+        if nowait and known and self._group_pipelined:
+            # tipcpy.aio: pipelined like RDM; when the window is full tipcd stops
+            # reading us and the write itself gets EAGAIN (the loop waits for POLLOUT)
+            nowait, pipelined = False, True
+        sync = nowait or not known
+        sflags = (_P_SEND_SYNC if sync else 0) | (P.SEND_NOWAIT if nowait else 0)
+        head = _SEND_HEAD_PACK(n + 16, _P_SEND, sflags, raw)
+        timeout = self._timeout
+        try:
+            if nowait or pipelined:
+                chan.write(head, data, None, True)
+            elif timeout is None:
+                chan.write(head, data, None, False)
+            else:
+                chan.write(head, data, _time.monotonic() + timeout, False)
+            if sync:
+                try:
+                    chan.wait_reply(None)
+                except OSError as e:
+                    if e.errno == _errno.EAGAIN:
+                        raise GroupCongested(_errno.EAGAIN, str(e.strerror or e)) from None
+                    raise
+                if not nowait or self._group_pipelined:
+                    if len(self._good_dests) > 256:
+                        self._good_dests.clear()
+                    self._good_dests.add(raw)
+            else:
+                self._async_sends += 1
+        except DaemonGone:
+            raise OSError(_errno.ECONNRESET, "tipcd went away (daemon stopped?)") from None
+        return n
+
     # ------------------------------------------------------------------ receiving
     def _on_frame(self, kind: int, body: bytes) -> None:
         if kind == P.E_DATA:
             sp, sn, err, dt, dl, du, fl = P.DATA_HDR.unpack_from(body)
+            if fl & P.DATA_GROUP:
+                self._msgs.append(_Msg(body[P.DATA_HDR.size:], (sp, sn), 0, None, False,
+                                       (dt, dl), du))
+                return
             dest = (dt, dl, du) if fl & P.DATA_HAS_DEST else None
             self._msgs.append(_Msg(body[P.DATA_HDR.size:], (sp, sn), err, dest,
                                    bool(fl & P.DATA_RETURNED)))
@@ -838,8 +943,10 @@ class socket:  # noqa: N801 - the stdlib's name
         m = self._next_msg(flags)
         if m is None:
             return b"", [], 0, None
-        addr = _sock_addr(m.src[1], m.src[0])
         peek = bool(flags & _F_PEEK)
+        if m.member is not None:
+            return self._recv_group(m, bufsize, peek)
+        addr = _sock_addr(m.src[1], m.src[0])
         msg_flags = 0
         ancdata: list[tuple[int, int, bytes]] = []
         if m.errcode:
@@ -890,6 +997,27 @@ class socket:  # noqa: N801 - the stdlib's name
             self._chan.credit(len(m.data))
         return data, ancdata, msg_flags, addr
 
+    def _recv_group(self, m: _Msg, bufsize: int, peek: bool
+                    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, tuple[int, ...]]:
+        """A group message or member event (kernel recvmsg on a group socket): events
+        are empty with MSG_OOB, plus MSG_EOR when the member left; the address carries
+        the member's {type, instance} (MemberAddr.member)."""
+        assert m.member is not None
+        addr = MemberAddr(m.src[1], m.src[0], m.member[0], m.member[1])
+        mflags = 0
+        if m.evt:
+            data = b""
+            mflags = int(MSG_OOB) | (int(MSG_EOR) if m.evt == 2 else 0)
+        else:
+            data = m.data[:bufsize]
+            if len(m.data) > bufsize:
+                mflags |= int(MSG_TRUNC)
+        if not peek:
+            self._msgs.pop(0)
+            assert self._chan is not None
+            self._chan.credit(len(m.data) if not m.evt else 0)
+        return data, [], mflags, addr
+
     def _recv_fast(self, bufsize: int) -> tuple[bytes, int, int] | None:
         """recv/recvfrom without flags on RDM/DGRAM when the next frame is a plain data
         message already in the channel's peek window: ``(data, src_node, src_port)``,
@@ -897,7 +1025,7 @@ class socket:  # noqa: N801 - the stdlib's name
         (nothing is consumed then). Skips _Msg, the pending list and the frame dispatch."""
         chan = self._chan
         if (chan is None or self._closed or self._msgs or chan.asyncerr is not None
-                or bufsize < 0 or self._type in _CONN_TYPES):
+                or bufsize < 0 or self._type in _CONN_TYPES or self._group is not None):
             return None
         fr = chan.take_data()
         if fr is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tipcpy.runtime.clientsrv import ClientServer
+from tipcpy.runtime.guard import Guard
 
 NODE = 0x01001001
 
@@ -137,6 +138,7 @@ class FakeRuntime:
         self.loop = loop
         self.stack = FakeStack()
         self.after_pump: list[Any] = []
+        self.guard = Guard(loop)       # the real one: containment is what is under test
 
     def now(self) -> float:
         return self.loop.time()

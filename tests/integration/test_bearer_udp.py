@@ -287,3 +287,41 @@ def test_tipcd_survives_an_infiniband_link_config(tipcd) -> None:
     a.wait_for(lambda: fires() >= before + 3, what="timer still firing after the datagram")
     assert a.proc.poll() is None
     assert "Traceback" not in a.log() and "unsupported media address" not in a.log()
+
+
+def test_socket_buffers_hold_a_link_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big buffers each way (a window of 14000-byte packets), past net.core.[rw]mem_max
+    where the process may (root); at least what the plain option allows otherwise.
+    We ask for twice the cap so that only the FORCE option can satisfy us."""
+    from pathlib import Path
+
+    from tipcpy.bearer import udp
+
+    caps = [int(Path(f"/proc/sys/net/core/{c}").read_text()) for c in ("rmem_max", "wmem_max")]
+    monkeypatch.setattr(udp, "_SOCKBUF", max(udp._SOCKBUF, 2 * max(caps)))
+
+    async def main() -> None:
+        a = UdpBearer("b0", "127.0.0.1", free_port(), "127.0.0.1", free_port())
+        a.open()
+        try:
+            s = a._sock
+            assert s is not None
+            for opt, cap in ((socket.SO_RCVBUF, "rmem_max"), (socket.SO_SNDBUF, "wmem_max")):
+                got = s.getsockopt(socket.SOL_SOCKET, opt)   # the kernel doubles the value
+                limit = int(Path(f"/proc/sys/net/core/{cap}").read_text())
+                try:
+                    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    force = udp._SO_RCVBUFFORCE if opt == socket.SO_RCVBUF else udp._SO_SNDBUFFORCE
+                    assert force is not None
+                    probe.setsockopt(socket.SOL_SOCKET, force, udp._SOCKBUF)
+                    may_force = True
+                except OSError:
+                    may_force = False
+                finally:
+                    probe.close()
+                want = udp._SOCKBUF if may_force else min(udp._SOCKBUF, limit)
+                assert got >= 2 * want, (opt, got, want)
+        finally:
+            a.close()
+
+    asyncio.run(main())

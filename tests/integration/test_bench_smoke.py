@@ -65,3 +65,21 @@ def test_bench_embedded_rows_run(tmp_path: Path) -> None:
         assert "pyzmq" in row["baseline"] and "pinned" in row["note"], row
         assert row["met"] in (True, False), row
     assert oneway["extra"]["tipcpy"]["received"] >= 2
+
+
+def test_bench_group_case_runs(tmp_path: Path) -> None:
+    """`python -m bench --cases group` (real tipcd pair, 3 member processes) gives a
+    figure and its same-run multicast baseline; the group lost nothing."""
+    out = tmp_path / "bench.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--cases", "group", "--duration", "0.3",
+         "--out", str(out)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    (row,) = [row for row in data["rows"] if row["case"] == "group"]
+    assert row["value"] and row["value"] > 0 and row["baseline_value"] > 0, row
+    tip = row["extra"]["tipcpy"]
+    assert tip["sent"] > 0 and tip["received"] == [tip["sent"]] * 3, tip
+    assert data["cases"]["group"]["error"] is None

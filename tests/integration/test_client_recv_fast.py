@@ -47,13 +47,16 @@ def drain(sock: S.socket) -> bytes:
         out += chunk
 
 
-def run(fast: bool, sotype: int, script: list[tuple]) -> list:
+def run(fast: bool, sotype: int, script: list[tuple], big: bool = True) -> list:
     a, b = S.socketpair(S.AF_UNIX, S.SOCK_STREAM)
     a.setblocking(False)
     b.setblocking(False)
+    b.setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 1 << 20)   # room for unread big frames
     s = ts.socket(ts.AF_TIPC, sotype, _claim=(Channel(a), 5, NODE, 0, 0))
     if not fast:
         s._recv_fast = lambda bufsize: None  # type: ignore[method-assign]
+    if not big:
+        s._chan.big_frame = 1 << 30   # big frames through the peek window like small ones
     s.settimeout(0.0)
     log: list = []
     try:
@@ -139,5 +142,117 @@ def test_fast_path_taken() -> None:
     b.sendall(data_frame(b"one") + data_frame(b"two", err=1, returned=True))
     assert s._recv_fast(100) == (b"one", 0x2002, 7)
     assert s._recv_fast(100) is None  # errcode: general path
+    s.close()
+    b.close()
+
+
+# ------------------------------------------------------------------ big frames
+def big_script() -> list[tuple]:
+    """60 KB messages (read past the peek window) among small ones: whole, several per
+    write, cut inside the head or inside the payload, returned (errcode), truncated by
+    a short buffer, peeked, and read with recvmsg."""
+    def blob(n: int, seed: int) -> bytes:
+        return bytes((seed + i * 7) & 0xFF for i in range(n))
+
+    b1, b2, b3 = (data_frame(blob(61440, k), sport=k, dest=(1000, k, k)) for k in (1, 2, 3))
+    edge = data_frame(blob(32 * 1024 - 31, 9))        # length field exactly BIG_FRAME
+    under = data_frame(blob(32 * 1024 - 32, 8))       # one byte under
+    ret = data_frame(blob(61440, 4), err=2, returned=True, dest=(1000, 4, 4))
+    huge = data_frame(blob(66000, 5), sport=5)
+    return [
+        ("write", b1),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),                                 # EAGAIN after it
+        ("write", b1 + b2 + data_frame(b"small") + b3),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+        ("write", b2[:20]),                                  # cut inside the head
+        ("recvfrom", 70000),
+        ("write", b2[20:40000]),                             # ... and inside the payload
+        ("recvfrom", 70000),
+        ("write", b2[40000:]),
+        ("recvfrom", 70000),
+        ("write", b3[:100]),                                 # head whole, payload not
+        ("recvfrom", 70000),
+        ("write", b3[100:] + b1[:5000]),                     # the next one starts too
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+        ("write", b1[5000:]),
+        ("recvfrom", 100),                                   # truncated
+        ("write", b2 + b3),
+        ("recv", 70000, S.MSG_PEEK),
+        ("recvmsg", 70000, 256),
+        ("recv", 70000),
+        ("write", edge + under + data_frame(b"tail")),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+        ("write", ret + huge),
+        ("recvmsg", 70000, 256),                             # a returned 60 KB message
+        ("recvfrom", 70000),
+        ("write", data_frame(b"x") + b1 + asyncerr(113, "no route") + b2),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),                                 # the async error surfaces
+        ("recvfrom", 70000),
+        ("recvfrom", 70000),
+    ]
+
+
+@pytest.mark.parametrize("sotype", [ts.SOCK_RDM, ts.SOCK_SEQPACKET])
+def test_big_frames_read_past_the_window_equal_the_window_path(sotype: int) -> None:
+    """Reading big frames straight into bytes (fast path and general path) gives what
+    the peek window gives: same messages, errors, readiness and credit to tipcd."""
+    plain = run(False, sotype, big_script(), big=False)
+    assert run(True, sotype, big_script(), big=True) == plain
+    assert run(False, sotype, big_script(), big=True) == plain
+    assert run(True, sotype, big_script(), big=False) == plain
+    if sotype == ts.SOCK_RDM:
+        got = [x[1][0] for x in plain if x[0] == "recvfrom" and len(x) == 2]
+        assert sum(len(g) == 61440 for g in got) >= 8
+        assert b"small" in got and b"tail" in got
+
+
+def test_big_frame_skips_the_window() -> None:
+    """The comparison above means something only if big frames really go past the
+    window: the 60 KB is read once (never peeked whole), and the window shrinks to
+    PEEK_HEAD after it, widening again for small frames."""
+    from tipcpy import _client
+
+    a, b = S.socketpair(S.AF_UNIX, S.SOCK_STREAM)
+    a.setblocking(False)
+    s = ts.socket(ts.AF_TIPC, ts.SOCK_RDM, _claim=(Channel(a), 5, NODE, 0, 0))
+    s.settimeout(0.0)
+    chan = s._chan
+    peeked: list[int] = []
+    real = a.recv_into
+
+    class Spy:
+        def __getattr__(self, name: str):
+            return getattr(a, name)
+
+        def recv_into(self, buf, n=0, flags=0):
+            k = real(buf, n, flags)
+            if flags & S.MSG_PEEK:
+                peeked.append(k)
+            return k
+
+    chan.sock = Spy()  # type: ignore[assignment]
+    big = bytes(range(256)) * 240
+    mid = bytes(range(256)) * 40                  # 10 KB: more than PEEK_HEAD, not big
+    b.sendall(data_frame(big) + data_frame(big) + data_frame(mid) + data_frame(b"s1")
+              + data_frame(b"s2"))
+    assert s.recv(70000) == big
+    assert s.recv(70000) == big
+    assert max(peeked[1:]) <= _client.PEEK_HEAD
+    assert chan._peek_n == _client.PEEK_HEAD
+    del peeked[:]
+    assert s.recv(70000) == mid          # the small window widens: mid comes out of it
+    assert chan._partial is None and chan._peek_n == _client.PEEK_SIZE
+    assert peeked[-1] == len(data_frame(mid) + data_frame(b"s1") + data_frame(b"s2"))
+    assert s.recv(10) == b"s1"
+    assert s.recv(10) == b"s2"
     s.close()
     b.close()

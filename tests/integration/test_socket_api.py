@@ -410,3 +410,72 @@ def test_uvloop_transport_gets_peer_credentials(tmp_path: Path) -> None:
 
     kind, name = uvloop.run(main())
     assert kind == P.R_OK and name == f"pid {os.getpid()}"
+
+
+# ------------------------------------------------------------------ big writes
+@pytest.mark.parametrize("mode", ["blocking", "deadline", "nonblocking"])
+def test_big_frames_written_in_pieces_arrive_whole(mode: str) -> None:
+    """A 60 KB frame that the Unix socket takes only in part is finished from the
+    caller's buffers (blocking) or from one copy of its rest (deadline / non-blocking):
+    tipcd must read exactly the frames, in order, whatever was cut where."""
+    import threading
+
+    from tipcpy._client import Channel
+
+    a, b = std.socketpair(std.AF_UNIX, std.SOCK_STREAM)
+    a.setsockopt(std.SOL_SOCKET, std.SO_SNDBUF, 16 * 1024)   # force partial writes
+    a.setblocking(False)
+    chan = Channel(a)
+    frames = []
+    for i in range(30):
+        data = bytearray(os.urandom(61440 - i * 997))
+        head = struct.pack("<IB", len(data) + 1, 0x42 + i)
+        frames.append((head, data if i % 2 else memoryview(data)))
+    want = b"".join(bytes(h) + bytes(d) for h, d in frames)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for head, data in frames:
+                if mode == "blocking":
+                    chan.write(head, data)
+                elif mode == "deadline":
+                    chan.write(head, data, time.monotonic() + 10)
+                else:
+                    while True:
+                        try:
+                            chan.write(head, data, None, True)
+                            break
+                        except BlockingIOError:
+                            time.sleep(0.001)
+                if mode != "blocking" and isinstance(data, bytearray):
+                    data[:] = bytes(len(data))     # the caller reuses its buffer at once
+            while chan.has_unsent():
+                chan.flush_nowait()
+                time.sleep(0.001)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    got = bytearray()
+    end = time.monotonic() + 20
+    b.settimeout(0.2)
+    try:
+        while len(got) < len(want) and time.monotonic() < end:
+            try:
+                chunk = b.recv(7000)     # slower and smaller than the writer
+            except TimeoutError:
+                if not t.is_alive():
+                    break                # the writer is done and nothing more comes
+                continue
+            if not chunk:
+                break
+            got.extend(chunk)
+            time.sleep(0.0005)
+    finally:
+        b.close()                        # a stuck writer gets EPIPE and ends
+        t.join(5)
+        a.close()
+    assert not t.is_alive() and not errors
+    assert bytes(got) == want

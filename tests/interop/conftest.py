@@ -30,14 +30,17 @@ class NsNode:
     namespace; only the daemon's UDP socket needs to be inside netns kpeer.
     """
 
-    def __init__(self, identity: str, bearer: str, extra: list[str] | None = None) -> None:
+    def __init__(self, identity: str, bearer: str | list[str],
+                 extra: list[str] | None = None) -> None:
         self.identity = identity
         self.tmp = tempfile.mkdtemp(prefix="tipcpy-interop-")
         self.run_dir = Path(self.tmp) / "run"
         self.log_path = Path(self.tmp) / "tipcd.log"
         self.env = {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(REPO)}
+        bearers = [bearer] if isinstance(bearer, str) else bearer
+        bearer_args = [a for words in bearers for a in ("--bearer", words)]
         argv = ns_cmd(*_exe("tipcd"), "--run-dir", str(self.run_dir), "--identity", identity,
-                      "--bearer", bearer, "--log-level", "debug", *(extra or []))
+                      *bearer_args, "--log-level", "debug", *(extra or []))
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=self.env, start_new_session=True)
@@ -51,11 +54,12 @@ class NsNode:
         return subprocess.run(_exe("tipc") + list(args), env=self.env, capture_output=True,
                               text=True, timeout=30)
 
-    def log(self) -> str:
+    def log(self, tail: int = 8000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-8000:]
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        return text[-tail:] if tail else text
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -84,8 +88,17 @@ class _Kernels:
             return self.current
         self.stop()
         kp = KernelPeer(env)
+        try:
+            kp.start()
+        except BaseException:
+            # Only a guest we booted is ours to stop: while we still waited for the
+            # lock (timeout, interrupt), the running guest is another run's.
+            if kp._lock is not None:
+                kp.stop()
+            raise
+        # current only once it runs: after a failed start the next test must not
+        # drive (or tear down) whatever guest is there
         self.current, self.env = kp, env
-        kp.start()
         return kp
 
     def stop(self) -> None:
@@ -113,3 +126,10 @@ def kernel_unicast(_kernels: _Kernels) -> KernelPeer:
 def kernel_multicast(_kernels: _Kernels) -> KernelPeer:
     """The guest with multicast discovery (228.0.18.103)."""
     return _kernels.get({"KP_REMOTE": "none"})
+
+
+@pytest.fixture
+def kernel_two_nics(_kernels: _Kernels) -> KernelPeer:
+    """The guest with two NICs and two bearers (KP_NICS=2): b0 on 10.77.0.2 towards
+    10.77.0.1 (tap kp-tap0), b1 on 10.78.0.2 towards 10.78.0.1 (tap kp-tap3)."""
+    return _kernels.get({"KP_REMOTE": "10.77.0.1", "KP_NICS": "2"})

@@ -22,6 +22,8 @@ KP_BUILD = Path(os.environ.get("KP_BUILD", "/tmp/kernel-peer-build"))
 NETNS = "kpeer"
 HOST_IP = "10.77.0.1"
 GUEST_IP = "10.77.0.2"
+HOST_IP2 = "10.78.0.1"  # KP_NICS=2: tap kp-tap3 in the netns
+GUEST_IP2 = "10.78.0.2"  # KP_NICS=2: the guest's eth1, bearer b1
 LOCK_PATH = "/tmp/tipcpy-kernel-peer.lock"
 GUEST_HASH = 0x19416565  # hash of the default identity "kpeer1"
 

@@ -246,7 +246,6 @@ def test_discovery_backs_off_once_linked() -> None:
 
 
 # ---------------------------------------------------------------- scale
-@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TIPCPY_SKIP_SCALE") == "1", reason="scale run disabled")
 def test_hundred_nodes_full_mesh() -> None:
     n = int(os.environ.get("TIPCPY_SCALE_N", "100"))

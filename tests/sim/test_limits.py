@@ -11,7 +11,6 @@ from tipcpy.sim import SimCluster
 from tipcpy.wire.consts import TIPC_MAX_PUBL
 
 
-@pytest.mark.slow
 def test_full_binding_table_still_reports_links_and_nodes() -> None:
     """A node whose applications hold all 65535 publications still publishes the
     link-state binding of a new link; the 65536th user bind fails with EINVAL."""

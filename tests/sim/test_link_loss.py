@@ -172,7 +172,6 @@ def check_exactly_once_in_order(got, sent):
             raise AssertionError(f"message {k}: wrong content or order")
 
 
-@pytest.mark.slow
 def test_100k_mixed_messages_20pct_loss_exactly_once_in_order():
     n = 100_000
     pair, sa, sb, real = run_transfer(seed=2024, n_ab=n, n_ba=5_000)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tipcpy.bearer.mem import MemBearer, MemHub
 
 
@@ -37,7 +35,6 @@ def test_mem_hub_delivery() -> None:
     asyncio.run(main())
 
 
-@pytest.mark.slow
 def test_two_real_stacks_link_up_over_mem_hub() -> None:
     """The asyncio Runtime driving two real Stacks in one process, in real time."""
     import random

@@ -327,10 +327,11 @@ def family_keywords(family: str) -> set[str]:
     for name, value in vars(mod).items():
         if "USAGE" in name and isinstance(value, str):
             words |= _usage_words(value)
+    from tipcpy.bearer.media import COMMON_KEYS, MEDIA
     from tipcpy.runtime import words as w
 
     if getattr(mod, "parse_media", None) is w.parse_media:
-        words |= set(w.MEDIA) | set(w.UDP_KEYS) | set(w.L2_KEYS) | set(w.COMMON_KEYS)
+        words |= set(MEDIA) | {k for m in MEDIA.values() for k in m.keys} | set(COMMON_KEYS)
     return words
 
 

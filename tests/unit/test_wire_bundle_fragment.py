@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tipcpy.wire import BundleMsg, DecodeError, DistrItem, FragmentMsg, Msg, decode
 from tipcpy.wire.bundle import bundle, unbundle
 from tipcpy.wire.consts import FragType
-from tipcpy.wire.fragment import Reassembler, fragment, link_mss
+from tipcpy.wire.fragment import Reassembler, fragment, fragment_packets, link_mss
 
 A = 0x195D0465
 B = 0x195D0765
@@ -147,6 +147,111 @@ def test_reassembler_bad_inner() -> None:
     with pytest.raises(DecodeError):
         r.feed(last)
     assert not r.in_progress
+
+
+# ---------------------------------------------------------------- fast paths = plain path
+def plain_fragment(
+    inner: Msg | bytes, mss: int, importance: int | None = None, *,
+    prevnode: int | None = None, destnode: int | None = None,
+) -> list[Msg]:
+    """The plain path: every fragment through Msg.build and its named fields (what
+    fragment() did before its header words were written directly)."""
+    m = inner if isinstance(inner, Msg) else decode(inner)
+    raw = m.encode() if isinstance(inner, Msg) else bytes(inner[: m.size])
+    chunk = mss - 40
+    if chunk < 4 or len(raw) <= chunk or len(raw) > 66060:
+        raise ValueError("not fragmentable")
+    imp = m.importance if importance is None else importance
+    pn = m.prevnode if prevnode is None else prevnode
+    dn = m.destnode if destnode is None else destnode
+    n = -(-len(raw) // chunk)
+    out = []
+    for i in range(n):
+        mt = 0 if i == 0 else (2 if i == n - 1 else 1)
+        f = Msg.build(12, mt, data=raw[i * chunk:(i + 1) * chunk], prevnode=pn,
+                      orignode=pn, destnode=dn, fragm_no=i + 1)
+        f.importance = imp
+        out.append(f)
+    return out
+
+
+def plain_reassemble(frags: list[bytes]) -> Msg:
+    """The plain path on receive: decode every packet, join the payloads, decode."""
+    return decode(b"".join(decode(f).data for f in frags))
+
+
+def inner_msg(n: int, seed: int, user: int, hsize_kind: int) -> Msg:
+    """An inner message of any shape a link fragments: data of every importance and
+    header size, or a NAME_DISTRIBUTOR bulk (SYSTEM importance, INT header)."""
+    rnd = random.Random(seed)
+    if user == 11:
+        m = Msg.build(11, 0, data=rnd.randbytes(n - n % 20), prevnode=B, orignode=B,
+                      destnode=A)
+        return m
+    mtype = (0, 1, 2, 3)[hsize_kind]  # CONN (24 B), MCAST (44), NAMED (40), DIRECT (32)
+    m = Msg.build(user, mtype, data=rnd.randbytes(n), prevnode=rnd.getrandbits(32))
+    for i in range(4, len(m.w)):
+        m.w[i] = rnd.getrandbits(32)  # every header word the type has, any bits
+    return m
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 66000), mtu=st.sampled_from([576, 1280, 1500, 9000, 14000, 65507])
+       | st.integers(300, 65507), seed=st.integers(0, 2**16), user=st.sampled_from([0, 1, 2, 3, 11]),
+       hsize_kind=st.integers(0, 3), as_bytes=st.booleans(),
+       override=st.none() | st.tuples(st.integers(0, 7), st.integers(0, 2**32 - 1),
+                                      st.integers(0, 2**32 - 1)))
+def test_fragment_fast_paths_equal_plain_path(
+    n: int, mtu: int, seed: int, user: int, hsize_kind: int, as_bytes: bool,
+    override: tuple[int, int, int] | None,
+) -> None:
+    """fragment() (header words written directly) and fragment_packets() (wire bytes
+    built in place) give exactly the plain Msg.build path's packets, for every size up
+    to the largest TIPC message and any MTU; the Reassembler gives back the message
+    the plain join + decode gives, fed decoded packets, raw bytes or the FragmentMsgs."""
+    m = inner_msg(n, seed, user, hsize_kind)
+    mss = link_mss(mtu)
+    inner: Msg | bytes = m.encode() if as_bytes else m
+    kw = {} if override is None else dict(
+        importance=override[0], prevnode=override[1], destnode=override[2])
+    try:
+        plain = plain_fragment(inner, mss, **kw)
+    except ValueError:
+        with pytest.raises(ValueError):
+            fragment(inner, mss, **kw)
+        with pytest.raises(ValueError):
+            fragment_packets(inner, mss, **kw)
+        return
+    fast = fragment(inner, mss, **kw)
+    want = [f.encode() for f in plain]
+    assert [type(f) for f in fast] == [FragmentMsg] * len(plain)
+    assert [f.w for f in fast] == [f.w for f in plain]
+    assert [f.data for f in fast] == [f.data for f in plain]
+    assert [f.encode() for f in fast] == want
+    pk = fragment_packets(inner, mss, **kw)
+    assert all(isinstance(p, bytearray) for p in pk)
+    assert [bytes(p) for p in pk] == want
+    assert m.encode() == (inner if as_bytes else m.encode())  # the inner is left intact
+    expect = plain_reassemble(want)
+    assert expect == m
+    for feed_as in ("decoded", "bytes", "fragmsg"):
+        r = Reassembler()
+        outs = [r.feed(decode(p) if feed_as == "decoded" else (p if feed_as == "bytes" else f))
+                for p, f in zip(want, fast, strict=True)]
+        assert outs[:-1] == [None] * (len(want) - 1)
+        assert outs[-1] == expect and outs[-1].encode() == expect.encode()
+        assert not r.in_progress
+
+
+def test_fragment_packets_on_a_60k_message_at_the_udp_mtu() -> None:
+    """The bench's case: 61440 B of NAMED data at MTU 14000 -> 5 packets, every one but
+    the last exactly mss; seqno/ack left 0 for the link to patch in place."""
+    m = named(61440)
+    pk = fragment_packets(m, link_mss(14000), prevnode=B, destnode=A)
+    assert [len(p) for p in pk] == [13928] * 4 + [40 + 61480 - 4 * 13888]
+    assert [decode(p).seqno for p in pk] == [0] * 5
+    r = Reassembler()
+    assert [r.feed(bytes(p)) for p in pk][-1] == m
 
 
 # ---------------------------------------------------------------- bundles

@@ -174,7 +174,6 @@ def _random_header(rng: random.Random) -> bytes:
     return bytes(body)
 
 
-@pytest.mark.slow
 def test_fuzz_volume() -> None:
     rng = random.Random(0x7195)
     reasm = Reassembler()

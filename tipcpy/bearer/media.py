@@ -13,7 +13,7 @@ codec's address types.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from .eth import EthBearer
 from .udp import MTU_IPV4, UDP_PORT_DEFAULT, UdpBearer
 
 __all__ = ["Media", "MEDIA", "MEDIA_NAMES", "MEDIA_BY_TYPE", "get", "MediaAddrError",
-           "to_media_addr", "from_media_addr", "COMMON_KEYS"]
+           "to_media_addr", "from_media_addr", "COMMON_KEYS", "bearer_name_of"]
 
 #: CLI/control keys every medium takes on ``bearer enable`` (besides its own keys)
 COMMON_KEYS = ("domain", "priority", "tolerance", "window", "mtu")
@@ -127,6 +127,16 @@ MEDIA_BY_TYPE: dict[int, Media] = {m.media_type: m for m in MEDIA.values()}
 def get(name: str) -> Media:
     """The medium called ``name``; KeyError if there is none."""
     return MEDIA[name]
+
+
+def bearer_name_of(media: str, args: Mapping[str, Any]) -> str | None:
+    """``media`` plus its naming key from ``args`` (udp: ``name``; eth, ib: ``device``)
+    -> the kernel's bearer name ``MEDIA:VALUE``; None for an unknown medium or a
+    missing key, so each caller words its own error (iproute2's differ by command)."""
+    m = MEDIA.get(media)
+    if m is None or not args.get(m.name_key):
+        return None
+    return m.bearer_name(str(args[m.name_key]))
 
 
 def to_media_addr(media: str, native: Any) -> Any:

@@ -25,6 +25,7 @@ import errno
 import ipaddress
 import socket
 import struct
+import sys
 from typing import Any
 
 from tipcpy.wire.consts import TIPC_MEDIA_TYPE_UDP, User
@@ -48,6 +49,10 @@ MTU_IPV4 = 14000
 MTU_IPV6 = 1280
 _READ_BATCH = 512          # datagrams drained per wakeup before yielding to the loop
 _SOCKBUF = 4 * 1024 * 1024
+# not in Python 3.11's socket module; these are Linux's generic numbers
+_LINUX = sys.platform.startswith("linux")
+_SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", 33 if _LINUX else None)
+_SO_SNDBUFFORCE: int | None = getattr(socket, "SO_SNDBUFFORCE", 32 if _LINUX else None)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -89,6 +94,24 @@ def _ifindex_for_ip(ip: IPAddress) -> int:
     except Exception:  # pyroute2 missing or netlink refused: fall back to the default iface
         return 0
     return 0
+
+
+def _size_buffers(sock: socket.socket) -> None:
+    """4 MB socket buffers each way: a link window of 50 packets of 14000 bytes is
+    700 KB in flight, far more than the usual 208 KB default, and a UDP receive buffer
+    that overflows drops packets the link must then retransmit after a gap. The plain
+    options are capped by net.core.[rw]mem_max (often 208 KB); the FORCE variants pass
+    that cap where we may (CAP_NET_ADMIN, e.g. tipcd as root), else the plain ones."""
+    for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                         (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        for opt in (force, plain):
+            if opt is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKBUF)
+                break
+            except OSError:
+                continue
 
 
 def _looks_like_link_config(data: bytes) -> bool:
@@ -154,11 +177,7 @@ class UdpBearer(QueuedSender, Bearer):
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKBUF)
-                except OSError:
-                    pass
+            _size_buffers(sock)
             if self.multicast:
                 self._setup_multicast(sock)
             else:

@@ -1030,7 +1030,7 @@ class Link:
             return True
         s.recv_fragments += 1
         try:
-            whole = self._reasm.feed(msg)  # type: ignore[arg-type]
+            whole = self._reasm.feed(msg)
         except DecodeError:
             # the kernel resets the link: a broken chain means lost data
             s.rx_bad_inner += 1

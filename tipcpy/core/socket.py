@@ -18,7 +18,13 @@ Driving contract (see docs/HACKING.md, "Socket layer contract"):
 * the client reports what the application has read with ``consumed()``: that frees the
   receive buffer (``rcvbuf`` limits) and drives the connection flow control (CONN_ACK);
 * ``take_events()`` returns :class:`Deliver`, :class:`Connected`, :class:`Accepted`,
-  :class:`ConnError` and :class:`Wakeup` in the order they happened.
+  :class:`ConnError`, :class:`Wakeup` and (group members) :class:`GroupData` in the
+  order they happened;
+* groups (``join_group``/``leave_group`` or setsockopt TIPC_GROUP_JOIN/LEAVE): the
+  protocol is :mod:`tipcpy.core.group`'s; this layer feeds it the name table's
+  changes (an observer: its output is carried out at the next call or tick, never
+  inside the table's update), GROUP_PROTOCOL and group data, and carries out what it
+  decides.
 
 Addresses are the AF_TIPC tuples in ``struct sockaddr_tipc`` word order:
 ``(TIPC_ADDR_NAMESEQ, type, lower, upper[, scope])``, ``(TIPC_ADDR_NAME, type, instance,
@@ -33,8 +39,10 @@ Deliberate differences from the kernel (all invisible on the wire):
   accepted connections until the application asks;
 * multicast always goes by replicast (one copy per node), never the broadcast link;
   TIPC_MCAST_BROADCAST / TIPC_MCAST_REPLICAST are accepted and ignored;
-* no Nagle, no group communication, no hourly connection probing (probes from kernel
-  peers are answered);
+* no Nagle, no hourly connection probing (probes from kernel peers are answered);
+* communication groups (TIPC_GROUP_JOIN, :mod:`tipcpy.core.group`) only on RDM/DGRAM
+  ports (EINVAL on connection sockets); group data and member events come out as
+  :class:`GroupData` events; a group broadcast always goes by replicast;
 * the receive buffer counts payload bytes not yet ``consumed()``, not skb truesize.
 """
 
@@ -43,11 +51,19 @@ from __future__ import annotations
 import errno
 import heapq
 import random
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
 from tipcpy.core._event import SlotEvent
+from tipcpy.core.group import (
+    Group,
+    GroupDeliver,
+    GroupReq,
+    GroupWakeup,
+    MemberEvent,
+)
 from tipcpy.core.link import LinkWakeup
 from tipcpy.core.name_table import NameTable, Publication, check_bind
 from tipcpy.core.node import NodeDown
@@ -126,6 +142,7 @@ __all__ = [
     "Accepted",
     "ConnError",
     "Wakeup",
+    "GroupData",
     "SockEvent",
     "SOCK_STREAM",
     "SOCK_DGRAM",
@@ -172,6 +189,8 @@ _NO_PORT = int(ErrCode.TIPC_ERR_NO_PORT)
 _OVERLOAD = int(ErrCode.TIPC_ERR_OVERLOAD)
 _SHUTDOWN = int(ErrCode.TIPC_CONN_SHUTDOWN)
 _CONN_MANAGER = int(User.CONN_MANAGER)
+_GROUP_PROTOCOL = int(User.GROUP_PROTOCOL)
+_GRP_EVT, _GRP_BCAST, _GRP_MCAST, _GRP_UCAST = 4, 5, 6, 7
 _VER = 2 << 29
 _D_BIT = 1 << 19  # dest_droppable
 _S_BIT = 1 << 18  # src_droppable / is_rcast
@@ -268,7 +287,26 @@ class Wakeup(SlotEvent):
         self.port = port
 
 
-SockEvent = Deliver | Connected | Accepted | ConnError | Wakeup
+class GroupData(SlotEvent):
+    """A group message or member event for ``port`` (a port that joined a group).
+
+    ``src`` = the member's socket ``(port, node)``; ``member`` = its ``(type,
+    instance)`` (recvmsg's second address). ``evt`` 0 = data; 1 = the member joined,
+    2 = it left: the kernel delivers those as empty messages with MSG_OOB (and MSG_EOR
+    for a leave)."""
+
+    __slots__ = ("port", "data", "src", "member", "evt")
+
+    def __init__(self, port: int, data: bytes, src: tuple[int, int],
+                 member: tuple[int, int], evt: int = 0) -> None:
+        self.port = port
+        self.data = data
+        self.src = src
+        self.member = member
+        self.evt = evt
+
+
+SockEvent = Deliver | Connected | Accepted | ConnError | Wakeup | GroupData
 
 
 # ---------------------------------------------------------------- port
@@ -280,7 +318,7 @@ class _Port:
         "publs", "pub_count", "peer_port", "peer_node", "conn_name", "default_dest",
         "rcvq", "rcv_used", "rcv_unacked", "rcv_win", "snd_win", "snt_unacked", "block",
         "txq", "want_wakeup", "link_cong", "syn_clone", "conn_deadline", "retry_at",
-        "closing", "fin_err", "drops", "role", "shut",
+        "closing", "fin_err", "drops", "role", "shut", "grp", "grp_blocked",
     )  # fmt: skip
 
     def __init__(self, port: int, sotype: int) -> None:
@@ -318,6 +356,8 @@ class _Port:
         self.drops = 0
         self.role = ""  # "", "topsrv" (listening server port) or "topsrv-conn"
         self.shut = False
+        self.grp: Group | None = None  # TIPC_GROUP_JOIN (kernel tsk->group)
+        self.grp_blocked = False  # a group send waits for a GroupWakeup
 
     def blocks(self, nbytes: int) -> int:
         """kernel tsk_inc(): flow-control units for a message of nbytes (hdr + data)."""
@@ -350,8 +390,9 @@ def _reverse(msg: Msg, err: int, own: int) -> Msg | None:
 # ---------------------------------------------------------------- the layer
 class SocketLayer:
     """All ports of one node, on top of the node's :class:`NodeServices` (built by
-    ``tipcpy.core.assembly.build_node``); registers itself for data users 0-3 and
-    CONN_MANAGER, as a listener for NodeDown / LinkWakeup, and for the node's timer."""
+    ``tipcpy.core.assembly.build_node``); registers itself for data users 0-3,
+    CONN_MANAGER and GROUP_PROTOCOL, as a name-table observer (groups), as a listener
+    for NodeDown / LinkWakeup, and for the node's timer."""
 
     fast_local = True
     """RDM/DGRAM to a port of this node skip building the TIPC message when nothing
@@ -375,12 +416,18 @@ class SocketLayer:
         self.counters: dict[str, int] = {
             "rx": 0, "tx": 0, "rejected": 0, "dropped": 0, "rerouted": 0,
             "overload": 0, "no_port": 0, "link_cong": 0, "unreachable": 0, "errors": 0,
+            "grp_join_refused": 0, "grp_not_joined": 0, "grp_no_group": 0,
+            "grp_not_member": 0,
         }  # fmt: skip
+        self._grp_types: dict[int, set[int]] = {}  # group type -> member ports here
+        self._gdirty: set[int] = set()  # ports whose Group has output or events
+        self._grp_own = stack.own_addr  # the node address the groups were told
         self.swallowed: dict[str, int] = {}
         """Exceptions _stack_rcv caught, by kind: each is a bug (the simulator tests
         assert this stays empty); counted so that one bad message cannot stop the node."""
         self.last_error: Exception | None = None
-        stack.register_user((0, 1, 2, 3, _CONN_MANAGER), self._stack_rcv)
+        stack.register_user((0, 1, 2, 3, _CONN_MANAGER, _GROUP_PROTOCOL), self._stack_rcv)
+        self.table.add_observer(self._name_obs)
         stack.add_listener(self._stack_event)
         stack.add_timer(self)
         # the topology server core is the node's (it ticks it and keeps its address);
@@ -405,6 +452,8 @@ class SocketLayer:
         the window too), for at most the connect timeout."""
         p = self._port(port)
         self._now = now
+        if p.grp is not None:
+            self._leave(p, now)
         for pub in p.publs:
             self.stack.withdraw(pub, now)
         p.publs.clear()
@@ -423,11 +472,27 @@ class SocketLayer:
         self._remove(p)
         self._run(now)
 
+    def withdraw_some(self, port: int, limit: int, now: float) -> int:
+        """Withdraw up to ``limit`` of the port's bindings (the oldest first) and
+        return how many remain: lets the runtime spread the withdrawals of a port with
+        tens of thousands of bindings over several loop turns before close()."""
+        p = self._port(port)
+        self._now = now
+        publs = p.publs
+        chunk = publs[:limit]            # in bind order, as close() withdraws them
+        del publs[:limit]
+        for pub in chunk:
+            self.stack.withdraw(pub, now)
+        self._run(now)
+        return len(publs)
+
     def bind(self, port: int, addr: tuple[Any, ...] | None, now: float) -> None:
         """bind(): publish a service range; negative scope = unbind that range; None or
         ``()`` = unbind everything (alen 0)."""
         p = self._port(port)
         self._now = now
+        if p.grp is not None:
+            raise OSError(errno.EACCES, "a group member cannot bind (kernel tipc_bind)")
         if not addr:
             self._withdraw(p, None, now)
             return
@@ -462,6 +527,8 @@ class SocketLayer:
         RDM/DGRAM only remember a default destination (None = forget it)."""
         p = self._port(port)
         self._now = now
+        if p.grp is not None:
+            raise OSError(errno.EINVAL, "a group member cannot connect")
         if not p.conn:
             if not addr:
                 p.default_dest = None
@@ -497,6 +564,8 @@ class SocketLayer:
         p = self._port(port)
         self._now = now
         data = bytes(data)
+        if p.grp is not None:
+            return self._send_group(p, addr, data, now)
         if p.conn:
             st = p.state
             if st == State.OPEN:
@@ -543,7 +612,7 @@ class SocketLayer:
         sent = 0
         try:
             p = self._port(port)
-            if p.conn:
+            if p.conn or p.grp is not None:
                 for data in datas:
                     if not self.sendto(port, addr, data, now):
                         break
@@ -590,7 +659,7 @@ class SocketLayer:
             # case (an existing connectionless port, data that fits its rcvbuf); anything
             # else (no such port, OVERLOAD, a connection port) goes the slow way below.
             dp = self._ports.get(dport)
-            if dp is not None and not dp.conn and not dp.role:
+            if dp is not None and not dp.conn and not dp.role and dp.grp is None:
                 n = len(data)
                 counters = self.counters
                 if not n or dp.rcv_used + n < dp.rcvbuf << p.imp:
@@ -666,12 +735,16 @@ class SocketLayer:
                 p.rcv_used -= e[0]
                 done += e[1]
                 q.popleft()
+                if len(e) > 2:
+                    self._grp_consumed(p, e, now)
         else:
             for _ in range(min(int(messages), len(q))):
                 e = q.popleft()
                 p.rcv_used -= e[0]
                 n -= e[0]
                 done += e[1]
+                if len(e) > 2:
+                    self._grp_consumed(p, e, now)
             if n > 0 and q:
                 k = min(n, q[0][0])
                 q[0][0] -= k
@@ -705,9 +778,23 @@ class SocketLayer:
             self._disconnect(p)
         self._run(now)
 
-    def setsockopt(self, port: int, opt: int, value: int) -> None:
-        """SOL_TIPC options (and SO_RCVBUF), kernel errnos."""
+    def setsockopt(self, port: int, opt: int, value: int | bytes) -> None:
+        """SOL_TIPC options (and SO_RCVBUF), kernel errnos. TIPC_GROUP_JOIN takes the
+        16-byte ``struct tipc_group_req`` (host order) as ``value``."""
         p = self._port(port)
+        if opt == TIPC_GROUP_JOIN:
+            if not isinstance(value, bytes | bytearray | memoryview):
+                self.counters["grp_join_refused"] += 1
+                raise OSError(errno.EINVAL, "TIPC_GROUP_JOIN needs a struct tipc_group_req")
+            self.join_group(port, bytes(value), self._now)
+            return
+        if opt == TIPC_GROUP_LEAVE:
+            self.leave_group(port, self._now)
+            return
+        if isinstance(value, bytes | bytearray | memoryview):
+            if len(value) < 4:
+                raise OSError(errno.EINVAL, "option value must be at least 4 bytes")
+            value = int.from_bytes(bytes(value[:4]), sys.byteorder)
         value = int(value)
         if opt == TIPC_IMPORTANCE:
             if not 0 <= value <= 3:
@@ -725,8 +812,6 @@ class SocketLayer:
             pass  # we always replicast and never use Nagle
         elif opt == SO_RCVBUF:
             p.rcvbuf = min(max(value, RCVBUF_MIN), RCVBUF_MAX)
-        elif opt in (TIPC_GROUP_JOIN, TIPC_GROUP_LEAVE):
-            raise OSError(errno.ENOPROTOOPT, "group communication is not supported")
         else:
             raise OSError(errno.EINVAL, f"unknown socket option {opt}")
 
@@ -747,7 +832,7 @@ class SocketLayer:
         if opt == TIPC_SOCK_RECVQ_USED:
             return p.rcv_used
         if opt == TIPC_GROUP_JOIN:
-            return 0
+            return p.grp.type if p.grp is not None else 0
         if opt == SO_RCVBUF:
             return p.rcvbuf
         raise OSError(errno.EINVAL, f"unknown socket option {opt}")
@@ -779,18 +864,258 @@ class SocketLayer:
                 "port": port, "type": p.sotype, "state": p.state, "connected": con,
                 "bound": [{"type": b.type, "lower": b.lower, "upper": b.upper,
                            "scope": b.scope} for b in p.publs],
+                "group": self.group_info(port) if p.grp is not None else None,
             })
         return out
 
+    # ============================================================ groups
+    def join_group(self, port: int, req: bytes | GroupReq, now: float) -> None:
+        """setsockopt(TIPC_GROUP_JOIN) = kernel tipc_sk_join(): checks, the group's
+        binding {type, instance, instance}, JOIN to every member already bound."""
+        self._now = now
+        try:
+            p = self._port(port)
+            r = req if isinstance(req, GroupReq) else GroupReq.unpack(req)
+            if p.conn:
+                raise OSError(errno.EINVAL, "groups need a SOCK_RDM or SOCK_DGRAM socket")
+            if p.grp is not None:
+                raise OSError(errno.EACCES, "the socket is already in a group")
+            g = Group(self.stack.own_addr, port, r, p.imp)  # EACCES type < 64, EINVAL scope
+            self._publish(p, r.type, r.instance, r.instance, g.scope, now)
+        except OSError:
+            self.counters["grp_join_refused"] += 1
+            raise
+        if self._grp_own != self.stack.own_addr:
+            self._grp_readdress(self.stack.own_addr)
+        p.grp = g
+        p.flags |= _D_BIT
+        # the table now holds our own binding too: build_group after publish (join()
+        # skips ourselves unless TIPC_GROUP_LOOPBACK)
+        snap = self.table.subscription_snapshot(r.type, 0, _U32, True)
+        self._grp_types.setdefault(r.type, set()).add(port)
+        p.rcvbuf = g.join(snap, now)
+        self._gdirty.add(port)
+        self._run(now)
+
+    def leave_group(self, port: int, now: float) -> None:
+        """setsockopt(TIPC_GROUP_LEAVE) = kernel tipc_sk_leave(): LEAVE to every member,
+        then the group's binding is withdrawn. EINVAL when not in a group."""
+        self._now = now
+        p = self._port(port)
+        if p.grp is None:
+            self.counters["grp_not_joined"] += 1
+            raise OSError(errno.EINVAL, "the socket is not in a group")
+        self._leave(p, now)
+        self._run(now)
+
+    def group_info(self, port: int) -> dict[str, Any]:
+        """The port's group for ``tipc socket list`` and tests: type, instance, scope,
+        flags and the members with their kernel state names."""
+        g = self._port(port).grp
+        if g is None:
+            raise OSError(errno.EINVAL, "the socket is not in a group")
+        return {
+            "type": g.type, "instance": g.instance, "scope": g.scope,
+            "loopback": g.loopback, "events": g.events,
+            "members": [{"node": m.node, "port": m.port, "instance": m.instance,
+                         "state": m.state.name.lower()} for m in g.member_list()],
+            "counters": dict(g.counters),
+        }
+
+    def _leave(self, p: _Port, now: float) -> None:
+        g = p.grp
+        assert g is not None
+        g.leave(now)
+        self._grp_flush(p, now)  # the LEAVEs, before the withdrawal
+        p.grp = None
+        p.grp_blocked = False
+        ports = self._grp_types.get(g.type)
+        if ports is not None:
+            ports.discard(p.port)
+            if not ports:
+                del self._grp_types[g.type]
+        self._gdirty.discard(p.port)
+        for i, pub in enumerate(p.publs):
+            if pub.type == g.type and pub.lower == g.instance and pub.upper == g.instance \
+                    and pub.scope == g.scope:
+                del p.publs[i]
+                self.stack.withdraw(pub, now)
+                break
+
+    def _send_group(self, p: _Port, addr: tuple[Any, ...] | None, data: bytes,
+                    now: float) -> bool:
+        """kernel __tipc_sendmsg() for a group member: no address = broadcast,
+        service address = anycast, socket address = unicast, range = multicast.
+        False = the destination's window (or a link) is full: retry after Wakeup."""
+        g = p.grp
+        assert g is not None
+        if p.txq:
+            p.want_wakeup = True
+            return False
+        if not addr:
+            ok = g.send_bcast(data, now, p.imp)
+        else:
+            atype, a, b, c = self._check_addr(addr)
+            if atype == TIPC_ADDR_ID:
+                ok = g.send_unicast(b or self.stack.own_addr, a, data, now, p.imp)
+            elif a != g.type:
+                raise OSError(errno.EHOSTUNREACH, f"type {a} is not this group's ({g.type})")
+            elif atype == TIPC_ADDR_NAME:
+                ok = g.send_anycast(b, data, now, p.imp)
+            else:
+                ok = g.send_mcast(b, c, data, now, p.imp)
+        if not ok:
+            p.grp_blocked = True
+            self._gdirty.add(p.port)  # an ADV may have been sent
+            self._run(now)
+            return False
+        self._grp_flush(p, now)
+        self._run(now)
+        return True
+
+    def _grp_flush(self, p: _Port, now: float) -> None:
+        """Carry out what the port's Group decided: messages to their nodes (data in
+        the port's queue, behind a congested link if need be; GROUP_PROTOCOL directly,
+        unless data waits: it must not overtake it), events to the application."""
+        g = p.grp
+        if g is None:
+            return
+        self._gdirty.discard(p.port)
+        push = False
+        for node, msg in g.take_outgoing():
+            if self._local(node):
+                self._lq.append(msg)
+                self.counters["tx"] += 1
+            elif msg.user == _GROUP_PROTOCOL and not p.txq:
+                self._xmit_sys(node, msg, p.port, now)
+            else:
+                p.txq.append((node, msg, 0))
+                push = True
+        if push:
+            self._push(p, now)
+        evs = self._events
+        for ev in g.take_events():
+            if isinstance(ev, GroupDeliver):
+                m = ev.msg
+                w = m.w
+                data = m.data
+                n = len(data)
+                hs = 4 * len(w)
+                p.rcvq.append([n, 1, w[6], w[4], hs + n])
+                p.rcv_used += n
+                evs.append(GroupData(p.port, data, (w[4], w[6]), (w[8], ev.instance), 0))
+            elif isinstance(ev, MemberEvent):
+                if ev.deliver:
+                    p.rcvq.append([0, 0])
+                    evs.append(GroupData(p.port, b"", (ev.port, ev.node),
+                                         (ev.type, ev.instance), 1 if ev.up else 2))
+            elif isinstance(ev, GroupWakeup):
+                if p.grp_blocked:
+                    p.grp_blocked = False
+                    if p.txq:
+                        p.want_wakeup = True
+                    else:
+                        evs.append(Wakeup(p.port))
+
+    def _grp_readdress(self, own: int) -> None:
+        """The node got its address after sockets joined (kernel: tipc_net_finalize
+        re-addresses everything): members known by the old address (or 0, local ones)
+        are the same sockets under the new one."""
+        old, self._grp_own = self._grp_own, own
+        for ports in self._grp_types.values():
+            for port in ports:
+                p = self._ports.get(port)
+                if p is None or p.grp is None:
+                    continue
+                g = p.grp
+                g.own_node = own
+                for key in [k for k in g.members if k[0] in (0, old)]:
+                    m = g.members.pop(key)
+                    m.node = own
+                    g.members[(own, m.port)] = m
+
+    def _grp_consumed(self, p: _Port, e: list[int], now: float) -> None:
+        """The application read a group message: reopen that member's window."""
+        if p.grp is not None:
+            p.grp.consumed(e[2], e[3], e[4], now)
+            self._gdirty.add(p.port)
+
+    def _grp_flush_all(self, now: float) -> None:
+        while self._gdirty:
+            port = self._gdirty.pop()
+            p = self._ports.get(port)
+            if p is not None:
+                self._grp_flush(p, now)
+
+    def _name_obs(self, publ: Publication, published: bool, edge: bool) -> None:
+        """Name table observer: the kernel's internal topology subscription of every
+        group (TIPC_SUB_PORTS on the group's type). Output is carried out later
+        (_run/tick): this runs inside the name table's own update."""
+        ports = self._grp_types.get(publ.type)
+        if not ports:
+            return
+        own = self.stack.own_addr
+        up = publ.node in (0, own) or self.stack.node_is_up(publ.node)
+        for port in list(ports):
+            p = self._ports.get(port)
+            if p is None or p.grp is None:
+                continue
+            r = p.grp.name_event(publ, published, up, self._now)
+            if r is not None:
+                p.rcvbuf = r
+                self._gdirty.add(port)
+
+    def _grp_rcv(self, msg: Msg, now: float) -> None:
+        """Group data (user 0-3, mtype 4-7). GRP_BCAST/GRP_MCAST are for every local
+        port bound to the group's type with the message's lookup scope (kernel
+        tipc_sk_mcast_rcv); GRP_UCAST (and a forged GRP_MEMBER_EVT) to destport."""
+        w = msg.w
+        mtype = w[1] >> 29
+        if mtype in (_GRP_BCAST, _GRP_MCAST):
+            if len(w) < 11:
+                self.counters["dropped"] += 1
+                return
+            scope = (w[1] >> 19) & 3
+            onode, oport = w[6], w[4]
+            own = self.stack.own_addr
+            cls = type(msg)
+            for port in self.table.lookup_mcast_local(w[8], 0, _U32, scope):
+                p = self._ports.get(port)
+                if p is None or p.grp is None or p.grp.type != w[8]:
+                    self.counters["grp_no_group"] += 1
+                    continue
+                if port == oport and onode in (0, own) and not p.grp.loopback:
+                    continue  # our own broadcast's local copy
+                c = list(w)
+                c[5] = port
+                p.grp.filter_msg(cls(c, msg.data), now)  # type: ignore[arg-type]
+                self._gdirty.add(port)
+            return
+        p = self._ports.get(w[5])
+        if p is None or p.grp is None:
+            self.counters["grp_no_group"] += 1
+            self.counters["dropped"] += 1
+            return
+        if not isinstance(msg, DataMsg) or len(w) < 11:
+            self.counters["dropped"] += 1
+            return
+        p.grp.filter_msg(msg, now)
+        self._gdirty.add(p.port)
+
     def take_events(self) -> list[SockEvent]:
-        """Events in order; also flushes the topology server's pending output."""
-        self._run(self._now)
+        """Events in order; also flushes the topology server's pending output. Group
+        output waits for the next call or tick (next_deadline says "now"): messages
+        sent from here could sit in the node until its next pump."""
+        self._run(self._now, groups=False)
         ev, self._events = self._events, []
         return ev
 
     def tick(self, now: float) -> None:
-        """Connect timeouts, SYN retries, lingering closes, topology timeouts."""
+        """Connect timeouts, SYN retries, lingering closes, topology timeouts, and the
+        group work that name-table changes caused."""
         self._now = now
+        if self._gdirty:
+            self._run(now)
         timers = self._timers
         while timers and timers[0][0] <= now:
             d, _, port = heapq.heappop(timers)
@@ -809,6 +1134,8 @@ class SocketLayer:
         self._run(now)
 
     def next_deadline(self) -> float | None:
+        if self._gdirty:
+            return self._now
         timers = self._timers
         while timers:
             d, _, port = timers[0]
@@ -1126,6 +1453,8 @@ class SocketLayer:
 
     def _stack_event(self, ev: object, now: float) -> None:
         self._now = now
+        if self._grp_types and self.stack.own_addr != self._grp_own:
+            self._grp_readdress(self.stack.own_addr)
         if isinstance(ev, NodeDown):
             self._node_down(ev.addr, now)
         elif isinstance(ev, LinkWakeup):
@@ -1137,23 +1466,29 @@ class SocketLayer:
                     self._push(p, now)
         self._run(now)
 
-    def _run(self, now: float) -> None:
-        """Deliver node-local messages (kernel loopback) and the topology server's
-        output until both are quiet. Re-entry safe: nested calls return at once."""
+    def _run(self, now: float, groups: bool = True) -> None:
+        """Deliver node-local messages (kernel loopback), the topology server's and the
+        groups' output until all are quiet. Re-entry safe: nested calls return at once."""
         if self._running:
             return
         lq = self._lq
         # quiet (the usual case, once per call into the layer): nothing to loop over.
         # TopSrv.take_outgoing() just swaps its ``_out`` list, so peeking is the same.
-        if not lq and not self.topsrv._out:
+        if not lq and not self.topsrv._out and not (groups and self._gdirty):
             return
         self._running = True
         try:
             while True:
                 while lq:
                     self._dispatch(lq.popleft(), now)
+                if groups and self._gdirty:
+                    self._grp_flush_all(now)
+                    if lq:
+                        continue
                 out = self.topsrv.take_outgoing()
                 if not out:
+                    if lq or (groups and self._gdirty):
+                        continue
                     break
                 for conn_id, data in out:
                     srv = self._ports.get(cast(int, conn_id))
@@ -1167,10 +1502,23 @@ class SocketLayer:
         w = msg.w
         self.counters["rx"] += 1
         user = (w[0] >> 25) & 0xF
-        if user <= 3 and (w[1] >> 29) == _MCAST:
-            self._mcast_rcv(msg, now)
-            return
+        if user <= 3:
+            mt = w[1] >> 29
+            if mt == _MCAST:
+                self._mcast_rcv(msg, now)
+                return
+            if mt >= _GRP_EVT:
+                self._grp_rcv(msg, now)
+                return
         p = self._ports.get(w[5])
+        if user == _GROUP_PROTOCOL:
+            if p is None or p.grp is None:
+                self.counters["grp_no_group"] += 1
+                self.counters["dropped"] += 1
+                return
+            p.grp.proto_rcv(msg, now)
+            self._gdirty.add(p.port)
+            return
         if p is None:
             self._no_port(msg, now)
             return
@@ -1237,6 +1585,10 @@ class SocketLayer:
         """kernel tipc_sk_filter_rcv(): connection filter, rcvbuf, deliver or reject."""
         w = msg.w
         mtype = w[1] >> 29
+        if p.grp is not None:  # kernel tipc_group_filter_msg: only group messages
+            self.counters["grp_not_member"] += 1  # dropped, as the kernel does
+            self.counters["dropped"] += 1
+            return
         if p.conn:
             act = self._filter_connect(p, msg, now)
             if act is None:

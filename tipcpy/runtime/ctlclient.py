@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ class ControlClient:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
         try:
-            s.connect(str(self.path))
+            self._connect(s)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
             s.close()
             raise DaemonNotRunning(self.path) from None
@@ -65,6 +66,24 @@ class ControlClient:
                                "or as a member of group 'tipc'") from None
         self._sock = s
         return self
+
+    def _connect(self, s: socket.socket) -> None:
+        """connect(), waiting while the daemon's listen backlog is full: a Unix socket
+        with a timeout answers EAGAIN then (it used to surface as `internal error:
+        BlockingIOError`); after ``timeout`` seconds it is a clear ControlError."""
+        deadline = time.monotonic() + self.timeout
+        pause = 0.002
+        while True:
+            try:
+                s.connect(str(self.path))
+                return
+            except BlockingIOError:
+                if time.monotonic() + pause > deadline:
+                    raise ControlError(errno.EAGAIN, f"tipcd is too busy to accept a control "
+                                       f"connection (backlog of {self.path} full for "
+                                       f"{self.timeout:g} s)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -99,7 +118,12 @@ class ControlClient:
 
     def call(self, op: str, args: dict[str, Any] | None = None) -> Any:
         """One request/answer; raises ControlError on ``ok: false``."""
-        self._send(op, args)
+        try:
+            self._send(op, args)
+        except (BrokenPipeError, ConnectionResetError):
+            # the daemon refused the connection (EMFILE, ENOBUFS...) and closed it before
+            # our request went out: its one answer line says why
+            pass
         ans = self._readline()
         if not ans.get("ok"):
             raise ControlError(int(ans.get("errno") or errno.EIO), str(ans.get("error")))
@@ -123,8 +147,14 @@ class ControlClient:
 def call(op: str, args: dict[str, Any] | None = None,
          path: str | os.PathLike[str] | None = None, timeout: float = 10.0) -> Any:
     """Convenience one-shot request (what most CLI commands use)."""
-    with ControlClient(path, timeout=timeout) as c:
-        return c.call(op, args)
+    try:
+        with ControlClient(path, timeout=timeout) as c:
+            return c.call(op, args)
+    except ControlError:
+        raise
+    except OSError as e:       # the daemon dropped us (refused, stopping): say so, no trace
+        raise ControlError(e.errno or errno.EIO, f"control connection to tipcd failed: "
+                           f"{e.strerror or e}") from None
 
 
 def cli_call(op: str, args: dict[str, Any] | None = None) -> Any:

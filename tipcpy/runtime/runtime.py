@@ -9,8 +9,13 @@
 
 Bearers hand over every datagram available per wakeup as one batch, so transmits are
 flushed once per batch. The timer is one ``loop.call_at`` handle, re-armed only when the
-deadline changes. Any exception from the Stack while handling *received* bytes is counted
-and logged, never propagated: bad input must not take the node down.
+deadline changes.
+
+Containment (guard.py): every callback the runtime runs -- a bearer's batch, the timer,
+the after-pump hooks, event listeners -- handles its input inside a guard that counts an
+unexpected exception by site and type, logs it once, and carries on; the timer is
+re-armed in a ``finally``, so no input can stop the node's timers. Every callback is timed
+(``Guard.callback_max``) and a probe measures how late the loop runs timers (loop lag).
 
 It knows nothing of config files, control ops or the process around it (daemon.py).
 """
@@ -18,10 +23,12 @@ It knows nothing of config files, control ops or the process around it (daemon.p
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import errno
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +40,20 @@ from tipcpy.core.discover import DuplicateAddress, TrialFailed
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeUp
 from tipcpy.core.stack import AddressCommitted, Stack
 
+from .budget import Budget
 from .control import ControlError
+from .guard import Guard, clock
 
 log = logging.getLogger("tipcpy.daemon")
 
 MAX_BEARERS = 3
+STREAM_EVENTS_BUDGET = 100_000
+"""Events queued, unread, for all event streams together (~300 bytes each)."""
+TURN_BUDGET = 0.004
+"""Seconds of received datagrams handled per loop turn; the rest waits one turn."""
+RX_BACKLOG_MAX = 8192
+"""Datagrams held for later turns per bearer; beyond it they are dropped and counted,
+as a full socket buffer would drop them (the links retransmit)."""
 
 
 @dataclass
@@ -50,6 +66,9 @@ class RuntimeCounters:
     rx_errors: int = 0          # exceptions raised by stack.receive for a received packet
     tx_packets: int = 0
     tx_no_bearer: int = 0
+    tx_errors: int = 0          # transmits a bearer refused with an exception
+    rx_deferred_turns: int = 0  # loop turns that went on with datagrams of an earlier one
+    rx_dropped_backlog: int = 0  # datagrams dropped: RX_BACKLOG_MAX held already
     timer_fires: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -70,6 +89,13 @@ class Runtime:
         self._listeners: list[Callable[[Any], None]] = []
         self._native: dict[int, tuple[Any, Any]] = {}    # id(media addr) -> (it, native)
         self._closed = False
+        self.guard = Guard(self.loop)
+        self.guard.start()
+        # what `tipc node get stats` shows beside the runtime's own counters
+        self.stats_sources: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.stream_budget = Budget("event streams", STREAM_EVENTS_BUDGET)
+        # datagrams read but left for the next loop turn, per bearer (in order)
+        self._rxq: dict[int, collections.deque[tuple[bytes, Any]]] = {}
         # called at the end of every pump(): the client server drains SocketLayer events
         self.after_pump: list[Callable[[], None]] = []
 
@@ -129,6 +155,15 @@ class Runtime:
 
     # -- the loop body ------------------------------------------------------------------
     def receive_batch(self, bid: int, batch: list[tuple[bytes, Any]]) -> None:
+        t0 = clock()
+        try:
+            self._receive_batch(bid, batch)
+        except Exception as e:
+            self.guard.failed("bearer read", e)
+        finally:
+            self.guard.timed("bearer read", t0)
+
+    def _receive_batch(self, bid: int, batch: list[tuple[bytes, Any]]) -> None:
         if self._closed:
             return
         if bid not in self.bearers:
@@ -137,22 +172,63 @@ class Runtime:
         counters = self.counters
         counters.rx_batches += 1
         counters.rx_packets += len(batch)
+        q = self._rxq.get(bid)
+        if q is not None:
+            # a backlog from an earlier turn goes first: datagrams stay in order
+            room = RX_BACKLOG_MAX - len(q)
+            if room < len(batch):
+                counters.rx_dropped_backlog += len(batch) - max(room, 0)
+                batch = batch[:max(room, 0)]
+            q.extend(batch)
+            return
+        q = collections.deque(batch)
+        if self._receive_some(bid, q):
+            self._rxq[bid] = q
+            self.loop.call_soon(self._drain_rx, bid)
+
+    def _receive_some(self, bid: int, q: collections.deque[tuple[bytes, Any]]) -> bool:
+        """Hand datagrams from ``q`` to the Stack for at most TURN_BUDGET seconds (a
+        bearer reads up to 512 per wakeup, ~100 us each when they carry work); True if
+        some are left in ``q`` for the next loop turn."""
+        counters = self.counters
         now = self.now()                 # one clock read per batch
         receive = self.stack.receive
-        for data, _src in batch:
+        t_end = time.perf_counter() + TURN_BUDGET
+        n = 0
+        take = q.popleft
+        while q:
+            data = take()[0]
             try:
                 receive(bid, data, now)
-            except Exception:
+            except Exception as e:
                 # The codec raises DecodeError and the Stack should count it itself; this
                 # is the last line of defence so a bug on the receive path drops one
                 # packet instead of the daemon.
                 counters.rx_errors += 1
-                if counters.rx_errors <= 10:
-                    log.exception("stack.receive failed on %d bytes from bearer %d",
-                                  len(data), bid)
+                self.guard.failed("stack.receive", e)
+            n += 1
+            if not n & 7 and time.perf_counter() > t_end:
+                break
         self.pump()
+        return bool(q)
+
+    def _drain_rx(self, bid: int) -> None:
+        t0 = clock()
+        try:
+            q = self._rxq.pop(bid, None)
+            if q is None or self._closed or bid not in self.bearers:
+                return
+            self.counters.rx_deferred_turns += 1
+            if self._receive_some(bid, q):
+                self._rxq[bid] = q
+                self.loop.call_soon(self._drain_rx, bid)
+        except Exception as e:
+            self.guard.failed("bearer read", e)
+        finally:
+            self.guard.timed("bearer read", t0)
 
     def _on_timer(self) -> None:
+        t0 = clock()
         self._timer = None
         self._timer_at = None
         if self._closed:
@@ -160,43 +236,65 @@ class Runtime:
         self.counters.timer_fires += 1
         try:
             self.stack.tick(self.now())
-        except Exception:
-            log.exception("stack.tick failed")
-        self.pump()
+            self.pump()
+        except Exception as e:
+            self.guard.failed("timer", e)
+        finally:
+            # whatever happened above, the node's timers go on
+            try:
+                self._rearm()
+            except Exception as e:
+                self.guard.failed("timer re-arm", e)
+                if self._timer is None and not self._closed:
+                    self._timer = self.loop.call_later(0.1, self._on_timer)
+            self.guard.timed("timer", t0)
 
     def pump(self) -> None:
         """Flush transmits, dispatch events, re-arm the timer. Call after touching the Stack."""
-        stack = self.stack
-        tx = stack.take_transmits()
-        if tx:
-            bearers = self.bearers
-            native = self._native
-            sent = 0
-            for bid, maddr, data in tx:
-                bearer = bearers.get(bid)
-                if bearer is None:
-                    self.counters.tx_no_bearer += 1
-                    continue
-                sent += 1
-                if maddr is None:
-                    bearer.send(None, data)
-                    continue
-                # the Stack hands the same media address object for a peer again and
-                # again: convert it once (kept alive by the cache, so its id is stable)
-                ent = native.get(id(maddr))
-                if ent is None or ent[0] is not maddr:
-                    if len(native) > 256:
-                        native.clear()
-                    ent = native[id(maddr)] = (maddr, from_media_addr(maddr))
-                bearer.send(ent[1], data)
-            self.counters.tx_packets += sent
-        events = stack.take_events()
-        if events:
-            for ev in events:
-                self._on_event(ev)
-        for fn in self.after_pump:
-            fn()
-        self._rearm()
+        try:
+            stack = self.stack
+            tx = stack.take_transmits()
+            if tx:
+                bearers = self.bearers
+                native = self._native
+                sent = 0
+                for bid, maddr, data in tx:
+                    bearer = bearers.get(bid)
+                    if bearer is None:
+                        self.counters.tx_no_bearer += 1
+                        continue
+                    sent += 1
+                    try:
+                        if maddr is None:
+                            bearer.send(None, data)
+                            continue
+                        # the Stack hands the same media address object for a peer again
+                        # and again: convert it once (kept alive by the cache, so its id is
+                        # stable)
+                        ent = native.get(id(maddr))
+                        if ent is None or ent[0] is not maddr:
+                            if len(native) > 256:
+                                native.clear()
+                            ent = native[id(maddr)] = (maddr, from_media_addr(maddr))
+                        bearer.send(ent[1], data)
+                    except Exception as e:     # a media address we cannot use, a bearer bug
+                        self.counters.tx_errors += 1
+                        self.guard.failed("bearer send", e)
+                self.counters.tx_packets += sent
+            events = stack.take_events()
+            if events:
+                for ev in events:
+                    try:
+                        self._on_event(ev)
+                    except Exception as e:
+                        self.guard.failed("event", e)
+            for fn in self.after_pump:
+                try:
+                    fn()
+                except Exception as e:
+                    self.guard.failed("after pump", e)
+        finally:
+            self._rearm()   # never leave the node without its timer
 
     def _rearm(self) -> None:
         if self._closed:
@@ -243,16 +341,15 @@ class Runtime:
         for fn in list(self._listeners):
             try:
                 fn(ev)
-            except Exception:
-                log.exception("event listener failed")
+            except Exception as e:
+                self.guard.failed("event listener", e)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Stream of Stack events as dicts (for a future ``events`` control op)."""
-        q: asyncio.Queue[Any] = asyncio.Queue(maxsize=10000)
+        q = self.stream_budget.queue()
 
         def put(ev: Any) -> None:
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(ev)
+            q.put(ev)
 
         self.add_listener(put)
         try:
@@ -266,6 +363,7 @@ class Runtime:
                 yield d
         finally:
             self.remove_listener(put)
+            q.close()
 
     # -- shutdown -----------------------------------------------------------------------
     def close(self) -> None:
@@ -276,6 +374,7 @@ class Runtime:
             except Exception:
                 log.exception("disabling %s failed", name)
         self._closed = True
+        self.guard.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tipcpy.bearer.media import COMMON_KEYS, MEDIA, bearer_name_of
+
 
 class WordError(ValueError):
     """A usage error: the message is what iproute2 would print (e.g. ``error, missing value``)."""
 
 
-MEDIA = ("udp", "eth", "ib")
-UDP_KEYS = ("name", "localip", "localport", "remoteip", "remoteport", "device")
-L2_KEYS = ("device",)
 INT_KEYS = ("priority", "tolerance", "window", "mtu", "localport", "remoteport", "domain")
-COMMON_KEYS = ("domain", "priority", "tolerance", "window", "mtu")
 
 
 def pairs(words: Sequence[str], allowed: Sequence[str]) -> dict[str, Any]:
@@ -60,21 +58,17 @@ def parse_media(words: Sequence[str], extra_keys: Sequence[str] = COMMON_KEYS,
     if mi + 1 >= len(words):
         raise WordError("error, missing media")
     media = words[mi + 1]
-    if media not in MEDIA:
+    m = MEDIA.get(media)
+    if m is None:
         raise WordError(f"error, invalid media type \"{media}\"")
-    rest = words[mi + 2:]
-    if media == "udp":
-        args = pairs(rest, UDP_KEYS + tuple(extra_keys))
-        if "name" not in args:
-            raise WordError("error, missing bearer name")
-        if need_local and "localip" not in args and "device" not in args:
-            raise WordError("error, udp bearer localip/device missing")
-        args["bearer"] = f"udp:{args['name']}"
-    else:
-        args = pairs(rest, L2_KEYS + tuple(extra_keys))
-        if "device" not in args:
-            raise WordError("error, missing device")
-        args["bearer"] = f"{media}:{args['device']}"
+    args = pairs(words[mi + 2:], m.keys + tuple(extra_keys))
+    name = bearer_name_of(media, args)
+    if name is None:
+        raise WordError("error, missing bearer name" if m.name_key == "name"
+                        else "error, missing device")
+    if need_local and m.name_key == "name" and "localip" not in args and "device" not in args:
+        raise WordError(f"error, {media} bearer localip/device missing")
+    args["bearer"] = name
     args.update(opts)
     args["media"] = media
     return args

@@ -12,7 +12,8 @@ from typing import Any
 
 from tipcpy.bearer.base import Bearer, BearerError
 from tipcpy.bearer.eth import EthBearer
-from tipcpy.bearer.udp import UdpBearer
+from tipcpy.bearer.media import MEDIA
+from tipcpy.bearer.udp import UDP_PORT_DEFAULT, UdpBearer
 
 from ..control import ControlError
 from .context import MEDIA_DEFAULTS, OpsContext
@@ -31,7 +32,6 @@ from .validate import (
 log = logging.getLogger("tipcpy.daemon")
 
 SIOCGIFADDR = 0x8915
-UDP_PORT_DEFAULT = 6118
 
 
 def device_ipv4(dev: str) -> str:
@@ -71,8 +71,8 @@ def _make_bearer(ctx: OpsContext, args: dict[str, Any], mtu: int | None) -> Bear
     if media == "eth":
         return EthBearer(args.get("device") or str(args.get("bearer", ""))[4:],
                          mtu=args.get("mtu"), loop=ctx.loop)
-    if media == "ib":
-        raise bad("media ib is not supported by tipcpy", errno.EOPNOTSUPP)
+    if media in MEDIA and not MEDIA[media].supported:
+        raise bad(f"media {media} is not supported by tipcpy", errno.EOPNOTSUPP)
     raise bad(f"invalid media '{media}': expected udp or eth")
 
 
@@ -152,7 +152,8 @@ def bearer_set(ctx: OpsContext, args: dict[str, Any]) -> None:
     if bid is None:
         raise bad("Bearer not found")
     b = ctx.runtime.bearers[bid]
-    if "mtu" in prop_vals and b.media != "udp":
+    medium = MEDIA.get(b.media)
+    if "mtu" in prop_vals and (medium is None or not medium.mtu_settable):
         raise bad("MTU property is unsupported for this media type")
     try:
         ctx.stack.set_bearer_prop(name, ctx.runtime.now(), **prop_vals)

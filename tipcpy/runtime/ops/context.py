@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from tipcpy.addr import hash128to32, node_id_to_str
+from tipcpy.bearer.media import MEDIA, bearer_name_of
 from tipcpy.core.link import Link
 from tipcpy.core.node import LinkStateChanged
 from tipcpy.core.stack import Stack
@@ -21,9 +22,7 @@ from .validate import bad
 
 #: media defaults, as `tipc media get` shows them on Linux 6.1 (eth has no mtu property)
 MEDIA_DEFAULTS: dict[str, dict[str, int]] = {
-    "eth": {"priority": 10, "tolerance": 1500, "window": 50},
-    "udp": {"priority": 10, "tolerance": 1500, "window": 50, "mtu": 14000},
-}
+    name: m.defaults() for name, m in MEDIA.items() if m.supported}
 
 
 class OpsContext:
@@ -98,12 +97,10 @@ class OpsContext:
         """``bearer``, or ``media`` + ``name`` (udp) / ``device`` (eth, ib)."""
         if args.get("bearer"):
             return str(args["bearer"])
-        media = args.get("media")
-        if media == "udp" and args.get("name"):
-            return f"udp:{args['name']}"
-        if media in ("eth", "ib") and args.get("device"):
-            return f"{media}:{args['device']}"
-        raise bad("missing bearer name")
+        name = bearer_name_of(str(args.get("media")), args)
+        if name is None:
+            raise bad("missing bearer name")
+        return name
 
     def link_obj(self, name: str) -> tuple[Link, int, int]:
         """(link, peer addr, bearer id) of a unicast link by exact name."""
@@ -124,6 +121,6 @@ class OpsContext:
     def media_of(self, args: dict[str, Any]) -> dict[str, int]:
         m = args.get("media")
         if m not in self.media:
-            raise bad("Media not found" if m != "ib" else "media ib is not supported by "
-                      "tipcpy")
+            raise bad("Media not found" if m not in MEDIA else f"media {m} is not supported "
+                      "by tipcpy")
         return self.media[str(m)]

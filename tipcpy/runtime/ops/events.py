@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import struct
 import time
@@ -14,15 +13,42 @@ from tipcpy.core.topsrv import TopSrv
 from tipcpy.wire.consts import TIPC_SUB_PORTS, TIPC_WAIT_FOREVER
 
 from .context import OpsContext
-from .validate import U32, Schema, bad
+from .validate import U32, Bool, Schema, bad
 
-QUEUE_MAX = 100000
+_REC = struct.Struct("<?IIIII")       # published, type, lower, upper, port, node
 
 
 def daemon_stats(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
-    return {"runtime": ctx.runtime.counters.as_dict(),
-            "bearers": {b.name: b.counters.as_dict() for b in ctx.runtime.bearers.values()},
-            "stack": ctx.stack.stats()}
+    """Everything tipcd counts: loop lag and contained errors (``loop``), the runtime,
+    bearers, client and control servers, event-stream budget, and the Stack."""
+    rt = ctx.runtime
+    if args.get("reset"):
+        rt.guard.reset_max()
+    out: dict[str, Any] = {"loop": rt.guard.as_dict(), "runtime": rt.counters.as_dict(),
+                           "bearers": {b.name: b.counters.as_dict()
+                                       for b in rt.bearers.values()},
+                           "streams": rt.stream_budget.as_dict()}
+    for name, fn in rt.stats_sources.items():
+        out[name] = fn()
+    out["memory"] = memory_stats()
+    out["names"] = {"publications": len(ctx.stack.name_table)}
+    out["stack"] = ctx.stack.stats()
+    return out
+
+
+def memory_stats() -> dict[str, int]:
+    """The process's resident set (current and peak), from /proc (0 where absent)."""
+    res = {"rss_kb": 0, "rss_peak_kb": 0}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    res["rss_kb"] = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    res["rss_peak_kb"] = int(line.split()[1])
+    except OSError:
+        pass
+    return res
 
 
 def stack_events(ctx: OpsContext, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -75,59 +101,75 @@ def _event(ctx: OpsContext, published: bool | None, typ: int, lower: int, upper:
 
 
 async def _table_events(ctx: OpsContext, table: NameTable) -> AsyncIterator[dict[str, Any]]:
-    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_MAX)
-
-    def put(ev: dict[str, Any]) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            q.put_nowait(ev)
+    # existing bindings first: a snapshot of references, turned into events as the client
+    # reads them; what changes meanwhile queues behind it within the streams' budget
+    q = ctx.runtime.stream_budget.queue()
 
     def observer(p: Publication, published: bool, edge: bool) -> None:
-        put(_event(ctx, published, p.type, p.lower, p.upper, p.port, p.node))
+        # a packed record queued (bytes: nothing for the cyclic GC to traverse, ~70
+        # bytes); the event dict is built when the client reads it
+        q.put(_REC.pack(published, p.type, p.lower, p.upper, p.port, p.node))
 
-    for p in sorted(table, key=lambda p: p.id):
-        put(_event(ctx, True, p.type, p.lower, p.upper, p.port, p.node))
-    table.add_observer(observer)
     try:
-        while True:
-            yield await q.get()
+        snapshot = sorted(table, key=lambda p: p.id)
+        table.add_observer(observer)
+        try:
+            for p in snapshot:
+                yield _event(ctx, True, p.type, p.lower, p.upper, p.port, p.node)
+            del snapshot
+            while True:
+                yield _event(ctx, *_REC.unpack(await q.get()))
+        finally:
+            table.remove_observer(observer)
     finally:
-        table.remove_observer(observer)
+        q.close()
 
 
 async def _topsrv_events(ctx: OpsContext, table: NameTable, typ: int, lower: int,
                          upper: int) -> AsyncIterator[dict[str, Any]]:
-    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=QUEUE_MAX)
+    q = ctx.runtime.stream_budget.queue()
     srv = TopSrv(table, ctx.stack.own_addr)
     conn = object()
 
+    def records() -> list[tuple[int, ...]]:
+        return [struct.unpack_from("<5I", data, 0) for _conn, data in srv.take_outgoing()]
+
+    def event(r: tuple[int, ...]) -> dict[str, Any]:
+        ev, lo, up, port, node = r
+        pub = True if ev == 1 else False if ev == 2 else None
+        return _event(ctx, pub, typ, lo, up, port, node)
+
     def drain(*_: Any) -> None:
         for _conn, data in srv.take_outgoing():
-            ev, lo, up, port, node = struct.unpack_from("<5I", data, 0)
-            pub = True if ev == 1 else False if ev == 2 else None
-            with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(_event(ctx, pub, typ, lo, up, port, node))
+            q.put(data[:20])         # the event record, bytes as the TopSrv wrote it
 
-    srv.open(conn)
-    rec = struct.pack("<5I", typ, lower, upper, TIPC_WAIT_FOREVER, TIPC_SUB_PORTS)
-    rec += b"tipc-cli"
-    closed = srv.receive(conn, rec, ctx.runtime.now())
-    if closed is not None:
-        raise bad(closed.reason)
-    drain()
-    table.add_observer(drain)       # after the TopSrv's own observer: drain its output
     try:
-        while True:
-            yield await q.get()
+        srv.open(conn)
+        rec = struct.pack("<5I", typ, lower, upper, TIPC_WAIT_FOREVER, TIPC_SUB_PORTS)
+        rec += b"tipc-cli"
+        closed = srv.receive(conn, rec, ctx.runtime.now())
+        if closed is not None:
+            raise bad(closed.reason)
+        initial = records()     # existing bindings: outside the queue's budget (see above)
+        table.add_observer(drain)   # after the TopSrv's own observer: drain its output
+        try:
+            for r in initial:
+                yield event(r)
+            del initial
+            while True:
+                yield event(struct.unpack_from("<5I", await q.get(), 0))
+        finally:
+            table.remove_observer(drain)
+            srv.close(conn)
+            with contextlib.suppress(ValueError):
+                table.remove_observer(srv._on_table)
     finally:
-        table.remove_observer(drain)
-        srv.close(conn)
-        with contextlib.suppress(ValueError):
-            table.remove_observer(srv._on_table)
+        q.close()
 
 
 SCHEMAS: dict[str, Schema] = {
     "events": {"type": U32, "lower": U32, "upper": U32},
     "stack.events": {},
-    "daemon.stats": {},
+    "daemon.stats": {"reset": Bool()},
 }
 HANDLERS = {"events": events, "stack.events": stack_events, "daemon.stats": daemon_stats}

@@ -20,8 +20,18 @@ def socket_list(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
                     "connected": [int(con["node"]), int(con["port"])] if con else None,
                     "via": [int(name[0]), int(name[1])] if name else None,
                     "bound": [[int(b["type"]), int(b["lower"]), int(b["upper"])]
-                              for b in s["bound"]]})
+                              for b in s["bound"]],
+                    "group": _group(s.get("group"))})
     return out
+
+
+def _group(g: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A member socket's group (tipcpy; the kernel's netlink has no such attribute)."""
+    if not g:
+        return None
+    return {"type": int(g["type"]), "instance": int(g["instance"]),
+            "scope": "node" if int(g["scope"]) == 3 else "cluster",
+            "members": len(g["members"])}
 
 
 SCHEMAS: dict[str, Schema] = {"socket.list": {}}

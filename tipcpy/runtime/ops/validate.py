@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tipcpy.addr import addr_from_zcn, node_id_from_str
+from tipcpy.bearer.media import MEDIA_NAMES
 
 from ..control import ControlError
 
@@ -45,7 +46,6 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 MONITOR_THRESHOLD_MAX = 4095    # kernel TIPC_CLUSTER_SIZE
 BCAST_METHODS = ("BROADCAST", "REPLICAST", "AUTOSELECT")
-MEDIA_NAMES = ("udp", "eth", "ib")
 KEY_ALGS = ("gcm(aes)",)
 KEY_LENGTHS = (16 + 4, 24 + 4, 32 + 4)     # [KEY 16|24|32 octets][SALT 4 octets]
 

@@ -1,0 +1,1 @@
+"""Fault injection on real tipcd pairs linked through the impairment relay."""

@@ -1,0 +1,1 @@
+"""The soak (bench/soak.py) as a test."""

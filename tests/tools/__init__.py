@@ -1,0 +1,1 @@
+"""Test tools shared by the fault tests, the soak and the bench."""
