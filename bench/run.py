@@ -24,12 +24,13 @@ DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
 
 def _cases() -> dict[str, Callable[[Any], list[Row]]]:
-    from bench import core_cases, crypto_cases, daemon_cases, socket_cases
+    from bench import core_cases, crypto_cases, daemon_cases, embedded_cases, socket_cases
 
     return {
         "rdm_inter": lambda a: socket_cases.case_rdm(a, inter=True),
         "rdm_intra": lambda a: socket_cases.case_rdm(a, inter=False),
         "latency": socket_cases.case_latency,
+        "embedded": embedded_cases.case_embedded,
         "group": socket_cases.case_group,
         "lookup": core_cases.case_lookup,
         "bulk": core_cases.case_bulk,
@@ -47,6 +48,8 @@ CASE_HELP = {
     "rdm_inter": "RDM one-way throughput between two tipcd (vs pyzmq tcp, asyncio UDP)",
     "rdm_intra": "RDM one-way throughput through one tipcd (vs pyzmq ipc)",
     "latency": "RDM/SEQPACKET 100 B round trip (vs pyzmq REQ/REP, asyncio UDP echo)",
+    "embedded": "embedded node to embedded node over UDP: RDM one-way and round trip "
+                "(vs pyzmq tcp, both pinned one process per core)",
     "group": "group broadcast 1 KB to 3 members on another tipcd (vs RDM multicast)",
     "bulk": "name bulk build+encode+decode+apply, and over a sim link",
     "bulk_udp": "name bulk between two real tipcd over UDP",

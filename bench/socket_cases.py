@@ -243,7 +243,7 @@ def case_rdm(args: Any, inter: bool) -> list[Row]:
                                        [("asyncio UDP one-way (uvloop)", ud, None)], key="mbps")
             else:
                 zi, zwhy = _try(oneway, procs, "zmq-ipc", size, dur)
-                tgt = Target("ratio", ">=", 0.3, ">= 0.3x") if size == 100 else None
+                tgt = Target("ratio", ">=", 0.5, ">= 0.5x") if size == 100 else None
                 rows += _tput_rows(case, size, tip, why or zwhy, [("pyzmq PUSH/PULL ipc", zi, tgt)])
                 if size >= BIG:
                     rows += _tput_rows(case, size, tip, why or zwhy,
@@ -279,7 +279,7 @@ def case_latency(args: Any) -> list[Row]:
             for bk in bases:
                 b, bwhy = base[bk]
                 for stat in ("median_us", "p99_us"):
-                    tgt = (Target("ratio", "<=", 2.0, "<= 2x")
+                    tgt = (Target("ratio", "<=", 1.5, "<= 1.5x")
                            if sot == "rdm" and inter and bk == "zmq-tcp" and stat == "median_us"
                            else None)
                     rows.append(Row(

@@ -32,18 +32,16 @@ import struct
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tipcpy import socket as tsocket
+from tipcpy._topology import EVENT, EVENT_SIZE, SUBSCR, TopologyEvent
+
+if TYPE_CHECKING:
+    from tipcpy.node import Node, NodeSocket
 
 __all__ = ["AsyncSocket", "GroupMessage", "TopologyEvent", "join_group", "socket",
-           "subscribe", "SUBSCR", "EVENT"]
-
-SUBSCR = struct.Struct("=5I8s")     # struct tipc_subscr, host byte order (28 bytes)
-EVENT = struct.Struct("=5I")        # head of struct tipc_event (+ the 28-byte subscr)
-EVENT_SIZE = 48
-_EVENT_NAMES = {tsocket.TIPC_PUBLISHED: "published", tsocket.TIPC_WITHDRAWN: "withdrawn",
-                tsocket.TIPC_SUBSCR_TIMEOUT: "timeout"}
+           "subscribe", "SUBSCR", "EVENT", "Node", "NodeSocket"]
 
 
 class AsyncSocket:
@@ -304,31 +302,6 @@ def socket(type: int = tsocket.SOCK_RDM, *, run_dir: str | None = None) -> Async
     return AsyncSocket(type, run_dir=run_dir)
 
 
-@dataclass(frozen=True)
-class TopologyEvent:
-    """One ``struct tipc_event`` from the topology server."""
-
-    event: int              # TIPC_PUBLISHED / TIPC_WITHDRAWN / TIPC_SUBSCR_TIMEOUT
-    found_lower: int
-    found_upper: int
-    port: int               # the binding socket's port ({0,0} on timeout)
-    node: int
-    type: int               # the subscription's range
-    lower: int
-    upper: int
-    handle: bytes
-
-    @property
-    def event_name(self) -> str:
-        return _EVENT_NAMES.get(self.event, str(self.event))
-
-    @classmethod
-    def decode(cls, raw: bytes) -> TopologyEvent:
-        if len(raw) != EVENT_SIZE:
-            raise ValueError(f"topology event of {len(raw)} bytes, expected {EVENT_SIZE}")
-        ev, lo, up, port, node = EVENT.unpack_from(raw)
-        styp, slo, sup, _tmo, _flt, handle = SUBSCR.unpack_from(raw, 20)
-        return cls(ev, lo, up, port, node, styp, slo, sup, handle)
 
 
 async def subscribe(type: int, lower: int = 0, upper: int = 0xFFFFFFFF, *,
@@ -360,3 +333,13 @@ async def subscribe(type: int, lower: int = 0, upper: int = 0xFFFFFFFF, *,
                 return
     finally:
         s.close()
+
+
+def __getattr__(name: str) -> Any:
+    """``tipcpy.aio.Node``/``NodeSocket``: the embedded node (tipcpy/node.py), imported on
+    first use (it imports this module for the topology structs)."""
+    if name in ("Node", "NodeSocket"):
+        from tipcpy import node
+
+        return getattr(node, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

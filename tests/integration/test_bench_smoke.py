@@ -45,6 +45,28 @@ def test_bench_rejects_unknown_case(tmp_path: Path) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
+def test_bench_embedded_rows_run(tmp_path: Path) -> None:
+    """The embedded-node rows (two processes, each with its own embedded node over UDP,
+    against pinned pyzmq tcp) still produce figures, baselines and ratios."""
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--cases", "embedded", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert data["cases"]["embedded"]["error"] is None
+    rows = {row["figure"]: row for row in data["rows"]}
+    oneway = rows["embedded node to embedded node over UDP, RDM 100 B one-way"]
+    median = rows["embedded node to embedded node over UDP, RDM 100 B round trip median"]
+    for row in (oneway, median):
+        assert row["value"] is not None and row["value"] > 0, row
+        assert row["baseline_value"] is not None and row["baseline_value"] > 0, row
+        assert "pyzmq" in row["baseline"] and "pinned" in row["note"], row
+        assert row["met"] in (True, False), row
+    assert oneway["extra"]["tipcpy"]["received"] >= 2
+
+
 def test_bench_group_case_runs(tmp_path: Path) -> None:
     """`python -m bench --cases group` (real tipcd pair, 3 member processes) gives a
     figure and its same-run multicast baseline; the group lost nothing."""

@@ -800,8 +800,12 @@ class ClientServer:
         if layer is None:
             return
         events = layer.take_events()
-        if not events:
-            return
+        if events:
+            self.handle_events(events)
+
+    def handle_events(self, events: list[Any]) -> None:
+        """Move these SocketLayer events to the clients' output (an embedded node hands
+        over the events that are not its own sockets' here: tipcpy/node.py)."""
         by_port = self.by_port
         pack = DATA_FRAME_PACK
         for ev in events:

@@ -15,36 +15,23 @@ import errno
 import gc
 import logging
 import os
-import random
 import resource
 import signal
 import sys
 from pathlib import Path
 
 from tipcpy.bearer.base import BearerError
-from tipcpy.core.assembly import build_node
-from tipcpy.core.stack import Stack
+from tipcpy.node import Node, build_stack
 
 from .clientsrv import ClientServer
 from .config import DaemonConfig
 from .control import ControlError, ControlServer
 from .ops import NodeOps
-from .ops.validate import parse_identity, parse_netid
 from .runtime import Runtime
 
 __all__ = ["Daemon", "DaemonConfig", "build_stack", "run", "setup_logging"]
 
 log = logging.getLogger("tipcpy.daemon")
-
-
-def build_stack(config: DaemonConfig, rng: random.Random) -> Stack:
-    """The one place the daemon builds the protocol core (the node's layers).
-
-    Raises ControlError for a bad identity or network id in the config, before anything
-    is built."""
-    netid = parse_netid(config.netid)
-    node_id = parse_identity(config.identity) if config.identity else None
-    return build_node(node_id, netid, rng)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -69,6 +56,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.clients: ClientServer | None = None      # $RUN_DIR/tipc.sock
         self.ops: NodeOps | None = None
+        self.node: Node | None = None
         self._stop = asyncio.Event()
 
     def _claim_run_dir(self) -> None:
@@ -93,20 +81,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._claim_run_dir()
         _raise_nofile()
+        node: Node | None = None
         try:
-            stack = build_stack(self.config, random.Random(self.config.seed))
-            self.runtime = Runtime(stack, loop)
-            self.ops = NodeOps(self.config, self.runtime)
-            self.ops.apply_startup_config()
-            # before ctl.sock: whoever sees ctl.sock can also open sockets
-            self.clients = ClientServer(self.run_dir / "tipc.sock", self.runtime)
-            await self.clients.start()
-            self.control = ControlServer(self.ctl_path, self.ops.dispatch,
-                                         self.runtime.guard)
-            clients, control = self.clients, self.control
-            self.runtime.stats_sources["clients"] = clients.stats.as_dict
-            self.runtime.stats_sources["control"] = control.stats.as_dict
-            await self.control.start()
+            # the embedded node, serving the run dir: tipcd is this program around it
+            node = self.node = Node(config=self.config, serve_run_dir=self.run_dir)
+            await node.start()
+            self.runtime, self.ops = node.runtime, node.ops
+            self.clients, self.control = node.clients, node.control
+            assert self.ops is not None
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             _tune_gc()
@@ -115,13 +97,8 @@ class Daemon:
             await self._stop.wait()
             log.info("shutting down")
         finally:
-            if self.clients is not None:
-                await self.clients.close()
-            if self.control is not None:
-                await self.control.close()
-            if self.runtime is not None:
-                self.runtime.close()
-                await asyncio.sleep(0)      # let queued sends go out
+            if node is not None:
+                await node.aclose()
             self._release_run_dir()
 
     def _on_signal(self, sig: int) -> None:
