@@ -110,7 +110,7 @@ def _pattern(size: int) -> bytes:
 
 
 def _echoes_both_ways(kp: KernelPeer, n: NsNode) -> None:
-    from tests.interop.test_kernel_sockets import EchoServers
+    from tests.interop.test_kernel_sockets import EchoServers, kernel_clients_get_echoes
 
     rd = str(n.run_dir)
     for size in (1, 5000, 40000):
@@ -118,17 +118,11 @@ def _echoes_both_ways(kp: KernelPeer, n: NsNode) -> None:
         assert addr[1] == GUEST_HASH
     servers = EchoServers(rd)
     try:
-        ident = n.identity
-        kp.wait_for("tipc nametable show",
-                    lambda out: all(re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{ident}",
-                                              out, re.M) for t in (SVC, SVC + 1, SVC + 2)),
-                    timeout=10)
-        for cmd in (f"send {SVC} 1 @1", f"stream {SVC + 1} 1 @1", f"seqpkt {SVC + 2} 1 @1",
-                    f"send {SVC} 1 @5000", f"stream {SVC + 1} 1 @5000",
-                    f"seqpkt {SVC + 2} 1 @5000", f"send {SVC} 1 @40000",
-                    f"stream {SVC + 1} 1 @40000", f"seqpkt {SVC + 2} 1 @40000"):
-            rc, out = kp.exec(f"tipc-peer {cmd}", timeout=30)
-            assert rc == 0 and "RESULT OK" in out, f"tipc-peer {cmd}:\n{out}"
+        kernel_clients_get_echoes(kp, n.identity, (
+            f"send {SVC} 1 @1", f"stream {SVC + 1} 1 @1", f"seqpkt {SVC + 2} 1 @1",
+            f"send {SVC} 1 @5000", f"stream {SVC + 1} 1 @5000", f"seqpkt {SVC + 2} 1 @5000",
+            f"send {SVC} 1 @40000", f"stream {SVC + 1} 1 @40000",
+            f"seqpkt {SVC + 2} 1 @40000"))
     finally:
         servers.close()
 

@@ -104,6 +104,18 @@ class EchoServers:
             s.close()
 
 
+def kernel_clients_get_echoes(kp: KernelPeer, ident: str, cmds: tuple[str, ...]) -> None:
+    """Once the guest lists EchoServers' three bindings on our node ``ident``, each
+    `tipc-peer CMD` client there must end with RESULT OK."""
+    kp.wait_for("tipc nametable show",
+                lambda out: all(re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{ident}",
+                                          out, re.M) for t in (SVC, SVC + 1, SVC + 2)),
+                timeout=10)
+    for cmd in cmds:
+        rc, out = kp.exec(f"tipc-peer {cmd}", timeout=30)
+        assert rc == 0 and "RESULT OK" in out, f"tipc-peer {cmd}:\n{out}"
+
+
 def test_kernel_clients_get_our_echoes(kernel_unicast: KernelPeer, node: NsNode) -> None:
     kp = kernel_unicast
     servers = EchoServers(str(node.run_dir))
@@ -112,16 +124,10 @@ def test_kernel_clients_get_our_echoes(kernel_unicast: KernelPeer, node: NsNode)
         for t in (SVC, SVC + 1, SVC + 2):
             assert re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{OUR_ID}", ours, re.M), ours
         # the kernel's own table lists the bindings made on our node
-        kp.wait_for("tipc nametable show",
-                    lambda out: all(re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{OUR_ID}",
-                                              out, re.M) for t in (SVC, SVC + 1, SVC + 2)),
-                    timeout=10)
-        for cmd in (f"send {SVC} 1 hello", f"stream {SVC + 1} 1 hello",
-                    f"seqpkt {SVC + 2} 1 hello", f"send {SVC} 1 @5000",
-                    f"stream {SVC + 1} 1 @40000", f"seqpkt {SVC + 2} 1 @40000",
-                    f"send {SVC} 1 @40000", f"mcast {SVC} 0 10 hi"):
-            rc, out = kp.exec(f"tipc-peer {cmd}", timeout=30)
-            assert rc == 0 and "RESULT OK" in out, f"tipc-peer {cmd}:\n{out}"
+        kernel_clients_get_echoes(kp, OUR_ID, (
+            f"send {SVC} 1 hello", f"stream {SVC + 1} 1 hello", f"seqpkt {SVC + 2} 1 hello",
+            f"send {SVC} 1 @5000", f"stream {SVC + 1} 1 @40000", f"seqpkt {SVC + 2} 1 @40000",
+            f"send {SVC} 1 @40000", f"mcast {SVC} 0 10 hi"))
     finally:
         servers.close()
 
