@@ -11,8 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.tools.procs import log_tail, spawn_tipcd, stop_proc, wait_started
 from tipcpy import socket as ts
@@ -32,6 +35,13 @@ def wait_for(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condi
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def assert_silent(s: ts.socket, wait: float) -> None:
+    """Nothing (more) arrives on ``s`` within ``wait`` seconds."""
+    s.settimeout(wait)
+    with pytest.raises(TimeoutError):
+        s.recv(100)
 
 
 def links_up(run_dir: str | Path) -> int:
@@ -115,3 +125,17 @@ def client_proc(code: str, run_dir: str) -> subprocess.Popen[str]:
         [sys.executable, "-c", "from tipcpy import socket as ts\n" + code],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO), "TIPCPY_RUN_DIR": run_dir})
+
+
+def module_pair(tag: str) -> Any:
+    """A module-scoped ``pair`` fixture (assign it to ``pair`` in the test module): one
+    linked tipcd pair for the whole file, run dirs under a temp dir named ``tag``."""
+
+    @pytest.fixture(scope="module")
+    def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Daemon]]:
+        a, b = start_pair(tmp_path_factory.mktemp(tag))
+        yield a, b
+        a.stop()
+        b.stop()
+
+    return pair
