@@ -18,24 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools.procs import (
-    REPO,
-    add_veth,
-    addr_up,
-    create_netns,
-    lo_up,
-    log_tail,
-    remove_netns,
-    spawn_tipcd,
-    stop_proc,
-    wait_started,
-    why_no_netns,
-)
-from tests.tools.procs import cmd as _cmd
+from tests.tools import procs
 
 pytestmark = pytest.mark.netns
 
-_skip = why_no_netns()
+_skip = procs.why_no_netns()
 if _skip:
     pytest.skip(_skip, allow_module_level=True)
 
@@ -50,28 +37,28 @@ class Host:
         self.log_path = run_dir.with_suffix(".log")
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(REPO)}
+        return {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(procs.REPO)}
 
     def start(self, *args: str) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = spawn_tipcd(["--run-dir", str(self.run_dir), "--log-level", "debug",
+        self.proc = procs.spawn_tipcd(["--run-dir", str(self.run_dir), "--log-level", "debug",
                                  *args], self.log_path, ns=self.ns, env=self.env(),
                                 stdin_null=False)
-        if not wait_started(self.run_dir, self.proc, 15, poll=0.1):
+        if not procs.wait_started(self.run_dir, self.proc, 15, poll=0.1):
             raise AssertionError(f"tipcd in {self.ns} did not start:\n{self.log()}")
 
     def tipc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(["ip", "netns", "exec", self.ns, *_cmd("tipc"), *args],
+        r = subprocess.run(["ip", "netns", "exec", self.ns, *procs.cmd("tipc"), *args],
                            env=self.env(), capture_output=True, text=True, timeout=30)
         if check and r.returncode != 0:
             raise AssertionError(f"tipc {args} in {self.ns}: {r.returncode}\n{r.stderr}")
         return r
 
     def log(self) -> str:
-        return log_tail(self.log_path, 6000)
+        return procs.log_tail(self.log_path, 6000)
 
     def stop(self) -> None:
-        stop_proc(self.proc)
+        procs.stop_proc(self.proc)
 
     def wait_links(self, names: list[str], timeout: float = 20.0) -> str:
         end = time.monotonic() + timeout
@@ -96,19 +83,19 @@ def pair(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
     created: list[str] = []
     hosts: list[Host] = []
     try:
-        create_netns((ns_a, ns_b), created)
+        procs.create_netns((ns_a, ns_b), created)
         with IPRoute() as ipr:
-            add_veth(ipr, dev_a, ns_a, dev_b, ns_b)
+            procs.add_veth(ipr, dev_a, ns_a, dev_b, ns_b)
         for ns, dev, ip in ((ns_a, dev_a, ip_a), (ns_b, dev_b, ip_b)):
             with NetNS(ns) as n:
-                lo_up(n)
-                addr_up(n, dev, ip)
+                procs.lo_up(n)
+                procs.addr_up(n, dev, ip)
         hosts = [Host(ns_a, dev_a, ip_a, tmp_path / "a"), Host(ns_b, dev_b, ip_b, tmp_path / "b")]
         yield hosts[0], hosts[1]
     finally:
         for h in hosts:
             h.stop()
-        remove_netns(created)
+        procs.remove_netns(created)
 
 
 def test_eth_and_udp_multicast(pair: tuple[Host, Host]) -> None:

@@ -58,7 +58,7 @@ def wait_started(run_dir: Path, proc: subprocess.Popen[bytes], timeout: float,
         time.sleep(poll)
 
 
-def stop_proc(proc: subprocess.Popen[bytes] | None, resume: bool = False) -> None:
+def stop_proc(proc: subprocess.Popen[Any] | None, resume: bool = False) -> None:
     """SIGTERM (after SIGCONT if `resume`: a stopped process cannot exit), then SIGKILL."""
     if proc is None or proc.poll() is not None:
         return
