@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.common import PY, Procs, Row, Target, free_tcp_port, free_udp_port, workspace
@@ -84,114 +85,120 @@ def _watchdog(s: Any, first: float, idle: float, seen: Any) -> asyncio.Task[None
     return asyncio.ensure_future(watch())
 
 
-def emb_recv(a: dict[str, Any]) -> None:
-    from tipcpy import socket as ts
+def _run_node(identity: str, a: dict[str, Any],
+              body: Callable[[Any], Awaitable[dict[str, Any]]]) -> None:
+    """Run ``body(node)`` inside an embedded node on a fresh loop; report what it returns."""
     from tipcpy.node import Node
 
     async def main() -> dict[str, Any]:
-        async with Node(identity="emb-recv", bearers=[_bearer(a)]) as node:
-            s = node.socket(ts.SOCK_RDM)
-            s.bind((ts.TIPC_ADDR_NAMESEQ, a["type"], a["inst"], a["inst"]))
-            ready()
-            c = Counter()
-            dog = _watchdog(s, a.get("timeout", 30), 3.0, lambda: c.n)
-            recv = s.recv
-            feed = c.feed
-            try:
-                while not c.done:
-                    feed(await recv())
-            except OSError:
-                pass                    # the watchdog closed the socket: idle
-            dog.cancel()
-            return c.result()
+        async with Node(identity=identity, bearers=[_bearer(a)]) as node:
+            return await body(node)
 
     result(_new_loop().run_until_complete(main()))
+
+
+def _bound(node: Any, a: dict[str, Any]) -> Any:
+    """The server side: an RDM socket bound to the case's name, then READY."""
+    from tipcpy import socket as ts
+
+    s = node.socket(ts.SOCK_RDM)
+    s.bind((ts.TIPC_ADDR_NAMESEQ, a["type"], a["inst"], a["inst"]))
+    ready()
+    return s
+
+
+async def _sender(node: Any, a: dict[str, Any]) -> tuple[Any, tuple[int, ...], bytes]:
+    """The client side, once the server's name is visible: an RDM socket, the
+    destination and the payload."""
+    from tipcpy import socket as ts
+
+    await _visible(node, a["type"], a["inst"])
+    s = node.socket(ts.SOCK_RDM)
+    return s, (ts.TIPC_ADDR_NAME, a["type"], a["inst"], 0), payload(a["size"])
+
+
+def emb_recv(a: dict[str, Any]) -> None:
+    async def body(node: Any) -> dict[str, Any]:
+        s = _bound(node, a)
+        c = Counter()
+        dog = _watchdog(s, a.get("timeout", 30), 3.0, lambda: c.n)
+        recv = s.recv
+        feed = c.feed
+        try:
+            while not c.done:
+                feed(await recv())
+        except OSError:
+            pass                    # the watchdog closed the socket: idle
+        dog.cancel()
+        return c.result()
+
+    _run_node("emb-recv", a, body)
 
 
 def emb_send(a: dict[str, Any]) -> None:
-    from tipcpy import socket as ts
-    from tipcpy.node import Node
+    async def body(node: Any) -> dict[str, Any]:
+        s, dest, data = await _sender(node, a)
+        sendto = s.sendto
+        n = 0
+        end = time.perf_counter() + a["duration"]
+        while True:
+            for _ in range(64):
+                await sendto(data, dest)
+            n += 64
+            if time.perf_counter() > end:
+                break
+            await asyncio.sleep(0)     # let the node flush and read acks
+        await sendto(b"E", dest)
+        await asyncio.sleep(0.3)       # the end marker and the last acks go out
+        return {"sent": n}
 
-    async def main() -> dict[str, Any]:
-        async with Node(identity="emb-send", bearers=[_bearer(a)]) as node:
-            await _visible(node, a["type"], a["inst"])
-            s = node.socket(ts.SOCK_RDM)
-            dest = (ts.TIPC_ADDR_NAME, a["type"], a["inst"], 0)
-            data = payload(a["size"])
-            sendto = s.sendto
-            n = 0
-            end = time.perf_counter() + a["duration"]
-            while True:
-                for _ in range(64):
-                    await sendto(data, dest)
-                n += 64
-                if time.perf_counter() > end:
-                    break
-                await asyncio.sleep(0)     # let the node flush and read acks
-            await sendto(b"E", dest)
-            await asyncio.sleep(0.3)       # the end marker and the last acks go out
-            return {"sent": n}
-
-    result(_new_loop().run_until_complete(main()))
+    _run_node("emb-send", a, body)
 
 
 def emb_echo(a: dict[str, Any]) -> None:
-    from tipcpy import socket as ts
-    from tipcpy.node import Node
+    async def body(node: Any) -> dict[str, Any]:
+        s = _bound(node, a)
+        n = 0
+        dog = _watchdog(s, a.get("timeout", 60), 10.0, lambda: n)
+        recvfrom, sendto = s.recvfrom, s.sendto
+        try:
+            while True:
+                m, src = await recvfrom()
+                if src is not None:          # (RDM: always an address)
+                    await sendto(m, src)
+                if m[:1] == b"E":
+                    break
+                n += 1
+        except OSError:
+            pass
+        dog.cancel()
+        await asyncio.sleep(0.2)
+        return {"served": n}
 
-    async def main() -> dict[str, Any]:
-        async with Node(identity="emb-echo", bearers=[_bearer(a)]) as node:
-            s = node.socket(ts.SOCK_RDM)
-            s.bind((ts.TIPC_ADDR_NAMESEQ, a["type"], a["inst"], a["inst"]))
-            ready()
-            n = 0
-            dog = _watchdog(s, a.get("timeout", 60), 10.0, lambda: n)
-            recvfrom, sendto = s.recvfrom, s.sendto
-            try:
-                while True:
-                    m, src = await recvfrom()
-                    if src is not None:          # (RDM: always an address)
-                        await sendto(m, src)
-                    if m[:1] == b"E":
-                        break
-                    n += 1
-            except OSError:
-                pass
-            dog.cancel()
-            await asyncio.sleep(0.2)
-            return {"served": n}
-
-    result(_new_loop().run_until_complete(main()))
+    _run_node("emb-echo", a, body)
 
 
 def emb_ping(a: dict[str, Any]) -> None:
-    from tipcpy import socket as ts
-    from tipcpy.node import Node
+    async def body(node: Any) -> dict[str, Any]:
+        s, dest, data = await _sender(node, a)
+        for _ in range(a.get("warmup", 100)):
+            await s.sendto(data, dest)
+            await s.recvfrom()
+        out: list[int] = []
+        clock = time.perf_counter_ns
+        end = time.perf_counter() + a["duration"]
+        while len(out) < a["count"]:
+            t0 = clock()
+            await s.sendto(data, dest)
+            await s.recvfrom()
+            out.append(clock() - t0)
+            if not len(out) % 64 and time.perf_counter() > end:
+                break
+        await s.sendto(b"E", dest)
+        await asyncio.wait_for(s.recvfrom(), 5)
+        return rtt_stats(out)
 
-    async def main() -> dict[str, Any]:
-        async with Node(identity="emb-ping", bearers=[_bearer(a)]) as node:
-            await _visible(node, a["type"], a["inst"])
-            s = node.socket(ts.SOCK_RDM)
-            dest = (ts.TIPC_ADDR_NAME, a["type"], a["inst"], 0)
-            data = payload(a["size"])
-            for _ in range(a.get("warmup", 100)):
-                await s.sendto(data, dest)
-                await s.recvfrom()
-            out: list[int] = []
-            clock = time.perf_counter_ns
-            end = time.perf_counter() + a["duration"]
-            while len(out) < a["count"]:
-                t0 = clock()
-                await s.sendto(data, dest)
-                await s.recvfrom()
-                out.append(clock() - t0)
-                if not len(out) % 64 and time.perf_counter() > end:
-                    break
-            await s.sendto(b"E", dest)
-            await asyncio.wait_for(s.recvfrom(), 5)
-            return rtt_stats(out)
-
-    result(_new_loop().run_until_complete(main()))
+    _run_node("emb-ping", a, body)
 
 
 ROLES = {f.__name__: f for f in (emb_recv, emb_send, emb_echo, emb_ping)}

@@ -52,6 +52,18 @@ if str(REPO) not in sys.path:
 
 from tests.tools.impair import Relay, RelayLoop  # noqa: E402
 from tests.tools.netns import in_netns  # noqa: E402
+from tests.tools.procs import (  # noqa: E402
+    add_veth,
+    addr_up,
+    create_netns,
+    lo_up,
+    log_tail,
+    remove_netns,
+    spawn_tipcd,
+    stop_proc,
+    wait_started,
+    why_no_netns,
+)
 from tests.tools.stream import Report, Stream  # noqa: E402
 
 KINDS = ("rdm", "seqpacket", "stream")
@@ -61,20 +73,8 @@ EXIT_SKIP = 77
 
 
 def why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "the soak needs root (network namespaces)"
-    if shutil.which("ip") is None:
-        return "the soak needs iproute2's `ip`"
-    try:
-        import pyroute2  # noqa: F401
-    except ImportError:
-        return "the soak needs pyroute2"
-    return None
-
-
-def _cmd(name: str) -> list[str]:
-    exe = Path(sys.executable).parent / name
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", f"cli.{name}"]
+    why = why_no_netns()
+    return f"the soak {why}" if why else None
 
 
 def rss_kb(pid: int) -> int:
@@ -129,17 +129,10 @@ class Node:
             args += ["--bearer", f"media udp name {name} localip {ip} remoteip {rip} "
                                  f"remoteport {rport}"]
         self.log_path = self.run_dir.with_name(f"{self.name}.{self.restarts}.log")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, *_cmd("tipcd"), "--run-dir", self.rd,
-                 "--identity", self.name, "--log-level", "info", *args],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": str(REPO)})
-        end = time.monotonic() + 20
-        while not (self.run_dir / "ctl.sock").exists():
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError(f"tipcd {self.name} did not start:\n{self.log()}")
-            time.sleep(0.05)
+        self.proc = spawn_tipcd(["--run-dir", self.rd, "--identity", self.name,
+                                 "--log-level", "info", *args], self.log_path, ns=self.ns)
+        if not wait_started(self.run_dir, self.proc, 20):
+            raise RuntimeError(f"tipcd {self.name} did not start:\n{self.log()}")
         for name, _, remotes in self.bearers:
             for rip, rport in remotes[1:]:
                 ctlclient.call("bearer.add", {"media": "udp", "name": name,
@@ -147,10 +140,7 @@ class Node:
                                path=self.run_dir / "ctl.sock")
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text()[-3000:] if self.log_path else ""
-        except OSError:
-            return ""
+        return log_tail(self.log_path, 3000)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -161,16 +151,7 @@ class Node:
             os.kill(self.proc.pid, sig)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGCONT)
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_proc(self.proc, resume=True)
 
     def links(self) -> list[dict[str, Any]]:
         from tipcpy.runtime import ctlclient
@@ -282,23 +263,18 @@ class Soak:
         return f"tps-{self.tag}-{what}"
 
     def setup(self) -> None:
-        from pyroute2 import IPRoute, NetNS, netns
+        from pyroute2 import IPRoute, NetNS
 
-        for what in [f"n{k}" for k in range(self.n)] + [f"h{p}" for p in range(self.planes)]:
-            netns.create(self.ns(what))
-            self.created_ns.append(self.ns(what))
+        whats = [f"n{k}" for k in range(self.n)] + [f"h{p}" for p in range(self.planes)]
+        create_netns([self.ns(what) for what in whats], self.created_ns)
         with IPRoute() as ipr:
             for p in range(self.planes):
                 for k in range(self.n):
                     dn, dh = self.dev(p, k), self.dev(p, k) + "h"
-                    ipr.link("add", ifname=dn, kind="veth", peer=dh)
-                    ipr.link("set", index=ipr.link_lookup(ifname=dn)[0],
-                             net_ns_fd=self.ns(f"n{k}"))
-                    ipr.link("set", index=ipr.link_lookup(ifname=dh)[0],
-                             net_ns_fd=self.ns(f"h{p}"))
-        for what in [f"n{k}" for k in range(self.n)] + [f"h{p}" for p in range(self.planes)]:
+                    add_veth(ipr, dn, self.ns(f"n{k}"), dh, self.ns(f"h{p}"))
+        for what in whats:
             with NetNS(self.ns(what)) as n:
-                n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
+                lo_up(n)
                 for p in range(self.planes):
                     for k in range(self.n):
                         if what == f"n{k}":
@@ -307,9 +283,7 @@ class Soak:
                             dev, ip = self.dev(p, k) + "h", hub_ip(p, k)
                         else:
                             continue
-                        idx = n.link_lookup(ifname=dev)[0]
-                        n.addr("add", index=idx, address=ip, prefixlen=24)
-                        n.link("set", index=idx, state="up")
+                        addr_up(n, dev, ip)
         # relays: one per plane and pair, bound inside the plane's hub
         self.loop = RelayLoop()
         remotes: dict[tuple[int, int], list[tuple[str, int]]] = {
@@ -354,12 +328,7 @@ class Soak:
                 nd.stop()
         if self.loop is not None:
             self.loop.close()
-        from pyroute2 import netns
-        for ns in self.created_ns:
-            try:
-                netns.remove(ns)
-            except Exception:
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove_netns(self.created_ns)
         self.created_ns.clear()
 
     # ---- faults

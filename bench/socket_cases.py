@@ -161,6 +161,18 @@ class Nodes:
             self.b.wait_link_up()
         self.type = SERVICE
 
+    @classmethod
+    def start(cls, procs: Procs, tmp: Path, two: bool) -> tuple[Nodes | None, str]:
+        """The tipcd(s) of a case, or None and why not (no socket API, or a failed start:
+        the case then reports its rows without tipcpy figures)."""
+        missing = socket_api_missing()
+        if missing:
+            return None, missing
+        try:
+            return cls(procs, tmp, two), ""
+        except Exception as e:
+            return None, f"failed to start tipcd: {e}"[:300]
+
     def next_type(self) -> int:
         self.type += 1
         return self.type
@@ -212,16 +224,10 @@ def _tput_rows(case: str, size: int, tip: dict[str, Any] | None, why: str,
 def case_rdm(args: Any, inter: bool) -> list[Row]:
     sizes = args.sizes
     dur = args.duration
-    missing = socket_api_missing()
     case = "rdm_inter" if inter else "rdm_intra"
     rows: list[Row] = []
     with workspace(case) as (tmp, procs):
-        nodes = None
-        if not missing:
-            try:
-                nodes = Nodes(procs, tmp, two=inter)
-            except Exception as e:
-                missing = f"failed to start tipcd: {e}"[:300]
+        nodes, missing = Nodes.start(procs, tmp, two=inter)
         for size in sizes:
             tip, why = (None, missing or "")
             if nodes is not None:
@@ -254,15 +260,9 @@ def case_rdm(args: Any, inter: bool) -> list[Row]:
 def case_latency(args: Any) -> list[Row]:
     dur = args.duration
     count = args.rtt_count
-    missing = socket_api_missing()
     rows: list[Row] = []
     with workspace("latency") as (tmp, procs):
-        nodes = None
-        if not missing:
-            try:
-                nodes = Nodes(procs, tmp, two=True)
-            except Exception as e:
-                missing = f"failed to start tipcd: {e}"[:300]
+        nodes, missing = Nodes.start(procs, tmp, two=True)
         base: dict[str, tuple[dict[str, Any] | None, str]] = {}
         for kind in ("zmq-tcp", "zmq-ipc", "udp"):
             base[kind] = _try(roundtrip, procs, kind, 100, dur, count)
@@ -337,15 +337,9 @@ def case_group(args: Any) -> list[Row]:
     """Group broadcast of 1 KB to 3 members on another tipcd, against a plain RDM
     multicast of the same size to 3 sockets on the same nodes, same run."""
     dur = args.duration
-    missing = socket_api_missing()
     rows: list[Row] = []
     with workspace("group") as (tmp, procs):
-        nodes = None
-        if not missing:
-            try:
-                nodes = Nodes(procs, tmp, two=True)
-            except Exception as e:
-                missing = f"failed to start tipcd: {e}"[:300]
+        nodes, missing = Nodes.start(procs, tmp, two=True)
         tip = base = None
         why = bwhy = missing or ""
         if nodes is not None:

@@ -321,16 +321,22 @@ def tipc_recv(a: dict[str, Any]) -> None:
     ts = _tipc()
     s = ts.socket(ts.AF_TIPC, ts.SOCK_RDM)
     s.bind((ts.TIPC_ADDR_NAMESEQ, a["type"], a["inst"], a["inst"]))
+    # RDM is reliable, but a full receive buffer rejects (returns) messages to the
+    # sender as the kernel does -- the end marker too: _count_until_idle stops when idle
+    _count_until_idle(s, lambda: s.recvfrom(70000)[0], a)
+
+
+def _count_until_idle(s: Any, recv: Callable[[], bytes], a: dict[str, Any]) -> None:
+    """Count what ``recv`` returns until the end marker, or until the socket stays idle
+    (after data: RECV_IDLE_TIMEOUT; before any: ``timeout``); report it and close ``s``."""
     s.settimeout(0.5)
     ready()
     c = Counter()
     last = time.monotonic()
     while not c.done:
         try:
-            data, _ = s.recvfrom(70000)
+            data = recv()
         except TimeoutError:
-            # RDM is reliable, but a full receive buffer rejects (returns) messages to
-            # the sender as the kernel does -- the end marker too: stop when idle
             idle = time.monotonic() - last
             if (c.n and idle > RECV_IDLE_TIMEOUT) or idle > a.get("timeout", 30):
                 break
@@ -449,22 +455,7 @@ def tipc_group_recv(a: dict[str, Any]) -> None:
     """A group member that counts the broadcasts it gets (until the "E" broadcast)."""
     ts = _tipc()
     s = _group_join(ts, a, 0)
-    s.settimeout(0.5)
-    ready()
-    c = Counter()
-    last = time.monotonic()
-    while not c.done:
-        try:
-            data = s.recv(70000)
-        except TimeoutError:
-            idle = time.monotonic() - last
-            if (c.n and idle > RECV_IDLE_TIMEOUT) or idle > a.get("timeout", 30):
-                break
-            continue
-        last = time.monotonic()
-        c.feed(data)
-    result(c.result())
-    s.close()
+    _count_until_idle(s, lambda: s.recv(70000), a)
 
 
 def tipc_group_send(a: dict[str, Any]) -> None:

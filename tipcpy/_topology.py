@@ -8,7 +8,9 @@ tipcpy.node (which subscribes too) share it without importing each other.
 from __future__ import annotations
 
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from tipcpy import socket as tsocket
 
@@ -46,3 +48,34 @@ class TopologyEvent:
         ev, lo, up, port, node = EVENT.unpack_from(raw)
         styp, slo, sup, _tmo, _flt, handle = SUBSCR.unpack_from(raw, 20)
         return cls(ev, lo, up, port, node, styp, slo, sup, handle)
+
+
+class _SeqpacketLike(Protocol):
+    async def connect(self, addr: tuple[int, int, int, int]) -> None: ...
+    async def send(self, data: bytes) -> int: ...
+    async def recv(self, bufsize: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+async def topology_events(s: _SeqpacketLike, type: int, lower: int, upper: int, filter: int,
+                          timeout_ms: int, handle: bytes) -> AsyncIterator[TopologyEvent]:
+    """One subscription over the SEQPACKET socket ``s`` (closed at the end): shared by the
+    daemon's sockets (tipcpy/aio.py) and the embedded node's (tipcpy/node.py)."""
+    try:
+        await s.connect((tsocket.TIPC_ADDR_NAME, tsocket.TIPC_TOP_SRV, tsocket.TIPC_TOP_SRV,
+                         0))
+        await s.send(SUBSCR.pack(type, lower, upper, timeout_ms & 0xFFFFFFFF, filter,
+                                 handle[:8].ljust(8, b"\0")))
+        while True:
+            try:
+                raw = await s.recv(EVENT_SIZE)
+            except ConnectionResetError:
+                return
+            if not raw:
+                return
+            ev = TopologyEvent.decode(raw)
+            yield ev
+            if ev.event == tsocket.TIPC_SUBSCR_TIMEOUT:
+                return
+    finally:
+        s.close()

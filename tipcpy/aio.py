@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tipcpy import socket as tsocket
-from tipcpy._topology import EVENT, EVENT_SIZE, SUBSCR, TopologyEvent
+from tipcpy._topology import EVENT, SUBSCR, TopologyEvent, topology_events
 
 if TYPE_CHECKING:
     from tipcpy.node import Node, NodeSocket
@@ -314,25 +314,9 @@ async def subscribe(type: int, lower: int = 0, upper: int = 0xFFFFFFFF, *,
     ``type=0`` (TIPC_NODE_STATE) reports nodes, ``type=2`` (TIPC_LINK_STATE) links. Ends
     after a TIPC_SUBSCR_TIMEOUT event or when the server closes the connection.
     """
-    s = AsyncSocket(tsocket.SOCK_SEQPACKET, run_dir=run_dir)
-    try:
-        await s.connect((tsocket.TIPC_ADDR_NAME, tsocket.TIPC_TOP_SRV, tsocket.TIPC_TOP_SRV,
-                         0))
-        await s.send(SUBSCR.pack(type, lower, upper, timeout_ms & 0xFFFFFFFF, filter,
-                                 handle[:8].ljust(8, b"\0")))
-        while True:
-            try:
-                raw = await s.recv(EVENT_SIZE)
-            except ConnectionResetError:
-                return
-            if not raw:
-                return
-            ev = TopologyEvent.decode(raw)
-            yield ev
-            if ev.event == tsocket.TIPC_SUBSCR_TIMEOUT:
-                return
-    finally:
-        s.close()
+    async for ev in topology_events(AsyncSocket(tsocket.SOCK_SEQPACKET, run_dir=run_dir),
+                                    type, lower, upper, filter, timeout_ms, handle):
+        yield ev
 
 
 def __getattr__(name: str) -> Any:

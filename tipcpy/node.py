@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from tipcpy import socket as tsocket
-from tipcpy._topology import EVENT_SIZE, SUBSCR, TopologyEvent
+from tipcpy._topology import TopologyEvent, topology_events
 from tipcpy.core.assembly import build_node
 from tipcpy.core.socket import Accepted, Connected, ConnError, Deliver, SocketLayer, Wakeup
 from tipcpy.core.stack import Stack
@@ -238,25 +238,9 @@ class Node:
                         timeout_ms: int = tsocket.TIPC_WAIT_FOREVER, handle: bytes = b""
                         ) -> AsyncIterator[TopologyEvent]:
         """As :func:`tipcpy.aio.subscribe`, from this node's topology server."""
-        s = self.socket(tsocket.SOCK_SEQPACKET)
-        try:
-            await s.connect((tsocket.TIPC_ADDR_NAME, tsocket.TIPC_TOP_SRV,
-                             tsocket.TIPC_TOP_SRV, 0))
-            await s.send(SUBSCR.pack(type, lower, upper, timeout_ms & 0xFFFFFFFF, filter,
-                                     handle[:8].ljust(8, b"\0")))
-            while True:
-                try:
-                    raw = await s.recv(EVENT_SIZE)
-                except ConnectionResetError:
-                    return
-                if not raw:
-                    return
-                ev = TopologyEvent.decode(raw)
-                yield ev
-                if ev.event == tsocket.TIPC_SUBSCR_TIMEOUT:
-                    return
-        finally:
-            s.close()
+        async for ev in topology_events(self.socket(tsocket.SOCK_SEQPACKET), type, lower,
+                                        upper, filter, timeout_ms, handle):
+            yield ev
 
     # ------------------------------------------------------------------ plumbing
     def _now(self) -> float:

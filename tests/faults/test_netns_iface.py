@@ -8,74 +8,29 @@ created with pyroute2 under unique names and always removed; daemons are stopped
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import _cmd
-from tests.integration.sockhelp import REPO, links_up, node_addr, wait_for
+from tests.integration.sockhelp import Daemon, links_up, node_addr, wait_for
+from tests.tools.procs import add_veth, addr_up, create_netns, lo_up, remove_netns, why_no_netns
 
 from .test_single_link import assert_exactly_once, start_streams
 
 pytestmark = [pytest.mark.netns, pytest.mark.faults]
 
 
-def why_no_netns() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None:
-        return "needs iproute2's `ip` to run a daemon inside a namespace"
-    try:
-        import pyroute2  # noqa: F401
-    except ImportError:
-        return "needs pyroute2"
-    return None
-
-
-class NsDaemon:
+class NsDaemon(Daemon):
     """A tipcd inside a namespace; looks like sockhelp.Daemon to the stream helpers."""
 
     def __init__(self, name: str, ns: str, run_dir: Path, bearers: list[str]) -> None:
-        self.name, self.ns, self.run_dir = name, ns, run_dir
-        self.log_path = run_dir.with_suffix(".log")
+        self.ns = ns
         run_dir.mkdir(parents=True)
-        args = [a for b in bearers for a in ("--bearer", b)]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, *_cmd("tipcd"), "--run-dir", str(run_dir),
-                 "--identity", name, "--log-level", "info", *args],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": str(REPO)})
-        wait_for(lambda: (run_dir / "ctl.sock").exists() or self.proc.poll() is not None,
-                 15, f"{name} control socket")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"tipcd {name} exited:\n{self.log()}")
-
-    @property
-    def rd(self) -> str:
-        return str(self.run_dir)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text()[-5000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        self._start(name, run_dir, run_dir.with_suffix(".log"),
+                    [a for b in bearers for a in ("--bearer", b)], ns=ns, timeout=15)
 
 
 @pytest.fixture
@@ -83,7 +38,7 @@ def veth2(tmp_path: Path) -> Iterator[tuple[NsDaemon, NsDaemon, str, str]]:
     why = why_no_netns()
     if why:
         pytest.skip(why)
-    from pyroute2 import IPRoute, NetNS, netns
+    from pyroute2 import IPRoute, NetNS
 
     tag = secrets.token_hex(3)
     nss = [f"tpf-{tag}-a", f"tpf-{tag}-b"]
@@ -91,25 +46,18 @@ def veth2(tmp_path: Path) -> Iterator[tuple[NsDaemon, NsDaemon, str, str]]:
     created: list[str] = []
     daemons: list[NsDaemon] = []
     try:
-        for ns in nss:
-            netns.create(ns)
-            created.append(ns)
+        create_netns(nss, created)
         devs = []
         with IPRoute() as ipr:
             for k in range(2):
                 da, db = f"tf{tag}{k}a", f"tf{tag}{k}b"
                 devs.append((da, db))
-                ipr.link("add", ifname=da, kind="veth", peer=db)
-                for dev, ns in ((da, nss[0]), (db, nss[1])):
-                    ipr.link("set", index=ipr.link_lookup(ifname=dev)[0], net_ns_fd=ns)
+                add_veth(ipr, da, nss[0], db, nss[1])
         for side, ns in enumerate(nss):
             with NetNS(ns) as n:
-                n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
+                lo_up(n)
                 for k, pair in enumerate(devs):
-                    idx = n.link_lookup(ifname=pair[side])[0]
-                    n.addr("add", index=idx, address=f"10.{214 + k}.{subnet}.{side + 1}",
-                           prefixlen=24)
-                    n.link("set", index=idx, state="up")
+                    addr_up(n, pair[side], f"10.{214 + k}.{subnet}.{side + 1}")
 
         def bearers(side: int) -> list[str]:
             return [f"media udp name b{k} localip 10.{214 + k}.{subnet}.{side + 1} "
@@ -124,11 +72,7 @@ def veth2(tmp_path: Path) -> Iterator[tuple[NsDaemon, NsDaemon, str, str]]:
     finally:
         for d in daemons:
             d.stop()
-        for ns in created:
-            try:
-                netns.remove(ns)
-            except Exception:  # removal must not mask the test's own failure
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove_netns(created)
 
 
 def _set_link(ns: str, dev: str, state: str) -> None:

@@ -9,28 +9,18 @@ the daemon. Teardown always stops the daemons this fixture started, by their pid
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
+from tests.tools.procs import BIN, REPO, log_tail, spawn_tipcd, stop_proc, wait_started
+from tests.tools.procs import cmd as _cmd
 
-
-def _cmd(name: str) -> list[str]:
-    """The installed entry point if present (what users run), else `python -m cli.X`."""
-    exe = BIN / name
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which(name)
-    return [found] if found else [sys.executable, "-m", f"cli.{name}"]
+__all__ = ["BIN", "REPO", "_cmd", "free_udp_port", "TipcNode"]
 
 
 def free_udp_port() -> int:
@@ -75,19 +65,10 @@ class TipcNode:
         raise AssertionError(f"{self.name}: timed out waiting for {what}\n{self.log()}")
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text()[-6000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, 6000)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_proc(self.proc)
 
 
 @pytest.fixture
@@ -101,17 +82,13 @@ def tipcd(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[.
         run_dir.mkdir()
         log_path = tmp_path / f"{name}.log"
         port = port or free_udp_port()
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                _cmd("tipcd") + ["--run-dir", str(run_dir), "--log-level", "debug", *extra],
-                stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(REPO)})
+        proc = spawn_tipcd(["--run-dir", str(run_dir), "--log-level", "debug", *extra],
+                           log_path, stdin_null=False)
         node = TipcNode(name, run_dir, port, proc, log_path)
         started.append(node)
-        node.wait_for(lambda: (run_dir / "ctl.sock").exists() or proc.poll() is not None,
-                      what="control socket")
-        if proc.poll() is not None:
-            raise AssertionError(f"tipcd {name} exited {proc.returncode}\n{node.log()}")
+        if not wait_started(run_dir, proc, 15.0, poll=0.1):
+            raise AssertionError(f"tipcd {name} did not start (exit {proc.poll()})\n"
+                                 f"{node.log()}")
         return node
 
     yield start

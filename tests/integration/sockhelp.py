@@ -11,12 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from tests.tools.procs import log_tail, spawn_tipcd, stop_proc, wait_started
 from tipcpy import socket as ts
 
-from .conftest import REPO, _cmd, free_udp_port
+from .conftest import REPO, free_udp_port
 
 
 def bearer(port: int, peer: int) -> str:
@@ -31,6 +35,13 @@ def wait_for(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condi
         if time.monotonic() > end:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def assert_silent(s: ts.socket, wait: float) -> None:
+    """Nothing (more) arrives on ``s`` within ``wait`` seconds."""
+    s.settimeout(wait)
+    with pytest.raises(TimeoutError):
+        s.recv(100)
 
 
 def links_up(run_dir: str | Path) -> int:
@@ -58,31 +69,26 @@ class Daemon:
 
     def __init__(self, name: str, run_dir: Path, port: int, peer: int, log: Path,
                  *extra: str) -> None:
+        self.port = port
+        self._start(name, run_dir, log, ["--bearer", bearer(port, peer), *extra])
+
+    def _start(self, name: str, run_dir: Path, log: Path, args: list[str],
+               ns: str | None = None, timeout: float = 20.0) -> None:
         self.name = name
         self.run_dir = run_dir
-        self.port = port
         self.log_path = log
-        with open(log, "wb") as f:
-            self.proc = subprocess.Popen(
-                _cmd("tipcd") + ["--run-dir", str(run_dir), "--identity", name,
-                                 "--bearer", bearer(port, peer), "--log-level", "info",
-                                 *extra],
-                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": str(REPO)})
-        wait_for(lambda: (run_dir / "ctl.sock").exists() or self.proc.poll() is not None,
-                 what=f"{name} control socket")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"tipcd {name} exited:\n{self.log()}")
+        self.proc = spawn_tipcd(["--run-dir", str(run_dir), "--identity", name,
+                                 "--log-level", "info", *args], log, ns=ns)
+        if not wait_started(run_dir, self.proc, timeout):
+            raise AssertionError(f"tipcd {name} did not start (exit {self.proc.poll()}):\n"
+                                 f"{self.log()}")
 
     @property
     def rd(self) -> str:
         return str(self.run_dir)
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text()[-5000:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, 5000)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:
@@ -90,13 +96,7 @@ class Daemon:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_proc(self.proc)
 
 
 def start_pair(base: Path, extra: tuple[str, ...] = ()) -> tuple[Daemon, Daemon]:
@@ -125,3 +125,17 @@ def client_proc(code: str, run_dir: str) -> subprocess.Popen[str]:
         [sys.executable, "-c", "from tipcpy import socket as ts\n" + code],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO), "TIPCPY_RUN_DIR": run_dir})
+
+
+def module_pair(tag: str) -> Any:
+    """A module-scoped ``pair`` fixture (assign it to ``pair`` in the test module): one
+    linked tipcd pair for the whole file, run dirs under a temp dir named ``tag``."""
+
+    @pytest.fixture(scope="module")
+    def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Daemon]]:
+        a, b = start_pair(tmp_path_factory.mktemp(tag))
+        yield a, b
+        a.stop()
+        b.stop()
+
+    return pair

@@ -63,6 +63,17 @@ async def wait_bound(node: Node, typ: int, count: int = 1) -> None:
     await until(lambda: len(bound(node, typ)) >= count, what=f"binding of {typ}")
 
 
+async def serving(n2: Node, n1: Node, sotype: int, listen: bool = False) -> NodeSocket:
+    """A socket on ``n2`` bound to {SVC, 1} (listening if ``listen``), once ``n1``
+    sees the binding."""
+    s = n2.socket(sotype)
+    s.bind((ts.TIPC_ADDR_NAME, SVC, 1, 0))
+    if listen:
+        s.listen()
+    await wait_bound(n1, SVC)
+    return s
+
+
 # ------------------------------------------------------------------ connectionless
 def test_rdm_and_dgram_between_embedded_nodes() -> None:
     async def main() -> None:
@@ -132,9 +143,7 @@ def test_multicast_and_unreachable() -> None:
 def test_returned_message_and_options() -> None:
     async def main() -> None:
         async with two_nodes() as (n1, n2):
-            srv = n2.socket(ts.SOCK_RDM)
-            srv.bind((ts.TIPC_ADDR_NAME, SVC, 1, 0))
-            await wait_bound(n1, SVC)
+            srv = await serving(n2, n1, ts.SOCK_RDM)
             cli = n1.socket(ts.SOCK_RDM)
             cli.setsockopt(ts.SOL_TIPC, ts.TIPC_DEST_DROPPABLE, 0)
             assert cli.getsockopt(ts.SOL_TIPC, ts.TIPC_DEST_DROPPABLE) == 0
@@ -170,9 +179,7 @@ def test_answer_leaves_in_the_same_loop_iteration() -> None:
     together on the next one."""
     async def main() -> None:
         async with two_nodes() as (n1, n2):
-            srv = n2.socket(ts.SOCK_RDM)
-            srv.bind((ts.TIPC_ADDR_NAME, SVC, 1, 0))
-            await wait_bound(n1, SVC)
+            srv = await serving(n2, n1, ts.SOCK_RDM)
             cli = n1.socket(ts.SOCK_RDM)
             assert n2.runtime is not None
             tx = n2.runtime.counters
@@ -244,10 +251,7 @@ async def _echo_server(ls: NodeSocket, n: int) -> None:
 def test_connections_between_embedded_nodes(sotype: int) -> None:
     async def main() -> None:
         async with two_nodes() as (n1, n2):
-            ls = n2.socket(sotype)
-            ls.bind((ts.TIPC_ADDR_NAME, SVC, 1, 0))
-            ls.listen()
-            await wait_bound(n1, SVC)
+            ls = await serving(n2, n1, sotype, listen=True)
             server = asyncio.create_task(_echo_server(ls, 2))
             c = n1.socket(sotype)
             await asyncio.wait_for(c.connect((ts.TIPC_ADDR_NAME, SVC, 1, 0)), 10)
@@ -293,10 +297,7 @@ def test_connections_between_embedded_nodes(sotype: int) -> None:
 def test_peer_close_resets_connection() -> None:
     async def main() -> None:
         async with two_nodes() as (n1, n2):
-            ls = n2.socket(ts.SOCK_SEQPACKET)
-            ls.bind((ts.TIPC_ADDR_NAME, SVC, 1, 0))
-            ls.listen()
-            await wait_bound(n1, SVC)
+            ls = await serving(n2, n1, ts.SOCK_SEQPACKET, listen=True)
             c = n1.socket(ts.SOCK_SEQPACKET)
             await c.connect((ts.TIPC_ADDR_NAME, SVC, 1, 0))
             s, addr = await asyncio.wait_for(ls.accept(), 10)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.conftest import NsNode, _Kernels
+from tests.interop.conftest import NsNode, _Kernels, kernel_echoes, unicast_bearer, wait_link_up
 from tests.interop.kpeer import GUEST_HASH, GUEST_IP, HOST_IP, KP_BUILD, KernelPeer
 from tipcpy import socket as tsock
 from tipcpy.core.crypto import CaptureDecryptor, parse_key
@@ -70,11 +70,11 @@ def _node(kp: KernelPeer, ident: str, key_words: str, up: bool = True,
     kf = CAP_DIR / f"{ident}.key"
     kf.write_text(key_words + "\n")
     kf.chmod(0o600)
-    n = NsNode(ident, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}",
+    n = NsNode(ident, unicast_bearer(),
                ["--key-file", str(kf), *(extra or [])])
     if up:
         try:
-            kp.wait_for("tipc link list", lambda out: f"-{ident}:b1: up" in out, timeout=30)
+            wait_link_up(kp, ident)
         except AssertionError as e:
             n.stop()
             raise AssertionError(f"{e}\n--- our tipcd log:\n{n.log()}") from None
@@ -110,40 +110,19 @@ def _pattern(size: int) -> bytes:
 
 
 def _echoes_both_ways(kp: KernelPeer, n: NsNode) -> None:
-    from tests.interop.test_kernel_sockets import EchoServers
+    from tests.interop.test_kernel_sockets import EchoServers, kernel_clients_get_echoes
 
     rd = str(n.run_dir)
     for size in (1, 5000, 40000):
-        msg = _pattern(size)
-        with tsock.socket(tsock.AF_TIPC, tsock.SOCK_RDM, run_dir=rd) as s:
-            s.settimeout(15)
-            s.sendto(msg, (tsock.TIPC_ADDR_NAME, 1000, 1, 0))
-            data, addr = s.recvfrom(70000)
-            assert data == msg and addr[1] == GUEST_HASH
-        for sotype, svc in ((tsock.SOCK_STREAM, 1001), (tsock.SOCK_SEQPACKET, 1002)):
-            with tsock.socket(tsock.AF_TIPC, sotype, run_dir=rd) as c:
-                c.settimeout(15)
-                c.connect((tsock.TIPC_ADDR_NAME, svc, 1, 0))
-                c.sendall(msg)
-                got = b""
-                while len(got) < size:
-                    d = c.recv(70000)
-                    assert d, "connection closed before the whole echo arrived"
-                    got += d
-                assert got == msg
+        addr, _ = kernel_echoes(rd, _pattern(size), 15)
+        assert addr[1] == GUEST_HASH
     servers = EchoServers(rd)
     try:
-        ident = n.identity
-        kp.wait_for("tipc nametable show",
-                    lambda out: all(re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{ident}",
-                                              out, re.M) for t in (SVC, SVC + 1, SVC + 2)),
-                    timeout=10)
-        for cmd in (f"send {SVC} 1 @1", f"stream {SVC + 1} 1 @1", f"seqpkt {SVC + 2} 1 @1",
-                    f"send {SVC} 1 @5000", f"stream {SVC + 1} 1 @5000",
-                    f"seqpkt {SVC + 2} 1 @5000", f"send {SVC} 1 @40000",
-                    f"stream {SVC + 1} 1 @40000", f"seqpkt {SVC + 2} 1 @40000"):
-            rc, out = kp.exec(f"tipc-peer {cmd}", timeout=30)
-            assert rc == 0 and "RESULT OK" in out, f"tipc-peer {cmd}:\n{out}"
+        kernel_clients_get_echoes(kp, n.identity, (
+            f"send {SVC} 1 @1", f"stream {SVC + 1} 1 @1", f"seqpkt {SVC + 2} 1 @1",
+            f"send {SVC} 1 @5000", f"stream {SVC + 1} 1 @5000", f"seqpkt {SVC + 2} 1 @5000",
+            f"send {SVC} 1 @40000", f"stream {SVC + 1} 1 @40000",
+            f"seqpkt {SVC + 2} 1 @40000"))
     finally:
         servers.close()
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import selectors
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.kpeer import GUEST_HASH, GUEST_IP, HOST_IP, REPO, KernelPeer, ns_cmd
+from tests.tools.procs import stop_proc
 
 pytestmark = pytest.mark.interop
 
@@ -141,11 +141,5 @@ def test_embedded_node_links_and_echoes_with_kernel(kernel_unicast: KernelPeer,
             assert node == GUEST_HASH, f"{key}: answered by {node:#x}"
         assert proc.wait(20) == 0
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_proc(proc)
         err.close()

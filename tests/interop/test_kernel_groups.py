@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.interop.conftest import NsNode
-from tests.interop.kpeer import GUEST_HASH, GUEST_IP, HOST_IP, KernelPeer
+from tests.interop.conftest import NsNode, linked_node
+from tests.interop.kpeer import GUEST_HASH, KernelPeer
 from tipcpy import socket as ts
 
 pytestmark = pytest.mark.interop
@@ -45,21 +45,8 @@ def kernel_unicast(_kp: KernelPeer) -> KernelPeer:
 def node(_kp: KernelPeer) -> Iterator[NsNode]:
     """One tipcd for the whole file (each test uses its own group type): linking to
     the guest costs seconds, the CI budget of this file is ~90 s."""
-    n = NsNode(OUR_ID, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}")
+    n = linked_node(_kp, OUR_ID, retry=True)
     try:
-        try:
-            _kp.wait_for(
-                "tipc link list", lambda out: f"-{OUR_ID}:b1: up" in out, timeout=30)
-        except AssertionError:
-            # seen once right after another suite's guest: no link at all; a new
-            # tipcd (new discovery from scratch) got it at once
-            n.stop()
-            n = NsNode(OUR_ID, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}")
-            _kp.wait_for(
-                "tipc link list", lambda out: f"-{OUR_ID}:b1: up" in out, timeout=30)
-        end = time.monotonic() + 10
-        while time.monotonic() < end and "1002 " not in n.tipc("nametable", "show").stdout:
-            time.sleep(0.2)
         yield n
     finally:
         n.stop()
@@ -131,6 +118,15 @@ def _bg(kp: KernelPeer, cmd: str, log: str) -> None:
     assert rc == 0, out
 
 
+def _kernel_member_and_ours(kp: KernelPeer, node: NsNode, typ: int, secs: int, log: str
+                            ) -> EchoMember:
+    """A kernel member {typ,1} living ``secs`` s (logging to ``log``), joined before our
+    non-echoing member {typ,2} joins."""
+    _bg(kp, f"tipc-peer group {typ} 1 {secs}", log)
+    kp.wait_for(f"cat {log}", lambda o: "joined group" in o, timeout=10)
+    return EchoMember(str(node.run_dir), typ, 2, echo=False)
+
+
 def test_kernel_member_and_ours_see_each_other_and_echo(node: NsNode, kernel_unicast: KernelPeer
                                                         ) -> None:
     """The kernel's member and ours see each other's JOIN; our broadcast, anycast,
@@ -139,9 +135,7 @@ def test_kernel_member_and_ours_see_each_other_and_echo(node: NsNode, kernel_uni
     kp = kernel_unicast
     typ = GT + 1
     log = "/tmp/grp1.log"
-    _bg(kp, f"tipc-peer group {typ} 1 8", log)
-    kp.wait_for(f"cat {log}", lambda o: "joined group" in o, timeout=10)
-    m = EchoMember(str(node.run_dir), typ, 2, echo=False)
+    m = _kernel_member_and_ours(kp, node, typ, 8, log)
     try:
         _wait(lambda: any(e[0] == "JOIN" for e in m.events), what="the kernel member's JOIN")
         (_, knode, kport, kinst) = m.events[0]
@@ -255,9 +249,7 @@ def test_our_node_going_away_is_a_leave_for_the_kernel(node: NsNode,
     kp = kernel_unicast
     typ = GT + 60
     log = "/tmp/grp9.log"
-    _bg(kp, f"tipc-peer group {typ} 1 12", log)
-    kp.wait_for(f"cat {log}", lambda o: "joined group" in o, timeout=10)
-    m = EchoMember(str(node.run_dir), typ, 2, echo=False)
+    m = _kernel_member_and_ours(kp, node, typ, 12, log)
     my_node, my_port = m.addr()
     try:
         kp.wait_for(f"cat {log}", lambda o: f"MEMBER JOIN <node=0x{my_node:08x} "

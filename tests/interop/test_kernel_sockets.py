@@ -19,8 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 import tipcpy.aio as aio
-from tests.interop.conftest import NsNode
-from tests.interop.kpeer import GUEST_HASH, GUEST_IP, HOST_IP, KernelPeer
+from tests.interop.conftest import NsNode, kernel_echoes, linked_node
+from tests.interop.kpeer import GUEST_HASH, KernelPeer
 from tipcpy import socket as tsock
 from tipcpy.addr import hash128to32, node_id_from_str
 
@@ -32,14 +32,8 @@ SVC = 5000  # our echo services: RDM {5000,1}, STREAM {5001,1}, SEQPACKET {5002,
 
 @pytest.fixture
 def node(kernel_unicast: KernelPeer) -> Iterator[NsNode]:
-    n = NsNode(OUR_ID, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}")
+    n = linked_node(kernel_unicast, OUR_ID)
     try:
-        kernel_unicast.wait_for(
-            "tipc link list", lambda out: f"-{OUR_ID}:b1: up" in out, timeout=30)
-        # the kernel's echo services are in our table once its bulk has arrived
-        end = time.monotonic() + 10
-        while time.monotonic() < end and "1002 " not in n.tipc("nametable", "show").stdout:
-            time.sleep(0.2)
         yield n
     finally:
         n.stop()
@@ -51,26 +45,9 @@ def _pattern(size: int) -> bytes:
 
 @pytest.mark.parametrize("size", [1, 5000, 40000])
 def test_our_clients_get_kernel_echoes(node: NsNode, size: int) -> None:
-    rd = str(node.run_dir)
-    msg = _pattern(size)
-    with tsock.socket(tsock.AF_TIPC, tsock.SOCK_RDM, run_dir=rd) as s:
-        s.settimeout(10)
-        s.sendto(msg, (tsock.TIPC_ADDR_NAME, 1000, 1, 0))
-        data, addr = s.recvfrom(70000)
-        assert data == msg
-        assert addr[0] == tsock.TIPC_ADDR_ID and addr[1] == GUEST_HASH  # (type, node, ref, ...)
-    for sotype, svc in ((tsock.SOCK_STREAM, 1001), (tsock.SOCK_SEQPACKET, 1002)):
-        with tsock.socket(tsock.AF_TIPC, sotype, run_dir=rd) as c:
-            c.settimeout(10)
-            c.connect((tsock.TIPC_ADDR_NAME, svc, 1, 0))
-            assert c.getpeername()[1] == GUEST_HASH
-            c.sendall(msg)
-            got = b""
-            while len(got) < size:
-                d = c.recv(70000)
-                assert d, "connection closed before the whole echo arrived"
-                got += d
-            assert got == msg
+    addr, peers = kernel_echoes(str(node.run_dir), _pattern(size), 10)
+    assert addr[0] == tsock.TIPC_ADDR_ID and addr[1] == GUEST_HASH  # (type, node, ref, ...)
+    assert peers == [GUEST_HASH, GUEST_HASH]
 
 
 class EchoServers:
@@ -127,6 +104,18 @@ class EchoServers:
             s.close()
 
 
+def kernel_clients_get_echoes(kp: KernelPeer, ident: str, cmds: tuple[str, ...]) -> None:
+    """Once the guest lists EchoServers' three bindings on our node ``ident``, each
+    `tipc-peer CMD` client there must end with RESULT OK."""
+    kp.wait_for("tipc nametable show",
+                lambda out: all(re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{ident}",
+                                          out, re.M) for t in (SVC, SVC + 1, SVC + 2)),
+                timeout=10)
+    for cmd in cmds:
+        rc, out = kp.exec(f"tipc-peer {cmd}", timeout=30)
+        assert rc == 0 and "RESULT OK" in out, f"tipc-peer {cmd}:\n{out}"
+
+
 def test_kernel_clients_get_our_echoes(kernel_unicast: KernelPeer, node: NsNode) -> None:
     kp = kernel_unicast
     servers = EchoServers(str(node.run_dir))
@@ -135,16 +124,10 @@ def test_kernel_clients_get_our_echoes(kernel_unicast: KernelPeer, node: NsNode)
         for t in (SVC, SVC + 1, SVC + 2):
             assert re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{OUR_ID}", ours, re.M), ours
         # the kernel's own table lists the bindings made on our node
-        kp.wait_for("tipc nametable show",
-                    lambda out: all(re.search(rf"^{t}\s+1\s+1\s+cluster\s+\d+\s+{OUR_ID}",
-                                              out, re.M) for t in (SVC, SVC + 1, SVC + 2)),
-                    timeout=10)
-        for cmd in (f"send {SVC} 1 hello", f"stream {SVC + 1} 1 hello",
-                    f"seqpkt {SVC + 2} 1 hello", f"send {SVC} 1 @5000",
-                    f"stream {SVC + 1} 1 @40000", f"seqpkt {SVC + 2} 1 @40000",
-                    f"send {SVC} 1 @40000", f"mcast {SVC} 0 10 hi"):
-            rc, out = kp.exec(f"tipc-peer {cmd}", timeout=30)
-            assert rc == 0 and "RESULT OK" in out, f"tipc-peer {cmd}:\n{out}"
+        kernel_clients_get_echoes(kp, OUR_ID, (
+            f"send {SVC} 1 hello", f"stream {SVC + 1} 1 hello", f"seqpkt {SVC + 2} 1 hello",
+            f"send {SVC} 1 @5000", f"stream {SVC + 1} 1 @40000", f"seqpkt {SVC + 2} 1 @40000",
+            f"send {SVC} 1 @40000", f"mcast {SVC} 0 10 hi"))
     finally:
         servers.close()
 

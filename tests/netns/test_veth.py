@@ -11,44 +11,22 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.tools import procs
+
 pytestmark = pytest.mark.netns
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _why_skip() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None:
-        return "needs iproute2's `ip` to run a daemon inside a namespace"
-    try:
-        import pyroute2  # noqa: F401
-    except ImportError:
-        return "needs pyroute2"
-    return None
-
-
-_skip = _why_skip()
+_skip = procs.why_no_netns()
 if _skip:
     pytest.skip(_skip, allow_module_level=True)
 
-from pyroute2 import IPRoute, NetNS, netns  # noqa: E402
-
-
-def _cmd(name: str) -> list[str]:
-    exe = BIN / name
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", f"cli.{name}"]
+from pyroute2 import IPRoute, NetNS  # noqa: E402
 
 
 class Host:
@@ -59,45 +37,28 @@ class Host:
         self.log_path = run_dir.with_suffix(".log")
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(REPO)}
+        return {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(procs.REPO)}
 
     def start(self, *args: str) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, *_cmd("tipcd"), "--run-dir",
-                 str(self.run_dir), "--log-level", "debug", *args],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env())
-        end = time.monotonic() + 15
-        while time.monotonic() < end:
-            if (self.run_dir / "ctl.sock").exists():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"tipcd in {self.ns} did not start:\n{self.log()}")
+        self.proc = procs.spawn_tipcd(["--run-dir", str(self.run_dir), "--log-level", "debug",
+                                 *args], self.log_path, ns=self.ns, env=self.env(),
+                                stdin_null=False)
+        if not procs.wait_started(self.run_dir, self.proc, 15, poll=0.1):
+            raise AssertionError(f"tipcd in {self.ns} did not start:\n{self.log()}")
 
     def tipc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(["ip", "netns", "exec", self.ns, *_cmd("tipc"), *args],
+        r = subprocess.run(["ip", "netns", "exec", self.ns, *procs.cmd("tipc"), *args],
                            env=self.env(), capture_output=True, text=True, timeout=30)
         if check and r.returncode != 0:
             raise AssertionError(f"tipc {args} in {self.ns}: {r.returncode}\n{r.stderr}")
         return r
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text()[-6000:]
-        except OSError:
-            return ""
+        return procs.log_tail(self.log_path, 6000)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        procs.stop_proc(self.proc)
 
     def wait_links(self, names: list[str], timeout: float = 20.0) -> str:
         end = time.monotonic() + timeout
@@ -122,31 +83,19 @@ def pair(tmp_path: Path) -> Iterator[tuple[Host, Host]]:
     created: list[str] = []
     hosts: list[Host] = []
     try:
-        for ns in (ns_a, ns_b):
-            netns.create(ns)
-            created.append(ns)
+        procs.create_netns((ns_a, ns_b), created)
         with IPRoute() as ipr:
-            ipr.link("add", ifname=dev_a, kind="veth", peer=dev_b)
-            for dev, ns in ((dev_a, ns_a), (dev_b, ns_b)):
-                idx = ipr.link_lookup(ifname=dev)[0]
-                ipr.link("set", index=idx, net_ns_fd=ns)
+            procs.add_veth(ipr, dev_a, ns_a, dev_b, ns_b)
         for ns, dev, ip in ((ns_a, dev_a, ip_a), (ns_b, dev_b, ip_b)):
             with NetNS(ns) as n:
-                lo = n.link_lookup(ifname="lo")[0]
-                n.link("set", index=lo, state="up")
-                idx = n.link_lookup(ifname=dev)[0]
-                n.addr("add", index=idx, address=ip, prefixlen=24)
-                n.link("set", index=idx, state="up")
+                procs.lo_up(n)
+                procs.addr_up(n, dev, ip)
         hosts = [Host(ns_a, dev_a, ip_a, tmp_path / "a"), Host(ns_b, dev_b, ip_b, tmp_path / "b")]
         yield hosts[0], hosts[1]
     finally:
         for h in hosts:
             h.stop()
-        for ns in created:
-            try:
-                netns.remove(ns)
-            except Exception:  # removal must not mask the test's own failure
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        procs.remove_netns(created)
 
 
 def test_eth_and_udp_multicast(pair: tuple[Host, Host]) -> None:

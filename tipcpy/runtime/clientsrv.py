@@ -243,25 +243,21 @@ class _Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self.srv.guarded_frame(self, self._take, data)
+
+    def _take(self, data: bytes) -> None:
         srv = self.srv
-        t0 = clock()
-        try:
-            stats = srv.stats
-            stats.bytes_in += len(data)
-            stats.in_bytes += len(data)
-            self.inbuf += data
-            if stats.in_bytes > IN_BUDGET and len(self.inbuf) > HDR_SIZE + MAX_FRAME // 4:
-                stats.refused_in_budget += 1
-                srv.refusal("in budget", f"client {self.name}: {stats.in_bytes} bytes of "
-                            f"partial requests held (budget {IN_BUDGET}); disconnecting")
-                srv._drop(self, "tipcd's request buffer budget is exhausted", errno.ENOBUFS)
-                return
-            srv.process(self)
-        except Exception as e:
-            srv.runtime.guard.failed("client frame", e)
-            srv._drop(self, "internal error in tipcd")
-        finally:
-            srv.runtime.guard.timed("client frame", t0)
+        stats = srv.stats
+        stats.bytes_in += len(data)
+        stats.in_bytes += len(data)
+        self.inbuf += data
+        if stats.in_bytes > IN_BUDGET and len(self.inbuf) > HDR_SIZE + MAX_FRAME // 4:
+            stats.refused_in_budget += 1
+            srv.refusal("in budget", f"client {self.name}: {stats.in_bytes} bytes of "
+                        f"partial requests held (budget {IN_BUDGET}); disconnecting")
+            srv._drop(self, "tipcd's request buffer budget is exhausted", errno.ENOBUFS)
+            return
+        srv.process(self)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -598,9 +594,14 @@ class ClientServer:
         self.loop.call_soon(self._unblock_guarded, c)
 
     def _unblock_guarded(self, c: _Client) -> None:
+        self.guarded_frame(c, self._unblock, c)
+
+    def guarded_frame(self, c: _Client, fn: Callable[..., None], *args: Any) -> None:
+        """Run frame work for ``c``: a failure in it drops that client only (never the
+        daemon), and its time counts under "client frame"."""
         t0 = clock()
         try:
-            self._unblock(c)
+            fn(*args)
         except Exception as e:
             self.runtime.guard.failed("client frame", e)
             self._drop(c, "internal error in tipcd")
