@@ -61,6 +61,8 @@ class SimCluster:
         mtu: int = 1500,
         faults: FaultModel | None = None,
         start: bool = True,
+        mon_threshold: int | None = None,
+        mon_quiet: bool = False,
     ) -> None:
         self.seed = seed
         self.now = 0.0
@@ -73,6 +75,8 @@ class SimCluster:
         self.priority = priority
         self.window = window
         self.mtu = mtu
+        self.mon_threshold = mon_threshold
+        self.mon_quiet = mon_quiet
         self.nodes: list[SimNode] = []
         self._heap: list[tuple[float, int]] = []
         self._deadline: dict[int, float | None] = {}
@@ -91,6 +95,9 @@ class SimCluster:
         i = len(self.nodes)
         rng = random.Random((self.seed << 16) ^ (i * 7919 + 1))
         stack = build_node(node_id or make_node_id(i), net_id=net_id or self.net_id, rng=rng)
+        if self.mon_threshold is not None:
+            stack.set_mon_threshold(self.mon_threshold)
+        stack.mon_quiet = self.mon_quiet
         node = SimNode(i, stack, [])
         self.nodes.append(node)
         if start:
