@@ -17,7 +17,6 @@ What must hold, as on a kernel cluster of that size:
 
 from __future__ import annotations
 
-import struct
 from bisect import bisect_right
 
 from tipcpy.core.monitor import dom_size
@@ -89,7 +88,7 @@ def test_hundred_nodes_ring_names_and_crash() -> None:
     victim = 37
     va = c.addr(victim)
     srvs = {i: TopSrv(c.nodes[i].stack.name_table, c.addr(i)) for i in range(N) if i != victim}
-    for i, srv in srvs.items():
+    for srv in srvs.values():
         subscribe(srv, "nodes", 0, va, va, c.now)
         assert decode_events(srv.take_outgoing()) == [(1, va, va, 0, va)]
     c.crash(victim)
