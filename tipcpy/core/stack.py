@@ -181,6 +181,7 @@ class Stack:
         self.add_listener(self._name_layer_event)
         self._timed: list[Timed] = []
         self._mon_init()
+        self._cleanup_init()
         self.sockets: Any = None
         """The socket layer, attached by :func:`tipcpy.core.assembly.build_node` (the
         runtime looks it up here).  The Stack never calls it by this name: the layer
@@ -335,6 +336,15 @@ class Stack:
         if window is not None:
             link.set_window(window)
 
+    def _drop_peer(self, addr: int) -> None:
+        """Delete a down peer's node object and its link endpoints, everywhere."""
+        peer = self.peers.pop(addr)
+        self._mon_forget_peer(peer)
+        peer.links.clear()
+        self._dl.pop(("p", addr), None)
+        self._dl_dirty.discard(addr)
+        self._down_since.pop(addr, None)
+
     def remove_peer(self, addr: int, now: float) -> None:
         """``tipc peer remove``: forget a peer node that is down (kernel tipc_nl_peer_rm):
         its links (silently: they are down) and its node object.  EBUSY while it is up,
@@ -344,10 +354,7 @@ class Stack:
             raise StackError(errno.ENXIO, f"no peer node {addr:08x}")
         if peer.is_up:
             raise StackError(errno.EBUSY, f"peer node {addr:08x} is up")
-        self._mon_forget_peer(peer)
-        peer.links.clear()
-        del self.peers[addr]
-        self._dl.pop(("p", addr), None)
+        self._drop_peer(addr)
 
     # ---------------------------------------------------------------- upper layers
     def register_user(self, users: int | Iterable[int], fn: DeliverFn) -> None:
@@ -573,6 +580,8 @@ class Stack:
                 self._touch_named()
             elif kind == "m":
                 self._mon_tick(k, now)
+            elif kind == "c":
+                self._cleanup_tick(now)
             elif kind == "d":
                 b = self._bearers[k]
                 if b is not None:
@@ -826,6 +835,45 @@ class Stack:
                 continue
             out.append({"bearer": m.bearer_name, "peers": m.list_peers()})
         return out
+
+    # ---------------------------------------------------------------- node cleanup
+    # Kernel tipc_node_cleanup (run from each node's timer): a node object that is
+    # not up NODE_CLEANUP_AFTER (300 s) after it was created or lost contact is
+    # deleted with its links.  Here one sweep every CLEANUP_SWEEP s over the down
+    # peers: a peer first seen down by a sweep (created and never up) counts from
+    # then, so deletion comes 300 s to 300 s + one sweep after the kernel's moment.
+    # Unlike the kernel (which leaves it on the monitor ring) the peer also leaves
+    # the monitor and discovery's healing set, so nothing grows with churn.
+    NODE_CLEANUP_AFTER = 300.0
+    CLEANUP_SWEEP = 10.0
+
+    def _cleanup_init(self) -> None:
+        self._down_since: dict[int, float] = {}
+        self.counters["nodes_cleaned"] = 0
+        self._cleanup_armed = False
+        self.add_listener(self._cleanup_event)
+
+    def _cleanup_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, NodeDown):
+            self._down_since[ev.addr] = now
+        elif isinstance(ev, NodeUp):
+            self._down_since.pop(ev.addr, None)
+        elif isinstance(ev, AddressCommitted) and not self._cleanup_armed:
+            self._cleanup_armed = True
+            self._set_deadline(("c", 0), now + self.CLEANUP_SWEEP)
+
+    def _cleanup_tick(self, now: float) -> None:
+        since = self._down_since
+        for addr, peer in list(self.peers.items()):
+            if peer.is_up:
+                continue
+            t = since.setdefault(addr, now)
+            if now >= t + self.NODE_CLEANUP_AFTER:
+                self._drop_peer(addr)
+                self.counters["nodes_cleaned"] += 1
+        for addr in [a for a in since if a not in self.peers]:
+            del since[addr]
+        self._set_deadline(("c", 0), now + self.CLEANUP_SWEEP)
 
     # ---------------------------------------------------------------- introspection
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import zlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -132,6 +133,27 @@ class SimCluster:
         """Node ``i`` stops dead: no more ticks, packets to it are lost."""
         self.nodes[i].alive = False
         self.net.cut(i)
+
+    def replace(self, i: int, node_id: bytes, *, start: bool = True) -> SimNode:
+        """Node ``i`` leaves for good (its Stack dropped, its attachments removed) and a
+        new node with identity ``node_id`` takes its slot: churn without the
+        cluster's own lists growing."""
+        old = self.nodes[i]
+        old.alive = False
+        self.net.detach(i)
+        rng = random.Random((self.seed << 16) ^ (i * 7919 + 1) ^ zlib.crc32(node_id))
+        stack = build_node(node_id, net_id=self.net_id, rng=rng)
+        if self.mon_threshold is not None:
+            stack.set_mon_threshold(self.mon_threshold)
+        stack.mon_quiet = self.mon_quiet
+        node = SimNode(i, stack, [])
+        self.nodes[i] = node
+        self._deadline.pop(i, None)
+        if start:
+            for seg in self.segments:
+                self.enable_bearer(i, seg)
+        self._touch(i)
+        return node
 
     def cut(self, i: int, segment: str | None = None) -> None:
         self.net.cut(i, segment)
