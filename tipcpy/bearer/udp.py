@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import os
 import socket
 import struct
 from typing import Any
@@ -104,6 +105,40 @@ def _looks_like_link_config(data: bytes) -> bool:
             and (w0 >> USER_SHIFT) & USER_MASK == _LINK_CONFIG)
 
 
+def _size_buffers(sock: socket.socket) -> None:
+    """Socket buffers for a cluster's start-up burst: every peer's discovery, RESET,
+    ACTIVATE and name bulk arrive within a few ms of each other (64 daemons started
+    together lost set-up packets with the default 208 KiB).  As root the *FORCE
+    options pass net.core.rmem_max/wmem_max; otherwise the kernel caps the request."""
+    for force, opt in ((getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF),
+                       (getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF)):
+        for o in (force, opt):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, o, _SOCKBUF)
+                break
+            except OSError:
+                continue
+
+
+def socket_drops(sock: socket.socket | None) -> int | None:
+    """Datagrams the kernel dropped on this socket's receive queue (the ``drops``
+    column of /proc/net/udp[6] in the socket's namespace), None if unknown."""
+    if sock is None:
+        return None
+    try:
+        ino = str(os.fstat(sock.fileno()).st_ino)
+        name = "udp6" if sock.family == socket.AF_INET6 else "udp"
+        with open(f"/proc/self/net/{name}") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if len(cols) > 12 and cols[9] == ino:
+                    return int(cols[-1])
+    except (OSError, ValueError, StopIteration):
+        return None
+    return None
+
+
 class UdpBearer(QueuedSender, Bearer):
     """A TIPC bearer on one UDP socket (see the module docstring for the two modes)."""
 
@@ -154,11 +189,7 @@ class UdpBearer(QueuedSender, Bearer):
         sock = socket.socket(self.family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKBUF)
-                except OSError:
-                    pass
+            _size_buffers(sock)
             if self.multicast:
                 self._setup_multicast(sock)
             else:
@@ -338,6 +369,6 @@ class UdpBearer(QueuedSender, Bearer):
         d = super().info()
         d.update(localip=str(self.localip), localport=self.localport,
                  remoteip=str(self.remoteip), remoteport=self.remoteport,
-                 multicast=self.multicast,
+                 multicast=self.multicast, rx_drops=socket_drops(self._sock),
                  remotes=[f"{ip}:{port}" for ip, port in self.remotes])
         return d
