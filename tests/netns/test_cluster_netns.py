@@ -27,5 +27,5 @@ def test_ten_daemons_on_a_bridge() -> None:
     assert res["full_mesh"], res
     assert res["node_list_ok"], res
     assert res["binding_seen_by"] == N - 1, res
-    assert res["kill_seen_by"] == N - 1, res
+    assert res["kill_seen_by"] == N - 1 and res["kill_node_lists_agree"], res
     assert isinstance(res["rx_drops_total"], int)
