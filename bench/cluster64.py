@@ -356,6 +356,8 @@ def main(argv: list[str]) -> int:
     if reason:
         print(f"skipped: {reason}")
         return 0
+    # a timeout(1) or Ctrl-C must still remove the namespaces and stop the daemons
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     res = run(a.n, a.tolerance, idle=a.idle)
     print(json.dumps(res, indent=1))
     if a.json:
