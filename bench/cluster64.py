@@ -357,7 +357,16 @@ def main(argv: list[str]) -> int:
         print(f"skipped: {reason}")
         return 0
     # a timeout(1) or Ctrl-C must still remove the namespaces and stop the daemons
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    main_pid = os.getpid()
+
+    def on_term(*_: object) -> None:
+        if os.getpid() != main_pid:  # pyroute2's NetNS helpers inherit this handler
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
     res = run(a.n, a.tolerance, idle=a.idle)
     print(json.dumps(res, indent=1))
     if a.json:
