@@ -13,6 +13,7 @@ import gc
 import json
 import sys
 import time
+from functools import partial
 from typing import Any
 
 from tipcpy.sim import SimCluster
@@ -24,6 +25,10 @@ def held(c: SimCluster, i: int) -> dict[str, int]:
     return {"peers": len(st.peers), "ring": st.monitors[0].peer_cnt - 1,
             "disc": len(disc._linked) + len(disc._unlinked), "deadlines": len(st._dl),
             "heap": len(st._heap), "cleaned": st.counters["nodes_cleaned"]}
+
+
+def _all_down(c: SimCluster, addr: int, base: tuple[int, ...]) -> bool:
+    return not any(c.nodes[i].stack.node_is_up(addr) for i in base)
 
 
 def run(k_total: int, checkpoints: int = 10) -> list[dict[str, Any]]:
@@ -40,8 +45,8 @@ def run(k_total: int, checkpoints: int = 10) -> list[dict[str, Any]]:
         assert ok, f"cycle {k}: no link"
         a = c.addr(2)
         c.crash(2)
-        assert c.run_until(lambda a=a: not any(c.nodes[i].stack.node_is_up(a) for i in base),
-                           timeout=5), f"cycle {k}: not seen down"
+        assert c.run_until(partial(_all_down, c, a, base), timeout=5), \
+            f"cycle {k}: not seen down"
         for i in base:  # the simulator's own event log (a test aid) would grow
             c.nodes[i].events.clear()
         if (k + 1) % every == 0:
