@@ -39,7 +39,37 @@ def _cases() -> dict[str, Callable[[Any], list[Row]]]:
         "nodedown": daemon_cases.case_nodedown,
         "rss": daemon_cases.case_rss,
         "crypto": crypto_cases.case_crypto,
+        "scale": _scale, "monitor_model": _monitor_model, "cluster64": _cluster64,
     }
+
+
+# cluster-scale cases: minutes to an hour each, so only when named in --cases
+OPT_IN = ("scale", "monitor_model", "cluster64")
+
+
+def _scale(a: Any) -> list[Row]:
+    from bench import scale_cases
+
+    return scale_cases.case_scale(a)
+
+
+def _monitor_model(a: Any) -> list[Row]:
+    from bench import monitor_model
+
+    return monitor_model.case_monitor(a)
+
+
+def _cluster64(a: Any) -> list[Row]:
+    from bench import cluster64
+
+    r = cluster64.run(8 if a.quick else 64)
+    note = f"{r['n']} tipcd in namespaces on one bridge"
+    return [Row("cluster64", "full mesh after launch", "s", r.get("mesh_from_launch_s"),
+                note=note, extra=r),
+            Row("cluster64", "binding seen by all", "s", r.get("binding_all_s"), note=note),
+            Row("cluster64", "kill seen by all", "s", r.get("kill_all_s"), note=note),
+            Row("cluster64", "idle RSS per daemon", "MB", r.get("idle_rss_mb_avg"), note=note),
+            Row("cluster64", "idle CPU per daemon", "%", r.get("idle_cpu_pct_avg"), note=note)]
 
 
 # default order: the in-process bulk runs before the million-binding lookup table has
@@ -58,6 +88,10 @@ CASE_HELP = {
     "nodedown": "node-down detection time / link tolerance (1500 and 100 ms)",
     "rss": "tipcd resident memory idle and with many bindings",
     "crypto": "encrypted RDM throughput between two tipcd / the same without a key",
+    "scale": "sim cluster N=16..1000: supervision msgs/node/s with/without the monitor, "
+             "convergence (opt-in)",
+    "monitor_model": "supervision msgs/node/s computed from the monitor model (opt-in)",
+    "cluster64": "64 real tipcd in namespaces on a bridge (root; opt-in)",
 }
 
 
@@ -66,8 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench", description="tipcpy benchmarks with same-run baselines.",
         epilog="cases: " + "; ".join(f"{k}: {v}" for k, v in CASE_HELP.items()))
-    p.add_argument("--cases", default=",".join(names),
-                   help=f"comma-separated subset of: {','.join(names)} (default: all)")
+    p.add_argument("--cases", default=",".join(n for n in names if n not in OPT_IN),
+                   help=f"comma-separated subset of: {','.join(names)} (default: all but "
+                   f"{', '.join(OPT_IN)})")
     p.add_argument("--size", default=None,
                    help="message sizes in bytes for throughput, comma-separated "
                    "(default 100,1024,61440)")

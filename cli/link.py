@@ -374,8 +374,8 @@ def stat_reset(words: tuple[str, ...]) -> None:
 
 @group("monitor")
 def monitor() -> None:
-    """Show or set link supervision (tipcpy always supervises every peer directly:
-    algorithm full-mesh, whatever the threshold)."""
+    """Show or set link supervision: the overlapping ring monitor of each bearer
+    (full mesh up to the threshold)."""
 
 
 cmd.add_command(monitor)

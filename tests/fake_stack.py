@@ -55,6 +55,11 @@ class FakeStack:
         self.deadline: float | None = None
         self.ticks = 0
         self.encryption = FakeEncryption()
+        self.monitors: dict[int, Any] = {}  # no Monitor objects: summary/list default rows
+        self.mon_threshold = 32
+
+    def set_mon_threshold(self, value: int) -> None:
+        self.mon_threshold = value
 
     def set_identity(self, node_id: bytes) -> None:
         self.node_id = node_id

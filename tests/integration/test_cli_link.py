@@ -167,3 +167,34 @@ def test_bad_values_leave_the_link_unchanged(pair: Pair) -> None:
     assert [ok(a, "link", "get", p, "link", link) for p in
             ("priority", "tolerance", "window")] == before_props
     assert json.loads(before)[0]["state"] == ["ACTIVE"] and link_is_up(pair)
+
+
+def test_monitor_shows_the_real_ring(pair: Pair) -> None:
+    """Threshold 1 on both daemons: the monitors go overlapping-ring, exchange domain
+    records in STATE messages, and `link monitor list` shows each other's record."""
+    import time
+
+    a, b = pair.a, pair.b
+    try:
+        for n in (a, b):
+            assert ok(n, "link", "monitor", "set", "threshold", "1") == ""
+        deadline = time.monotonic() + 10
+        while True:
+            summ = json.loads(ok(a, "-j", "link", "monitor", "summary"))[0]
+            rows = json.loads(ok(a, "-j", "link", "monitor", "list"))[0]
+            peers = rows[rows["bearer"]]
+            if (summ["algorithm"] == "overlapping-ring" and len(peers) == 2
+                    and all(p.get("applied_node_status") == ["U"] for p in peers)):
+                break
+            assert time.monotonic() < deadline, (summ, peers)
+            time.sleep(0.2)
+        assert summ["cluster_size"] == 2 and summ["table_generation"] >= 1
+        assert all(p["status"] == "up" and p["monitored"] == "direct" for p in peers)
+        assert peers[1]["generation"] >= 1  # the peer's record was received and applied
+        text = ok(a, "link", "monitor", "list")
+        assert re.search(r"^\S+\s+up\s+direct\s+\d+\s+U \[\]$", text, re.M), text
+    finally:
+        for n in (a, b):
+            ok(n, "link", "monitor", "set", "threshold", "32")
+    summ = json.loads(ok(a, "-j", "link", "monitor", "summary"))[0]
+    assert summ["algorithm"] == "full-mesh"

@@ -298,11 +298,15 @@ def test_peer_reset_takes_node_to_self_down_peer_down() -> None:
     assert p.c.run_until(lambda: p.links_up(1), timeout=10.0)
 
 
-def test_node_down_returns_rdm_messages_the_sender_wants_back() -> None:
+# Several seeds: which link dies first, and whether the first one's residue was already
+# tunnelled onto the second when that one dies too, depends on the timing (seed 44 and
+# 52 once lost every message in the tunnel: it was not unwrapped on the way back).
+@pytest.mark.parametrize("seed", [61, 44, 45, 52, 70])
+def test_node_down_returns_rdm_messages_the_sender_wants_back(seed: int) -> None:
     """RDM with dest_droppable off, both links cut mid-stream: every message is
     either delivered or comes back to its sender with TIPC_ERR_NO_NODE - none
     vanishes; droppable ones (the default) never come back."""
-    p = Pair(seed=61)
+    p = Pair(seed=seed)
     tx, rx, dest = p.endpoints(S.SOCK_RDM, 0)
     drop = p.do(0, "open", S.SOCK_RDM)
     p.L(0).setsockopt(tx, S.TIPC_DEST_DROPPABLE, 0)

@@ -478,3 +478,42 @@ def test_single_messages_from_the_template_equal_msg_build(
         assert [(m.w, m.data) for m in fast] == [(m.w, m.data) for m in plain]
         assert [m.encode() for m in fast] == [m.encode() for m in plain]
         assert d1.snd_nxt == d2.snd_nxt
+
+
+def test_cached_bulk_list_equals_the_plain_scan() -> None:
+    """Twin of the bulk cache: after every local bind/unbind (both scopes), a remote
+    binding, an address change and a withdraw_port, the cached list is the plain
+    scan's, and so are the bulk bytes."""
+    import random
+
+    rng = random.Random(5)
+    t = NameTable(0)
+    d = NameDistributor(0, t)
+    live: list[Publication] = []
+    for step in range(400):
+        r = rng.random()
+        if step == 50:
+            d.set_own_addr(B)
+        elif r < 0.45 or not live:
+            p = P(rng.randrange(64, 70), rng.randrange(1000), d.own_addr,
+                  rng.randrange(1, 8), scope=rng.choice((2, 2, 3)))
+            if not t.contains(p):
+                d.publish(p)
+                live.append(p)
+        elif r < 0.8:
+            d.withdraw(live.pop(rng.randrange(len(live))))
+        elif r < 0.9:
+            t.insert(P(9000, step, 0x3333, 1))  # remote: must not disturb the cache
+        else:
+            port = rng.randrange(1, 8)
+            done, _more = t.withdraw_port(port)
+            gone = {id(q) for q in done}
+            live = [q for q in live if id(q) not in gone]
+        assert d._bulk_list() == d._bulk_list_plain(), step
+        assert [m.encode() for m in d.bulk(1400, A)] == \
+            [m.encode() for m in _plain_bulk(d, 1400, A)], step
+
+
+def _plain_bulk(d: NameDistributor, mss: int, dest: int) -> list[NameDistrMsg]:
+    d._bulk_key = None  # force the plain scan
+    return d.bulk(mss, dest)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import os
 import socket
 import struct
 import sys
@@ -98,8 +99,10 @@ def _ifindex_for_ip(ip: IPAddress) -> int:
 
 def _size_buffers(sock: socket.socket) -> None:
     """4 MB socket buffers each way: a link window of 50 packets of 14000 bytes is
-    700 KB in flight, far more than the usual 208 KB default, and a UDP receive buffer
-    that overflows drops packets the link must then retransmit after a gap. The plain
+    700 KB in flight, far more than the usual 208 KB default, a UDP receive buffer
+    that overflows drops packets the link must then retransmit after a gap, and a
+    cluster's start-up burst (every peer's discovery, RESET, ACTIVATE and name bulk
+    within a few ms) lost set-up packets at the default with 64 daemons. The plain
     options are capped by net.core.[rw]mem_max (often 208 KB); the FORCE variants pass
     that cap where we may (CAP_NET_ADMIN, e.g. tipcd as root), else the plain ones."""
     for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF),
@@ -125,6 +128,25 @@ def _looks_like_link_config(data: bytes) -> bool:
     w0: int = struct.unpack_from("!I", data)[0]
     return ((w0 >> VERSION_SHIFT) & VERSION_MASK == 2
             and (w0 >> USER_SHIFT) & USER_MASK == _LINK_CONFIG)
+
+
+def socket_drops(sock: socket.socket | None) -> int | None:
+    """Datagrams the kernel dropped on this socket's receive queue (the ``drops``
+    column of /proc/net/udp[6] in the socket's namespace), None if unknown."""
+    if sock is None:
+        return None
+    try:
+        ino = str(os.fstat(sock.fileno()).st_ino)
+        name = "udp6" if sock.family == socket.AF_INET6 else "udp"
+        with open(f"/proc/self/net/{name}") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if len(cols) > 12 and cols[9] == ino:
+                    return int(cols[-1])
+    except (OSError, ValueError, StopIteration):
+        return None
+    return None
 
 
 class UdpBearer(QueuedSender, Bearer):
@@ -357,6 +379,6 @@ class UdpBearer(QueuedSender, Bearer):
         d = super().info()
         d.update(localip=str(self.localip), localport=self.localport,
                  remoteip=str(self.remoteip), remoteport=self.remoteport,
-                 multicast=self.multicast,
+                 multicast=self.multicast, rx_drops=socket_drops(self._sock),
                  remotes=[f"{ip}:{port}" for ip, port in self.remotes])
         return d

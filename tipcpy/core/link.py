@@ -58,6 +58,7 @@ from typing import Any
 
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
+from tipcpy.core.monitor import Monitor
 from tipcpy.wire import DecodeError, Msg, decode
 from tipcpy.wire.consts import (
     BASIC_H_SIZE,
@@ -642,6 +643,13 @@ class Link:
         self._rprobe_wait = RPROBE_DEFAULT
         self._rprobe_base = RPROBE_DEFAULT  # 2 x the mean probe round trip, >= 1 ms
         self._nack_at = 0.0
+        # neighbour monitoring (core/monitor.py), set by the stack once the bearer has
+        # a monitor; see _mon_timer / _mon_rcv and the STATE build in _proto
+        self.monitor: Monitor | None = None
+        self.mon_quiet = False
+        """Not kernel behaviour (benchmarks only): an idle link the monitor does not
+        supervise sends no checkpoint probe, as the original ORM design intended."""
+        self._supervised = True
 
         self._out: list[bytes] = []
         self._events: list[LinkEventType] = []
@@ -716,7 +724,7 @@ class Link:
         # tolerance, so a dead peer is declared after the tolerance itself rather
         # than at the next tick after it (which would add up to one interval).
         nt = self._next_tick
-        if nt is not None and self.state in _UP_STATES:
+        if nt is not None and self._supervised and self.state in _UP_STATES:
             fail_at = self._last_rx + self.tolerance / 1000.0
             if fail_at < nt:
                 nt = fail_at
@@ -745,7 +753,8 @@ class Link:
         if nt is None:
             return
         st = self.state
-        if st in _UP_STATES and now >= self._last_rx + self.tolerance / 1000.0:
+        if (st in _UP_STATES and self._supervised
+                and now >= self._last_rx + self.tolerance / 1000.0):
             self._failure(now, "link timeout: peer silent for the tolerance")
             return
         rp = self._rprobe_at
@@ -759,7 +768,12 @@ class Link:
             s = self.stats
             s.accu_queue_sz += len(tq)
             s.queue_sz_counts += 1
-            silent = not self._rx_since_tick
+            mon = self._mon_timer(now) if self.monitor is not None else (True, False)
+            if mon is None:
+                self._failure(now, "link reset by the neighbour monitor")
+                return
+            supervised, probing = mon
+            silent = supervised and not self._rx_since_tick
             self._rx_since_tick = False
             if silent:
                 self.silent_intv_cnt += 1
@@ -769,7 +783,9 @@ class Link:
             # retransmissions, and whenever we sent nothing new since the last tick
             # (so an idle link sends one probe per tick and side, never more).  The
             # probes of both sides are what keeps a lossy link from timing out.
-            probe = silent or bool(self._deferred) or self._snd_nxt == self._checkpoint
+            # The monitor only decides whether silence counts (see _mon_timer).
+            idle = self._snd_nxt == self._checkpoint and (supervised or not self.mon_quiet)
+            probe = silent or probing or bool(self._deferred) or idle
             state = self._rcv_unacked > 0 or bool(tq)
             self._checkpoint = self._snd_nxt
             if probe or state:
@@ -794,6 +810,34 @@ class Link:
         self._probe_at = now
         self._rprobe_wait = min(self._rprobe_wait * 2.0, self._interval)
         self._rprobe_at = now + self._rprobe_wait
+
+    def _mon_timer(self, now: float) -> tuple[bool, bool] | None:
+        """What the monitor says this tick must do (kernel tipc_mon_get_state in
+        tipc_link_timeout): ``(supervised, probing)``, or None to fail the link now.
+
+        Why: above the threshold only local-domain members, heads and peers reported
+        lost (or that have not acked our record) are supervised; for the others the
+        kernel never counts silent intervals, so a dead one is only found when its
+        neighbours report it.  Here that means the tolerance clock restarts while a
+        link is unsupervised (``_last_rx`` kept at ``now``).
+        """
+        mon = self.monitor
+        assert mon is not None
+        ms = mon.get_state(self.peer_addr)
+        if ms.reset:
+            return None
+        sup = ms.monitoring or ms.probing
+        if not sup or not self._supervised:
+            self._last_rx = max(self._last_rx, now)
+        self._supervised = sup
+        return sup, ms.probing
+
+    def _mon_rcv(self, data: bytes) -> None:
+        """The rest of an accepted STATE after the Gap-ACK blocks, on an up link
+        (kernel tipc_mon_rcv; empty payloads too: they end a probing round)."""
+        mon = self.monitor
+        if mon is not None:
+            mon.receive(self.peer_addr, data)
 
     def reset(self, now: float, reason: str) -> None:
         """Local reset or disable: the link goes down (LinkDown if it was up), starts
@@ -1324,6 +1368,8 @@ class Link:
             if self.state == LinkState.ESTABLISHING:
                 self._link_up(now)
             return
+        if self.monitor is not None:
+            self._mon_rcv(data[ga[0]:])
         rcvgap = 0
         peers_snd_nxt = w[4] & 0xFFFF
         rcv_nxt = self._rcv_nxt
@@ -1674,6 +1720,9 @@ class Link:
         self._rst_cnt = 0
         self._probe_at = None
         self._rprobe_at = None
+        self._supervised = True
+        if self.monitor is not None:
+            self.monitor.link_reset(self.peer_addr)
         self.stats.clear(keep_lifetime=True)
         if True in self._congested:
             self._wakeup()
@@ -1717,6 +1766,8 @@ class Link:
                 data = self._gap_ack_blocks(rcvgap)
             else:
                 data = b""
+            if self.monitor is not None:  # domain record after the Gap-ACK blocks
+                data += self.monitor.prepare(self.peer_addr)
             w8 = self.bc_gap & 0x3FF
             w9 = tol & 0xFFFF
             keepalive = 1 if (probe or reply) else 0

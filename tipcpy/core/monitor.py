@@ -36,6 +36,16 @@ Kernel facts mirrored here:
 * A timer every ``MON_TIMEOUT`` (120 s) + ``random & 0xffff`` ms resizes the local
   domain if the cluster size changed without touching it.
 
+What tipcpy does with it (a decision, measured in bench/scale_cases.py): it is
+kernel-exact, interop first.  In Linux 6.x ``tipc_link_timeout`` an idle link probes on
+every tick whatever the monitor says (``snd_nxt == checkpoint``), so the monitor decides
+which silent links count toward failure, not how many STATE messages flow: with it a
+node still sends and answers one probe per peer and tick (1360 STATEs/node/s at N = 256,
+the same as a full mesh), but only ~31 of its 255 links can fail on silence, the rest
+fail when the nodes that supervise the peer report it lost.  The original ORM design -
+unsupervised idle links stay quiet, O(sqrt N) traffic (166 STATEs/node/s at N = 256) - is
+available only as ``Stack.mon_quiet`` for benchmarks: a kernel peer expects the probes.
+
 Contract (project style, sans-IO): events in - :meth:`peer_up`, :meth:`peer_down`,
 :meth:`remove_peer` (from links/nodes), :meth:`link_reset`, :meth:`receive` (the STATE
 payload after the Gap-ACK blocks, from a peer whose link is up), ``now`` via

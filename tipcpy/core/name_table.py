@@ -386,6 +386,9 @@ class NameTable:
         # the socket's own list, and in chunks (withdraw_port)
         self._by_port: dict[int, _Bag] = {}
         self._count = 0
+        self.local_gen = 0
+        """Grows on every insert or removal of a local publication (node 0 or own) and
+        on an address change: lets the distributor cache its bulk list."""
         self._observers: list[Observer] = []
 
     # ------------------------------------------------------------------ observers
@@ -529,6 +532,7 @@ class NameTable:
         bag.items.append(p)
         bag.live += 1
         if local:
+            self.local_gen += 1
             bag = self._by_port.get(p.port)
             if bag is None:
                 bag = self._by_port[p.port] = _Bag()
@@ -546,6 +550,7 @@ class NameTable:
         p.id = 0  # dead in its bags from now (compaction below drops it)
         self._drop(self._by_node, p.node)
         if p.node == 0 or p.node == self.own_addr:
+            self.local_gen += 1
             self._drop(self._by_port, p.port)
         self._count -= 1
 
@@ -700,6 +705,7 @@ class NameTable:
         old = self.own_addr
         if addr == old:
             return
+        self.local_gen += 1
         moved: list[Publication] = []
         for n in {0, old}:
             bag = self._by_node.pop(n, None)

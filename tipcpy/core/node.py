@@ -684,7 +684,9 @@ class PeerNode:
         from tipcpy.wire.bundle import unbundle
 
         msgs: list[Any] = []
-        for raw in residue.pkts:
+        todo = list(residue.pkts)
+        while todo:
+            raw = todo.pop(0)
             try:
                 m = decode(raw)
                 user = (m.w[0] >> USER_SHIFT) & USER_MASK
@@ -692,6 +694,13 @@ class PeerNode:
                     msgs.extend(unbundle(m))
                 elif user <= 3:
                     msgs.append(m)
+                elif user == _TUNNEL and m.data:
+                    # failed over once already: this link carried the residue of a
+                    # link that died before it, in FAILOVER_MSG; a tunnel fragment
+                    # (a message too big for one packet) is not returnable.
+                    inner = bytes(m.data)
+                    if len(inner) >= 24 and (inner[0] >> 1) & 0xF != int(User.MSG_FRAGMENTER):
+                        todo.append(inner)
             except DecodeError:
                 continue
         for m in msgs:

@@ -34,6 +34,7 @@ from tipcpy.core.discover import (
     TrialFailed,
 )
 from tipcpy.core.link import Link, LinkRtt
+from tipcpy.core.monitor import DEF_MON_THRESHOLD, Monitor
 from tipcpy.core.name_distr import NameDistributor
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
@@ -183,6 +184,8 @@ class Stack:
         self._timed: list[Timed] = []
         self.encryption = StackCrypto(self)
         """Keys, and the crypto seams below (tipcpy.core.stack_crypto)."""
+        self._mon_init()
+        self._cleanup_init()
         self.sockets: Any = None
         """The socket layer, attached by :func:`tipcpy.core.assembly.build_node` (the
         runtime looks it up here).  The Stack never calls it by this name: the layer
@@ -265,6 +268,8 @@ class Stack:
         self._bearers[bid] = _Bearer(bid, name, media, media_addr, mtu, priority, tolerance,
                                      window, broadcast, disc)
         self._pump_disc(self._bearers[bid], now)  # type: ignore[arg-type]
+        if self.own_addr:
+            self._mon_create(self._bearers[bid], now)  # type: ignore[arg-type]
         return bid
 
     def _autoconfig_identity(self, media_addr: Any) -> None:
@@ -290,6 +295,8 @@ class Stack:
         # transmits on this bearer still go out (the RESETs): runtime flushes first
         self._bearers[bid] = None
         self._dl.pop(("d", bid), None)
+        self.monitors.pop(bid, None)
+        self._dl.pop(("m", bid), None)
 
     def set_bearer_prop(self, name: str, now: float, *, priority: int | None = None,
                         tolerance: int | None = None, window: int | None = None,
@@ -333,6 +340,15 @@ class Stack:
         if window is not None:
             link.set_window(window)
 
+    def _drop_peer(self, addr: int) -> None:
+        """Delete a down peer's node object and its link endpoints, everywhere."""
+        peer = self.peers.pop(addr)
+        self._mon_forget_peer(peer)
+        peer.links.clear()
+        self._dl.pop(("p", addr), None)
+        self._dl_dirty.discard(addr)
+        self._down_since.pop(addr, None)
+
     def remove_peer(self, addr: int, now: float) -> None:
         """``tipc peer remove``: forget a peer node that is down (kernel tipc_nl_peer_rm):
         its links (silently: they are down) and its node object.  EBUSY while it is up,
@@ -342,9 +358,7 @@ class Stack:
             raise StackError(errno.ENXIO, f"no peer node {addr:08x}")
         if peer.is_up:
             raise StackError(errno.EBUSY, f"peer node {addr:08x} is up")
-        peer.links.clear()
-        del self.peers[addr]
-        self._dl.pop(("p", addr), None)
+        self._drop_peer(addr)
 
     # ---------------------------------------------------------------- upper layers
     def register_user(self, users: int | Iterable[int], fn: DeliverFn) -> None:
@@ -576,6 +590,10 @@ class Stack:
             elif kind == "t":
                 self.topsrv.tick(now)
                 self._touch_named()
+            elif kind == "m":
+                self._mon_tick(k, now)
+            elif kind == "c":
+                self._cleanup_tick(now)
             elif kind == "d":
                 b = self._bearers[k]
                 if b is not None:
@@ -654,6 +672,7 @@ class Stack:
         for b in self._bearers:
             if b is not None:
                 b.disc.set_own_addr(addr, now)
+                self._mon_create(b, now)
         assert self.node_id is not None
         self._emit(AddressCommitted(addr, self.node_id), now)
 
@@ -682,12 +701,14 @@ class Stack:
     def _create_link(self, peer: PeerNode, bearer_id: int) -> Link:
         b = self._bearers[bearer_id]
         assert b is not None and self.node_id is not None
-        return Link(
+        link = Link(
             own_addr=self.own_addr, peer_addr=peer.addr, own_name=self.identity,
             peer_name=node_id_to_str(peer.node_id), bearer_id=bearer_id, if_name=b.if_name,
             mtu=b.mtu, peer_caps=peer.caps, rng=self.rng, tolerance=b.tolerance,
             priority=b.priority, window=b.window, own_caps=OWN_CAPS,
         )
+        self._mon_attach(link)
+        return link
 
     def _pump_peer(self, peer: PeerNode, now: float) -> None:
         """Move a peer's packets out and dispatch its events (repeat: handlers may send)."""
@@ -725,6 +746,7 @@ class Stack:
                         else:
                             b.disc.remove_dest(ev.peer, now)
                             self._set_deadline(("d", b.id), b.disc.next_deadline())
+                        self._mon_link_changed(b.id, ev.peer, ev.up, now)
                     self._emit(ev, now)
                 else:
                     self._emit(ev, now)
@@ -737,6 +759,141 @@ class Stack:
             return
         for fn in fns:
             fn(from_addr, msg, now)
+
+    # ---------------------------------------------------------------- neighbour monitor
+    # One Monitor (core/monitor.py) per bearer once the address is committed, as the
+    # kernel's tipc_mon_create at bearer enable.  Behaviour is kernel-exact: the
+    # monitor decides which silent links count toward failure; an idle link still
+    # probes every tick (link.py), so it does not change how many STATEs flow.
+    # ``mon_quiet`` (not kernel, benchmarks only) gives the original ORM design where
+    # unsupervised idle links stay silent.
+    def _mon_init(self) -> None:
+        self.monitors: dict[int, Monitor] = {}
+        self._mon_threshold = DEF_MON_THRESHOLD
+        self.mon_quiet = False
+        self.counters.update(mon_reported_down=0, mon_resets=0)
+
+    @property
+    def mon_threshold(self) -> int:
+        return self._mon_threshold
+
+    def set_mon_threshold(self, value: int) -> None:
+        """``tipc link monitor set threshold``: every bearer's monitor, now and later."""
+        if not 0 <= value <= 4095:
+            raise StackError(errno.EINVAL, "threshold must be 0..4095")
+        self._mon_threshold = value
+        for m in self.monitors.values():
+            m.threshold = value
+
+    def _mon_create(self, b: _Bearer, now: float) -> None:
+        if b.id in self.monitors:
+            return
+        m = Monitor(self.own_addr, bearer_id=b.id, bearer_name=b.name,
+                    threshold=self._mon_threshold, now=now,
+                    random16=self.rng.getrandbits(16))
+        self.monitors[b.id] = m
+        for peer in self.peers.values():
+            le = peer.links.get(b.id)
+            if le is not None:
+                self._mon_attach(le.link)
+                if le.link.is_up:
+                    m.peer_up(peer.addr)
+        self._set_deadline(("m", b.id), m.next_deadline())
+
+    def _mon_attach(self, link: Link) -> None:
+        link.monitor = self.monitors.get(link.bearer_id)
+        link.mon_quiet = self.mon_quiet
+
+    def _mon_link_changed(self, bid: int, addr: int, up: bool, now: float) -> None:
+        m = self.monitors.get(bid)
+        if m is None:
+            return
+        if up:
+            m.peer_up(addr)
+        else:
+            m.peer_down(addr)
+        self._mon_events(m)
+
+    def _mon_forget_peer(self, peer: PeerNode) -> None:
+        """The peer's link endpoints are deleted: off every ring, and discovery stops
+        healing towards it (kernel tipc_mon_remove_peer in tipc_node_delete_links)."""
+        for bid in list(peer.links):
+            m = self.monitors.get(bid)
+            if m is not None:
+                m.remove_peer(peer.addr)
+                self._mon_events(m)
+        for b in self._bearers:
+            if b is not None:
+                b.disc.forget(peer.addr)
+
+    def _mon_events(self, m: Monitor) -> None:
+        """PeerReportedDown / PeerResetByMonitor act through get_state on the link's
+        next tick (as the kernel's); here they are counted and the link woken."""
+        for ev in m.take_events():
+            if ev.__class__.__name__ == "PeerResetByMonitor":
+                self.counters["mon_resets"] += 1
+            else:
+                self.counters["mon_reported_down"] += 1
+
+    def _mon_tick(self, bid: int, now: float) -> None:
+        m = self.monitors.get(bid)
+        if m is not None:
+            m.tick(now)
+            self._mon_events(m)
+            self._set_deadline(("m", bid), m.next_deadline())
+
+    def monitor_summary(self) -> list[dict[str, Any]]:
+        """``tipc link monitor summary``: one entry per bearer with a monitor."""
+        return [dict(m.summary(), node=f"{self.own_addr:08x}", threshold=m.threshold)
+                for _, m in sorted(self.monitors.items())]
+
+    def monitor_list(self, bearer: str | None = None) -> list[dict[str, Any]]:
+        """``tipc link monitor list``: per bearer, the ring rows."""
+        out = []
+        for _, m in sorted(self.monitors.items()):
+            if bearer is not None and m.bearer_name != bearer:
+                continue
+            out.append({"bearer": m.bearer_name, "peers": m.list_peers()})
+        return out
+
+    # ---------------------------------------------------------------- node cleanup
+    # Kernel tipc_node_cleanup (run from each node's timer): a node object that is
+    # not up NODE_CLEANUP_AFTER (300 s) after it was created or lost contact is
+    # deleted with its links.  Here one sweep every CLEANUP_SWEEP s over the down
+    # peers: a peer first seen down by a sweep (created and never up) counts from
+    # then, so deletion comes 300 s to 300 s + one sweep after the kernel's moment.
+    # Unlike the kernel (which leaves it on the monitor ring) the peer also leaves
+    # the monitor and discovery's healing set, so nothing grows with churn.
+    NODE_CLEANUP_AFTER = 300.0
+    CLEANUP_SWEEP = 10.0
+
+    def _cleanup_init(self) -> None:
+        self._down_since: dict[int, float] = {}
+        self.counters["nodes_cleaned"] = 0
+        self._cleanup_armed = False
+        self.add_listener(self._cleanup_event)
+
+    def _cleanup_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, NodeDown):
+            self._down_since[ev.addr] = now
+        elif isinstance(ev, NodeUp):
+            self._down_since.pop(ev.addr, None)
+        elif isinstance(ev, AddressCommitted) and not self._cleanup_armed:
+            self._cleanup_armed = True
+            self._set_deadline(("c", 0), now + self.CLEANUP_SWEEP)
+
+    def _cleanup_tick(self, now: float) -> None:
+        since = self._down_since
+        for addr, peer in list(self.peers.items()):
+            if peer.is_up:
+                continue
+            t = since.setdefault(addr, now)
+            if now >= t + self.NODE_CLEANUP_AFTER:
+                self._drop_peer(addr)
+                self.counters["nodes_cleaned"] += 1
+        for addr in [a for a in since if a not in self.peers]:
+            del since[addr]
+        self._set_deadline(("c", 0), now + self.CLEANUP_SWEEP)
 
     # ---------------------------------------------------------------- introspection
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import zlib
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -61,6 +62,8 @@ class SimCluster:
         mtu: int = 1500,
         faults: FaultModel | None = None,
         start: bool = True,
+        mon_threshold: int | None = None,
+        mon_quiet: bool = False,
     ) -> None:
         self.seed = seed
         self.now = 0.0
@@ -73,6 +76,8 @@ class SimCluster:
         self.priority = priority
         self.window = window
         self.mtu = mtu
+        self.mon_threshold = mon_threshold
+        self.mon_quiet = mon_quiet
         self.nodes: list[SimNode] = []
         self._heap: list[tuple[float, int]] = []
         self._deadline: dict[int, float | None] = {}
@@ -91,6 +96,9 @@ class SimCluster:
         i = len(self.nodes)
         rng = random.Random((self.seed << 16) ^ (i * 7919 + 1))
         stack = build_node(node_id or make_node_id(i), net_id=net_id or self.net_id, rng=rng)
+        if self.mon_threshold is not None:
+            stack.set_mon_threshold(self.mon_threshold)
+        stack.mon_quiet = self.mon_quiet
         node = SimNode(i, stack, [])
         self.nodes.append(node)
         if start:
@@ -125,6 +133,27 @@ class SimCluster:
         """Node ``i`` stops dead: no more ticks, packets to it are lost."""
         self.nodes[i].alive = False
         self.net.cut(i)
+
+    def replace(self, i: int, node_id: bytes, *, start: bool = True) -> SimNode:
+        """Node ``i`` leaves for good (its Stack dropped, its attachments removed) and a
+        new node with identity ``node_id`` takes its slot: churn without the
+        cluster's own lists growing."""
+        old = self.nodes[i]
+        old.alive = False
+        self.net.detach(i)
+        rng = random.Random((self.seed << 16) ^ (i * 7919 + 1) ^ zlib.crc32(node_id))
+        stack = build_node(node_id, net_id=self.net_id, rng=rng)
+        if self.mon_threshold is not None:
+            stack.set_mon_threshold(self.mon_threshold)
+        stack.mon_quiet = self.mon_quiet
+        node = SimNode(i, stack, [])
+        self.nodes[i] = node
+        self._deadline.pop(i, None)
+        if start:
+            for seg in self.segments:
+                self.enable_bearer(i, seg)
+        self._touch(i)
+        return node
 
     def cut(self, i: int, segment: str | None = None) -> None:
         self.net.cut(i, segment)

@@ -160,46 +160,62 @@ def link_stat_reset(ctx: OpsContext, args: dict[str, Any]) -> None:
     ctx.stack.encryption.stats.pop((addr, bid), None)  # the link's Crypto counters
 
 
-# -- link monitor (we always run full mesh: every peer supervised directly) ------------
+# -- link monitor: the Stack's per-bearer Monitor (tipcpy/core/monitor.py) -------------
 def monitor_get(ctx: OpsContext, args: dict[str, Any]) -> dict[str, int]:
-    return {"threshold": ctx.monitor_threshold}
+    return {"threshold": ctx.stack.mon_threshold}
 
 
 def monitor_set(ctx: OpsContext, args: dict[str, Any]) -> None:
     if "threshold" not in args:
         raise bad("missing threshold")
-    ctx.monitor_threshold = parse_int("threshold", args["threshold"], 0,
-                                      MONITOR_THRESHOLD_MAX)
+    value = parse_int("threshold", args["threshold"], 0, MONITOR_THRESHOLD_MAX)
+    ctx.stack.set_mon_threshold(value)
+    ctx.monitor_threshold = value
 
 
 def monitor_summary(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"bearer": name, "table_generation": ctx.table_generation.get(name, 0),
-             "cluster_size": 1 + len(ctx.bearer_peers(bid)), "algorithm": "full-mesh"}
-            for name, bid in ctx.runtime.by_name.items()]
+    """Per bearer; a bearer whose node has no address yet has a monitor of one (the
+    kernel creates it at enable and fills in the address later)."""
+    mons = ctx.stack.monitors
+    out = []
+    for name, bid in ctx.runtime.by_name.items():
+        m = mons.get(bid)
+        if m is None:
+            out.append({"bearer": name, "table_generation": 0, "cluster_size": 1,
+                        "algorithm": "full-mesh"})
+        else:
+            s = m.summary()
+            out.append({"bearer": name, "table_generation": s["table_generation"],
+                        "cluster_size": s["cluster_size"], "algorithm": s["algorithm"]})
+    return out
 
 
 def monitor_list(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ring of each bearer's monitor in the kernel's order (own node first): the
+    applied part of a node's domain as U/D, the rest as addr:U/D, only for nodes whose
+    domain record we hold (the kernel sends no domain attributes otherwise)."""
     want = args.get("bearer")
     if want and want not in ctx.runtime.by_name:
         raise bad("Bearer not found")
-    own = ctx.own_address()
+    mons = ctx.stack.monitors
     out = []
     for name, bid in ctx.runtime.by_name.items():
         if want and name != want:
             continue
-        peers = ctx.bearer_peers(bid)
-        # kernel dom_size(): our domain holds ceil(sqrt(cluster size)) - 1 members
-        size = 1 + len(peers)
-        dom = 0
-        while dom * dom < size:
-            dom += 1
-        applied = peers[:max(dom - 1, 0)]
-        rows: list[dict[str, Any]] = [
-            {"addr": own, "up": True, "direct": True,
-             "generation": ctx.table_generation.get(name, 0),
-             "applied": "".join("U" if up else "D" for _, up in applied),
-             "non_applied": [[a, "U" if up else "D"] for a, up in peers[len(applied):]]}]
-        rows += [{"addr": a, "up": up, "direct": True, "generation": 0} for a, up in peers]
+        m = mons.get(bid)
+        rows: list[dict[str, Any]] = []
+        if m is None:
+            rows.append({"addr": ctx.own_address(), "up": True, "direct": True,
+                         "generation": 0, "applied": "", "non_applied": []})
+        else:
+            for p in m.list_peers():
+                row: dict[str, Any] = {"addr": p["addr"], "up": p["status"] == "up",
+                                       "direct": p["monitored"] == "direct",
+                                       "generation": p["generation"]}
+                if "applied_node_status" in p:
+                    row["applied"] = "".join(p["applied_node_status"])  # type: ignore
+                    row["non_applied"] = [[a, st] for a, st in p["non_applied"]]  # type: ignore
+                rows.append(row)
         out.append({"bearer": name, "peers": rows})
     return out
 
