@@ -333,7 +333,14 @@ def test_master_key_session_keys_both_ways_and_rekey_mid_stream(
         assert "RESULT OK" in out, out
         lk = _our_link(n)
         assert lk["down_count"] == 0, lk
-        assert sum(lk["crypto"].values()) == lk["crypto"]["ok"], lk["crypto"]
+        # Two key switches happen mid-stream.  A packet the kernel sealed with its new
+        # session key can overtake (or be retransmitted past) the KEY_DISTR that brings
+        # the key: it is dropped as no_key - the kernel's receive path does the same -
+        # and the link retransmits it (the sink above proves nothing was lost).  Every
+        # other reason must stay 0, and no_key must stay a handful, not a stream.
+        bad = {k: v for k, v in lk["crypto"].items() if k not in ("ok", "no_key") and v}
+        assert not bad, lk["crypto"]
+        assert lk["crypto"]["no_key"] <= 16, lk["crypto"]
         complaints = KERNEL_CRYPTO_COMPLAINTS.findall(_console()[console_before:])
         assert not complaints, complaints
     finally:
