@@ -57,6 +57,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
 from tipcpy.core._event import SlotEvent
+from tipcpy.core.bcast import McMethod, build_mcast_sync
 from tipcpy.core.group import (
     Group,
     GroupDeliver,
@@ -194,6 +195,7 @@ _GRP_EVT, _GRP_BCAST, _GRP_MCAST, _GRP_UCAST = 4, 5, 6, 7
 _VER = 2 << 29
 _D_BIT = 1 << 19  # dest_droppable
 _S_BIT = 1 << 18  # src_droppable / is_rcast
+_BCAST_DEST = -1  # a txq entry for the broadcast link (no node address is negative)
 _Y_BIT = 1 << 17  # syn
 _U32 = 0xFFFFFFFF
 FLOWCTL_MSG_LIM = FLOWCTL_MSG_WIN * 2048  # legacy peers: receive limit of a connection
@@ -318,11 +320,12 @@ class _Port:
         "publs", "pub_count", "peer_port", "peer_node", "conn_name", "default_dest",
         "rcvq", "rcv_used", "rcv_unacked", "rcv_win", "snd_win", "snt_unacked", "block",
         "txq", "want_wakeup", "link_cong", "syn_clone", "conn_deadline", "retry_at",
-        "closing", "fin_err", "drops", "role", "shut", "grp", "grp_blocked",
+        "closing", "fin_err", "drops", "role", "shut", "grp", "grp_blocked", "mc_method",
     )  # fmt: skip
 
     def __init__(self, port: int, sotype: int) -> None:
         self.port = port
+        self.mc_method = McMethod()  # kernel tsk->mc_method: broadcast link or replicast
         self.sotype = sotype
         self.conn = sotype in _CONN_TYPES
         self.state = State.OPEN
@@ -1280,7 +1283,9 @@ class SocketLayer:
     def _send_mcast(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
                     now: float) -> None:
         """kernel tipc_sendmcast(): MCAST (44 B) to every node with a matching binding;
-        our own node's copy is fanned out locally, remote ones by replicast."""
+        our own node's copy is fanned out locally, remote ones by replicast or one
+        copy on the broadcast link, as the node's method selection says
+        (tipc_mcast_xmit)."""
         _, typ, lower, upper = ua
         nodes = self.table.lookup_mcast_nodes(typ, lower, upper)
         if not nodes:
@@ -1290,14 +1295,35 @@ class SocketLayer:
         w[8], w[9], w[10] = typ, lower, upper
         if any(self._local(n) for n in nodes):
             self._lq.append(DataMsg(list(w), data))
-        for n in sorted(nodes):
-            if self._local(n) or not self.stack.node_is_up(n):
-                continue
+        remote = [n for n in sorted(nodes)
+                  if not self._local(n) and self.stack.node_is_up(n)]
+        plan = getattr(self.stack, "mcast_plan", None)
+        rcast = True
+        if remote and plan is not None:
+            old = p.mc_method.rcast
+            rcast, sync = plan(p.mc_method, len(remote), now)
+            if sync:  # bridge the switch: a SYN dummy by the old method first
+                dummy = build_mcast_sync(DataMsg(list(w), data))
+                self._mcast_copies(p, dummy.w, b"", remote, old)
+                w[0] |= 1 << 17  # the real message carries SYN too
+        self._mcast_copies(p, w, data, remote, rcast)
+        self._push(p, now)
+
+    def _mcast_copies(self, p: _Port, w: list[int], data: bytes, remote: list[int],
+                      rcast: bool) -> None:
+        if not remote:
+            return
+        if not rcast:
+            c = list(w)
+            c[0] &= ~_S_BIT
+            c[7] = 0
+            p.txq.append((_BCAST_DEST, DataMsg(c, data), 0))
+            return
+        for n in remote:
             c = list(w)
             c[0] |= _S_BIT  # is_rcast
             c[7] = n
             p.txq.append((n, DataMsg(c, data), 0))
-        self._push(p, now)
 
     def _send_syn(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
                   now: float) -> None:
@@ -1337,6 +1363,15 @@ class SocketLayer:
             dnode, msg, blocks = q[0]
             if blocks and p.snt_unacked > p.snd_win:
                 break
+            if dnode == _BCAST_DEST:  # one copy on the broadcast link: always queued
+                q.popleft()
+                self.counters["tx"] += 1
+                if not stack.bcast_xmit(msg, now):  # type: ignore[attr-defined]
+                    self.counters["link_cong"] += 1
+                    p.link_cong = True
+                    self._cong.add(p.port)
+                    return
+                continue
             if self._local(dnode):
                 self._lq.append(msg)
             elif not stack.node_is_up(dnode):

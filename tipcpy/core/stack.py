@@ -389,6 +389,14 @@ class Stack:
         self._pump_peer(peer, now)
         return ok
 
+    def mcast_plan(self, method: Any, dests: int, now: float) -> tuple[bool, bool]:
+        """(rcast, sync) for a socket's multicast to ``dests`` remote nodes."""
+        return self.bcast.mcast_plan(method, dests, now)
+
+    def bcast_xmit(self, msg: Msg, now: float) -> bool:
+        """One message on our broadcast link; False = congested (it was queued)."""
+        return self.bcast.xmit(msg, now)
+
     def up_nodes(self) -> list[int]:
         """Addresses of peers that are up (replicast targets)."""
         return sorted(a for a, p in self.peers.items() if p.is_up)
