@@ -650,6 +650,9 @@ class SocketLayer:
             return False
         atype, a, b, c = ua
         if atype == TIPC_ADDR_NAMESEQ:
+            if p.link_cong:  # kernel tipc_sendmcast waits for !cong_link_cnt
+                p.want_wakeup = True
+                return False
             self._send_mcast(p, ua, data, now)
             self._run(now)
             return True

@@ -102,6 +102,7 @@ class StackBcast:
         self._rcv_unacked: dict[int, int] = {}
         self._deferred_seen: dict[int, int] = {}
         self._next_tick: float | None = None
+        self._last_bcast = 0
         self._interval = _DEFAULT_INTERVAL
         self.counters = {"tx_bcast": 0, "tx_bcast_congested": 0, "names_bcast": 0,
                          "names_rcast": 0, "mcast_bcast": 0, "mcast_rcast": 0,
@@ -175,7 +176,7 @@ class StackBcast:
 
     def _sync_last_bcast(self) -> None:
         """Every unicast link writes our snd_nxt - 1 in its protocol messages."""
-        lb = self.link.last_bcast
+        lb = self._last_bcast = self.link.last_bcast
         for p in self.stack.peers.values():
             for le in p.links.values():
                 le.link.last_bcast = lb
@@ -188,7 +189,6 @@ class StackBcast:
         self.counters["tx_bcast"] += 1
         if not ok:
             self.counters["tx_bcast_congested"] += 1
-        self._sync_last_bcast()
         self._flush(now)
         self._arm(now)
         return ok
@@ -227,6 +227,8 @@ class StackBcast:
     def _flush(self, now: float) -> None:
         """Packets to the bearers (with the crypto seam), events to the node."""
         bl = self.link
+        if bl.last_bcast != self._last_bcast:  # backlog moved on: links announce it
+            self._sync_last_bcast()
         out = bl.take_outgoing()
         if out:
             st = self.stack
