@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from tipcpy.core.bcast import (
+    ADVERTISE_CAPS,
     BcastLink,
     BcastPeerFailure,
     BcastWakeup,
@@ -97,6 +98,7 @@ class StackBcast:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.link = BcastLink(own_addr=stack.own_addr, net_id=stack.net_id)
+        self.link.set_cluster_caps(ADVERTISE_CAPS)
         self.rcv: dict[int, BcRcvNack] = {}
         """Per peer: the NACK half of our receive link from it."""
         self._rcv_unacked: dict[int, int] = {}
@@ -133,7 +135,7 @@ class StackBcast:
 
     # ---------------------------------------------------------------- events
     def _cluster_caps(self) -> int:
-        caps = int(Cap.ALL)
+        caps = ADVERTISE_CAPS  # the kernel starts from its own capabilities
         for p in self.stack.peers.values():
             caps &= int(p.caps)
         return caps
@@ -217,6 +219,10 @@ class StackBcast:
 
     def mcast_plan(self, method: McMethod, dests: int, now: float) -> tuple[bool, bool]:
         """(rcast, sync) for one multicast to ``dests`` remote nodes (bcast.mcast_plan)."""
+        if not self.link.peers:  # nobody on the broadcast link (yet): replicast
+            method.rcast = True
+            self.counters["mcast_rcast"] += 1
+            return True, False
         rcast, sync = self.link.mcast_plan(method, dests, now)
         self.counters["mcast_rcast" if rcast else "mcast_bcast"] += 1
         return rcast, sync
