@@ -24,13 +24,14 @@ DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
 
 def _cases() -> dict[str, Callable[[Any], list[Row]]]:
-    from bench import core_cases, crypto_cases, daemon_cases, socket_cases
+    from bench import bcast_cases, core_cases, crypto_cases, daemon_cases, socket_cases
 
     return {
         "rdm_inter": lambda a: socket_cases.case_rdm(a, inter=True),
         "rdm_intra": lambda a: socket_cases.case_rdm(a, inter=False),
         "latency": socket_cases.case_latency,
         "group": socket_cases.case_group,
+        "bcast": bcast_cases.case_bcast,
         "lookup": core_cases.case_lookup,
         "bulk": core_cases.case_bulk,
         "bulk_udp": daemon_cases.case_bulk_udp,
@@ -47,6 +48,7 @@ CASE_HELP = {
     "rdm_intra": "RDM one-way throughput through one tipcd (vs pyzmq ipc)",
     "latency": "RDM/SEQPACKET 100 B round trip (vs pyzmq REQ/REP, asyncio UDP echo)",
     "group": "group broadcast 1 KB to 3 members on another tipcd (vs RDM multicast)",
+    "bcast": "multicast 1 KB to 3 and 8 tipcd over the broadcast link (vs replicast)",
     "bulk": "name bulk build+encode+decode+apply, and over a sim link",
     "bulk_udp": "name bulk between two real tipcd over UDP",
     "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",
