@@ -193,3 +193,22 @@ def test_autoselect_switches_by_the_kernel_rule() -> None:
     assert net.do(0, "sendto", s, (NAMESEQ, TYPE, 200, 200), struct.pack("!I", 4))
     assert bc.counters["mcast_rcast"] == 3
     assert net.run_until(lambda: all(net.received(i, many[i]) == [2, 3, 4] for i in many))
+
+
+def test_socket_option_mandates_the_method() -> None:
+    """TIPC_MCAST_BROADCAST / TIPC_MCAST_REPLICAST override AUTOSELECT for that socket."""
+    net = Net(5, 6)
+    bc = net.bc(0)
+    one = net.bind_range([1], 100, 100)  # 1 node: AUTOSELECT would replicast
+    many = net.bind_range([1, 2, 3, 4], 200, 200)  # 4 nodes: AUTOSELECT would broadcast
+    b = net.do(0, "open", S.SOCK_RDM)
+    net.L(0).setsockopt(b, S.TIPC_MCAST_BROADCAST, 1)
+    r = net.do(0, "open", S.SOCK_RDM)
+    net.L(0).setsockopt(r, S.TIPC_MCAST_REPLICAST, 1)
+    sent0 = bc.link.stats.sent_pkts
+    assert net.do(0, "sendto", b, (NAMESEQ, TYPE, 100, 100), struct.pack("!I", 1))
+    assert bc.link.stats.sent_pkts == sent0 + 1 and bc.counters["mcast_bcast"] == 1
+    assert net.do(0, "sendto", r, (NAMESEQ, TYPE, 200, 200), struct.pack("!I", 2))
+    assert bc.link.stats.sent_pkts == sent0 + 1 and bc.counters["mcast_rcast"] == 1
+    assert net.run_until(lambda: net.received(1, one[1]) == [1]
+                         and all(net.received(i, many[i]) == [2] for i in many))

@@ -37,8 +37,9 @@ Deliberate differences from the kernel (all invisible on the wire):
 * a SYN arriving on a listening port creates the connection at once (:class:`Accepted`,
   and the ACK goes out) instead of waiting for ``accept()``; the client keeps the
   accepted connections until the application asks;
-* multicast always goes by replicast (one copy per node), never the broadcast link;
-  TIPC_MCAST_BROADCAST / TIPC_MCAST_REPLICAST are accepted and ignored;
+* multicast goes on the broadcast link or by replicast (one copy per node) as the
+  node's method selection says (core/bcast.py; TIPC_MCAST_BROADCAST /
+  TIPC_MCAST_REPLICAST mandate one per socket);
 * no Nagle, no hourly connection probing (probes from kernel peers are answered);
 * communication groups (TIPC_GROUP_JOIN, :mod:`tipcpy.core.group`) only on RDM/DGRAM
   ports (EINVAL on connection sockets); group data and member events come out as
@@ -814,8 +815,13 @@ class SocketLayer:
             p.flags = (p.flags | _D_BIT) if value else (p.flags & ~_D_BIT)
         elif opt == TIPC_CONN_TIMEOUT:
             p.conn_timeout = value & _U32
-        elif opt in (TIPC_MCAST_BROADCAST, TIPC_MCAST_REPLICAST, TIPC_NODELAY):
-            pass  # we always replicast and never use Nagle
+        elif opt in (TIPC_MCAST_BROADCAST, TIPC_MCAST_REPLICAST):
+            # the socket mandates its multicast method (kernel tsk->mc_method); the
+            # bearers' abilities still win (tipc_bcast_select_xmit_method)
+            p.mc_method.rcast = opt == TIPC_MCAST_REPLICAST
+            p.mc_method.mandatory = True
+        elif opt == TIPC_NODELAY:
+            pass  # we never use Nagle
         elif opt == SO_RCVBUF:
             p.rcvbuf = min(max(value, RCVBUF_MIN), RCVBUF_MAX)
         else:
