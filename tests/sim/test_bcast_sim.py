@@ -13,7 +13,7 @@ import pytest
 
 from tipcpy.core import socket as S
 from tipcpy.core.bcast import BcMode
-from tipcpy.core.socket import Deliver, Wakeup
+from tipcpy.core.socket import Deliver, GroupData, Wakeup
 from tipcpy.sim import SimCluster
 from tipcpy.sim.network import FaultModel
 
@@ -40,8 +40,16 @@ class Net:
         return r
 
     def collect(self) -> None:
+        """Take every node's socket events; group messages are read at once (the
+        application's recvmsg), which is what reopens the sender's window."""
         for i, nd in enumerate(self.c.nodes):
-            self.ev[i].extend(nd.stack.sockets.take_events())
+            evs = nd.stack.sockets.take_events()
+            self.ev[i].extend(evs)
+            read = [e for e in evs if isinstance(e, GroupData)]
+            for e in read:
+                nd.stack.sockets.consumed(e.port, len(e.data), self.c.now, 1)
+            if read:
+                self.c._flush(i)
 
     def run_until(self, pred: Any, timeout: float = 30.0) -> bool:
         def p() -> bool:
@@ -212,3 +220,47 @@ def test_socket_option_mandates_the_method() -> None:
     assert bc.link.stats.sent_pkts == sent0 + 1 and bc.counters["mcast_rcast"] == 1
     assert net.run_until(lambda: net.received(1, one[1]) == [1]
                          and all(net.received(i, many[i]) == [2] for i in many))
+
+
+def test_group_broadcast_goes_on_the_broadcast_link_in_order_under_loss() -> None:
+    """Group broadcasts (send() with no address) take the socket's method too
+    (tipc_send_group_bcast -> tipc_mcast_xmit): with BROADCAST every member on the
+    5 other nodes gets every message once, in order, and the copies were one per
+    message on the broadcast link, except the ack-requesting ones the group forces
+    to replicast."""
+    net = Net(6, 7, loss=0.05)
+    net.bc(0).set_mode(BcMode.BCAST)
+    gtype = 7777
+    ports = {}
+    for i in range(6):
+        p = net.do(i, "open", S.SOCK_RDM)
+        net.L(i).setsockopt(p, S.TIPC_GROUP_JOIN, struct.pack("=IIII", gtype, i, 2, 2))
+        net.c._flush(i)
+        ports[i] = p
+    # every member sees the 5 others join
+    assert net.run_until(lambda: all(
+        len([e for e in net.ev[i] if isinstance(e, GroupData) and e.evt == 1]) == 5
+        for i in range(6)), timeout=60.0)
+    sent0 = net.bc(0).link.stats.sent_pkts
+    count = 200
+    k = 0
+    while k < count:
+        if net.do(0, "sendto", ports[0], None, struct.pack("!I", k) + bytes(100)):
+            k += 1
+            continue
+        assert net.run_until(lambda: any(isinstance(e, Wakeup) and e.port == ports[0]
+                                         for e in net.ev[0]), timeout=60.0)
+        net.ev[0] = [e for e in net.ev[0] if not isinstance(e, Wakeup)]
+
+    def got(i: int) -> list[int]:
+        return [struct.unpack_from("!I", e.data)[0] for e in net.ev[i]
+                if isinstance(e, GroupData) and e.evt == 0 and e.port == ports[i]]
+
+    assert net.run_until(lambda: all(len(got(i)) == count for i in range(1, 6)),
+                         timeout=120.0)
+    net.c.run_for(2.0)
+    for i in range(1, 6):
+        assert got(i) == list(range(count)), i
+    assert net.bc(0).counters["mcast_bcast"] >= count // 2
+    assert net.bc(0).link.stats.sent_pkts - sent0 >= count // 10
+    assert net.c.bugs() == {}

@@ -985,6 +985,47 @@ class SocketLayer:
         self._run(now)
         return True
 
+    def _grp_bcast_plan(self, p: _Port, out: list[tuple[int, Msg]]
+                        ) -> list[tuple[int, Msg]]:
+        """A group broadcast/multicast goes by the socket's multicast method, as
+        kernel tipc_send_group_bcast -> tipc_mcast_xmit: the Group makes one
+        replicast copy per member node; when the method says broadcast the remote
+        copies become one packet on the broadcast link.  A broadcast that asks for
+        acks (the one after a unicast) stays replicast, as the kernel forces it."""
+        plan = getattr(self.stack, "mcast_plan", None)
+        if plan is None or len(out) < 2:
+            return out
+        res: list[tuple[int, Msg]] = []
+        i = 0
+        while i < len(out):
+            node, msg = out[i]
+            w = msg.w
+            if (msg.user > 3 or (w[1] >> 29) not in (_GRP_BCAST, _GRP_MCAST)
+                    or len(w) < 11 or not (w[0] & _S_BIT) or w[10] & 1):
+                res.append((node, msg))
+                i += 1
+                continue
+            j = i  # the copies of one broadcast: same group bc seqno, consecutive
+            while (j < len(out) and out[j][1].user <= 3 and len(out[j][1].w) > 10
+                   and (out[j][1].w[1] >> 29) == (w[1] >> 29)
+                   and out[j][1].w[10] == w[10]):
+                j += 1
+            batch = out[i:j]
+            remote = [n for n, _ in batch if not self._local(n)]
+            rcast = True
+            if remote:
+                rcast, _sync = plan(p.mc_method, len(remote), self._now)
+            if rcast:
+                res.extend(batch)
+            else:
+                res.extend((n, m) for n, m in batch if self._local(n))
+                c = list(w)
+                c[0] &= ~_S_BIT
+                c[7] = 0
+                res.append((_BCAST_DEST, type(msg)(c, msg.data)))
+            i = j
+        return res
+
     def _grp_flush(self, p: _Port, now: float) -> None:
         """Carry out what the port's Group decided: messages to their nodes (data in
         the port's queue, behind a congested link if need be; GROUP_PROTOCOL directly,
@@ -994,8 +1035,11 @@ class SocketLayer:
             return
         self._gdirty.discard(p.port)
         push = False
-        for node, msg in g.take_outgoing():
-            if self._local(node):
+        for node, msg in self._grp_bcast_plan(p, g.take_outgoing()):
+            if node == _BCAST_DEST:
+                p.txq.append((node, msg, 0))
+                push = True
+            elif self._local(node):
                 self._lq.append(msg)
                 self.counters["tx"] += 1
             elif msg.user == _GROUP_PROTOCOL and not p.txq:
