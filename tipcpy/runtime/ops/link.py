@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from tipcpy.core.stack_bcast import mode_from_name
+
 from ..control import ControlError
 from .context import OpsContext
 from .validate import (
@@ -131,8 +133,6 @@ def link_bcast_set(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
         if method != "AUTOSELECT":
             raise bad("ratio is only valid with AUTOSELECT")
         ratio = parse_int("ratio", ratio, 0, 100)
-    from tipcpy.core.stack_bcast import mode_from_name
-
     bc = ctx.stack.bcast
     try:
         bc.set_mode(int(mode_from_name(str(method))))
