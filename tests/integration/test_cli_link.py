@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from .test_cli_ref import (
     LINK_REF,
@@ -169,3 +170,36 @@ def test_bad_values_leave_the_link_unchanged(pair: Pair) -> None:
     assert [ok(a, "link", "get", p, "link", link) for p in
             ("priority", "tolerance", "window")] == before_props
     assert json.loads(before)[0]["state"] == ["ACTIVE"] and link_is_up(pair)
+
+
+def test_name_updates_count_on_the_broadcast_link_and_reset_clears(pair: Pair) -> None:
+    """Both tipcd advertise TIPC_NAMED_BCAST, so a binding made after link up goes to
+    the peer as one broadcast-link packet (carried by the replicast UDP bearer, as a
+    kernel does): `link stat show link broadcast-link` counts it, the peer applies
+    it, and `stat reset` clears the counters.  A node forced to REPLICAST sends its
+    name updates over the unicast link instead."""
+    import json
+
+    from tipcpy import socket as tsock
+
+    a, b = pair.a, pair.b
+
+    def bc_tx(n: Any) -> int:
+        (s,) = json.loads(ok(n, "-j", "link", "stat", "show", "link", "broadcast-link"))
+        return int(s["tx packets"]["tx packets"])
+
+    def bind_and_see(src: Any, dst: Any, typ: int) -> None:
+        with tsock.socket(tsock.AF_TIPC, tsock.SOCK_RDM, run_dir=str(src.run_dir)) as s:
+            s.bind((tsock.TIPC_ADDR_NAMESEQ, typ, 1, 1))
+            dst.wait_for(lambda: f"{typ} " in ok(dst, "nametable", "show"), what="binding")
+
+    assert ok(b, "link", "get", "broadcast") == ""  # b's mode: the default (0 here)
+    tx0 = bc_tx(b)
+    bind_and_see(b, a, 31337)
+    assert bc_tx(b) >= tx0 + 1
+    ok(b, "link", "stat", "reset", "link", "broadcast-link")
+    assert bc_tx(b) == 0
+    ok(a, "link", "set", "broadcast", "REPLICAST")
+    ok(a, "link", "stat", "reset", "link", "broadcast-link")
+    bind_and_see(a, b, 31338)
+    assert bc_tx(a) == 0

@@ -174,6 +174,7 @@ def link_stat_reset(ctx: OpsContext, args: dict[str, Any]) -> None:
     if not name:
         raise bad("missing link")
     if name == "broadcast-link":
+        ctx.stack.bcast.link.stats.clear()  # tipc_bclink_reset_stats
         return
     lk, addr, bid = ctx.link_obj(name)
     lk.stats.clear()
