@@ -24,7 +24,14 @@ DEFAULT_OUT = REPO / "bench" / "results" / "latest.json"
 
 
 def _cases() -> dict[str, Callable[[Any], list[Row]]]:
-    from bench import core_cases, crypto_cases, daemon_cases, embedded_cases, socket_cases
+    from bench import (
+        bcast_cases,
+        core_cases,
+        crypto_cases,
+        daemon_cases,
+        embedded_cases,
+        socket_cases,
+    )
 
     return {
         "rdm_inter": lambda a: socket_cases.case_rdm(a, inter=True),
@@ -32,6 +39,7 @@ def _cases() -> dict[str, Callable[[Any], list[Row]]]:
         "latency": socket_cases.case_latency,
         "embedded": embedded_cases.case_embedded,
         "group": socket_cases.case_group,
+        "bcast": bcast_cases.case_bcast,
         "lookup": core_cases.case_lookup,
         "bulk": core_cases.case_bulk,
         "loss": core_cases.case_loss,
@@ -81,6 +89,7 @@ CASE_HELP = {
     "embedded": "embedded node to embedded node over UDP: RDM one-way and round trip "
                 "(vs pyzmq tcp, both pinned one process per core)",
     "group": "group broadcast 1 KB to 3 members on another tipcd (vs RDM multicast)",
+    "bcast": "multicast 1 KB to 3 and 8 tipcd over the broadcast link (vs replicast)",
     "bulk": "name bulk build+encode+decode+apply, and over a sim link",
     "bulk_udp": "name bulk between two real tipcd over UDP",
     "lookup": "anycast lookups/s in a big NameTable (vs dict.get)",

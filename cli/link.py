@@ -140,11 +140,16 @@ def get(words: tuple[str, ...]) -> None:
         if len(w) > 1:
             die(GET_USAGE)
         b = cli_call("link.broadcast.get")
+        known = b["method"] in ("BROADCAST", "REPLICAST", "AUTOSELECT")
         if state().json:
-            items: list[dict[str, Any]] = [{"method": b["method"]}]
+            # mode 0 (no bearer broadcast support, nothing forced): iproute2 prints
+            # an empty object, as it does for any mode it does not know
+            items: list[dict[str, Any]] = [{"method": b["method"]}] if known else [{}]
             if b["method"] == "AUTOSELECT":
                 items.append({"ratio": b["ratio"]})
             emit_json(items)
+        elif not known:
+            pass
         elif b["method"] == "AUTOSELECT":
             click.echo(f"AUTOSELECT ratio:{b['ratio']}")
         else:
@@ -178,8 +183,6 @@ def set_(words: tuple[str, ...]) -> None:
         except WordError as e:
             die(str(e))
         cli_call("link.broadcast.set", args)
-        click.echo("note: tipcpy sends multicast by replicast over the links whatever "
-                   "the method; the setting is stored and reported", err=True)
         return
     if len(w) < 2 or w[1] == "link":
         die("error, missing value")

@@ -101,3 +101,29 @@ def test_bench_crypto_case_gives_ratio_and_aead_cost(tmp_path: Path) -> None:
     assert row["met"] in (True, False) and "AESGCM enc+dec" in row["note"], row
     cost = row["extra"]["cost"]
     assert cost["aesgcm_us_per_packet"] > 0 and cost["packets_per_message"] == 1
+
+
+def test_bench_bcast_case_runs(tmp_path: Path) -> None:
+    """`python -m bench --cases bcast` (3 and 8 tipcd on a namespace segment, root
+    only) gives the BROADCAST figure and its same-run REPLICAST baseline, nothing
+    lost, and the multicast really went on the broadcast link."""
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("the bcast case builds network namespaces: needs root")
+    out = tmp_path / "bench.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--cases", "bcast", "--duration", "0.3",
+         "--out", str(out)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    rows = [row for row in data["rows"] if row["case"] == "bcast"]
+    assert len(rows) == 2, data["rows"]
+    for row in rows:
+        assert row["value"] and row["value"] > 0 and row["baseline_value"] > 0, row
+        tip = row["extra"]["tipcpy"]
+        assert tip["loss"] == 0.0, row
+        assert tip["bc_tx_packets"] > 0, row  # on the broadcast link
+        assert row["extra"]["baseline"]["bc_tx_packets"] == 0, row  # replicast: not

@@ -138,7 +138,7 @@ _SYSTEM = 4
 _TIPC_ERR_NO_PORT = 2
 _MCAST_MSG = 1
 ADVERTISE_CAPS = int(OWN_CAPS | Cap.NAMED_BCAST)
-"""What the node should advertise once this link is wired in (0x97F today).
+"""What the node advertises now that this link is wired in (0xB7F).
 
 * ``TIPC_NAMED_BCAST`` (0x800) is the bit that changes behaviour: with it every
   kernel peer sends its single name updates to us on its broadcast link (§9.3:

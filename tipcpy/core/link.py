@@ -594,6 +594,8 @@ class Link:
         self.bc_ack_invalid = True
         self.last_bcast = 0
         self.bc_gap = 0
+        self.bc_gap_blocks: list[tuple[int, int]] = []
+        """Broadcast Gap-ACK blocks for our STATEs (core/stack_bcast.py keeps them)."""
         self.peer_node_up = False
 
         self.state = LinkState.RESETTING  # kernel: a new link starts RESETTING
@@ -1269,6 +1271,16 @@ class Link:
         n = len(blocks)
         return _GAP_HDR.pack(4 + 4 * n, n, 0) + b"".join(blocks)
 
+    def _with_bc_blocks(self, uc_record: bytes) -> bytes:
+        """The Gap-ACK record with the broadcast blocks first (tipc_build_gap_ack_blks):
+        len, ugack_cnt, bgack_cnt, broadcast blocks, unicast blocks."""
+        bc = self.bc_gap_blocks[:MAX_UC_GAP_BLOCKS]
+        ucnt = uc_record[2]
+        n = len(bc) + ucnt
+        return (_GAP_HDR.pack(4 + 4 * n, ucnt, len(bc))
+                + b"".join(_GAP_BLK.pack(a & 0xFFFF, g & 0xFFFF) for a, g in bc)
+                + uc_record[4:])
+
     def _parse_gap_blocks(
         self, data: bytes, acked: int, gap: int
     ) -> tuple[int, list[tuple[int, int]]] | None:
@@ -1764,6 +1776,8 @@ class Link:
             # a kernel reads a Gap-ACK header if we advertise the cap: always send it
             if (self.peer_caps | self.own_caps) & Cap.GAP_ACK_BLOCK:
                 data = self._gap_ack_blocks(rcvgap)
+                if self.bc_gap_blocks:
+                    data = self._with_bc_blocks(data)
             else:
                 data = b""
             if self.monitor is not None:  # domain record after the Gap-ACK blocks

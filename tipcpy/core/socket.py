@@ -37,8 +37,9 @@ Deliberate differences from the kernel (all invisible on the wire):
 * a SYN arriving on a listening port creates the connection at once (:class:`Accepted`,
   and the ACK goes out) instead of waiting for ``accept()``; the client keeps the
   accepted connections until the application asks;
-* multicast always goes by replicast (one copy per node), never the broadcast link;
-  TIPC_MCAST_BROADCAST / TIPC_MCAST_REPLICAST are accepted and ignored;
+* multicast goes on the broadcast link or by replicast (one copy per node) as the
+  node's method selection says (core/bcast.py; TIPC_MCAST_BROADCAST /
+  TIPC_MCAST_REPLICAST mandate one per socket);
 * no Nagle, no hourly connection probing (probes from kernel peers are answered);
 * communication groups (TIPC_GROUP_JOIN, :mod:`tipcpy.core.group`) only on RDM/DGRAM
   ports (EINVAL on connection sockets); group data and member events come out as
@@ -57,6 +58,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
 from tipcpy.core._event import SlotEvent
+from tipcpy.core.bcast import McMethod, build_mcast_sync
 from tipcpy.core.group import (
     Group,
     GroupDeliver,
@@ -194,6 +196,7 @@ _GRP_EVT, _GRP_BCAST, _GRP_MCAST, _GRP_UCAST = 4, 5, 6, 7
 _VER = 2 << 29
 _D_BIT = 1 << 19  # dest_droppable
 _S_BIT = 1 << 18  # src_droppable / is_rcast
+_BCAST_DEST = -1  # a txq entry for the broadcast link (no node address is negative)
 _Y_BIT = 1 << 17  # syn
 _U32 = 0xFFFFFFFF
 FLOWCTL_MSG_LIM = FLOWCTL_MSG_WIN * 2048  # legacy peers: receive limit of a connection
@@ -318,11 +321,12 @@ class _Port:
         "publs", "pub_count", "peer_port", "peer_node", "conn_name", "default_dest",
         "rcvq", "rcv_used", "rcv_unacked", "rcv_win", "snd_win", "snt_unacked", "block",
         "txq", "want_wakeup", "link_cong", "syn_clone", "conn_deadline", "retry_at",
-        "closing", "fin_err", "drops", "role", "shut", "grp", "grp_blocked",
+        "closing", "fin_err", "drops", "role", "shut", "grp", "grp_blocked", "mc_method",
     )  # fmt: skip
 
     def __init__(self, port: int, sotype: int) -> None:
         self.port = port
+        self.mc_method = McMethod()  # kernel tsk->mc_method: broadcast link or replicast
         self.sotype = sotype
         self.conn = sotype in _CONN_TYPES
         self.state = State.OPEN
@@ -647,6 +651,9 @@ class SocketLayer:
             return False
         atype, a, b, c = ua
         if atype == TIPC_ADDR_NAMESEQ:
+            if p.link_cong:  # kernel tipc_sendmcast waits for !cong_link_cnt
+                p.want_wakeup = True
+                return False
             self._send_mcast(p, ua, data, now)
             self._run(now)
             return True
@@ -808,8 +815,13 @@ class SocketLayer:
             p.flags = (p.flags | _D_BIT) if value else (p.flags & ~_D_BIT)
         elif opt == TIPC_CONN_TIMEOUT:
             p.conn_timeout = value & _U32
-        elif opt in (TIPC_MCAST_BROADCAST, TIPC_MCAST_REPLICAST, TIPC_NODELAY):
-            pass  # we always replicast and never use Nagle
+        elif opt in (TIPC_MCAST_BROADCAST, TIPC_MCAST_REPLICAST):
+            # the socket mandates its multicast method (kernel tsk->mc_method); the
+            # bearers' abilities still win (tipc_bcast_select_xmit_method)
+            p.mc_method.rcast = opt == TIPC_MCAST_REPLICAST
+            p.mc_method.mandatory = True
+        elif opt == TIPC_NODELAY:
+            pass  # we never use Nagle
         elif opt == SO_RCVBUF:
             p.rcvbuf = min(max(value, RCVBUF_MIN), RCVBUF_MAX)
         else:
@@ -973,6 +985,47 @@ class SocketLayer:
         self._run(now)
         return True
 
+    def _grp_bcast_plan(self, p: _Port, out: list[tuple[int, Msg]]
+                        ) -> list[tuple[int, Msg]]:
+        """A group broadcast/multicast goes by the socket's multicast method, as
+        kernel tipc_send_group_bcast -> tipc_mcast_xmit: the Group makes one
+        replicast copy per member node; when the method says broadcast the remote
+        copies become one packet on the broadcast link.  A broadcast that asks for
+        acks (the one after a unicast) stays replicast, as the kernel forces it."""
+        plan = getattr(self.stack, "mcast_plan", None)
+        if plan is None or len(out) < 2:
+            return out
+        res: list[tuple[int, Msg]] = []
+        i = 0
+        while i < len(out):
+            node, msg = out[i]
+            w = msg.w
+            if (msg.user > 3 or (w[1] >> 29) not in (_GRP_BCAST, _GRP_MCAST)
+                    or len(w) < 11 or not (w[0] & _S_BIT) or w[10] & 1):
+                res.append((node, msg))
+                i += 1
+                continue
+            j = i  # the copies of one broadcast: same group bc seqno, consecutive
+            while (j < len(out) and out[j][1].user <= 3 and len(out[j][1].w) > 10
+                   and (out[j][1].w[1] >> 29) == (w[1] >> 29)
+                   and out[j][1].w[10] == w[10]):
+                j += 1
+            batch = out[i:j]
+            remote = [n for n, _ in batch if not self._local(n)]
+            rcast = True
+            if remote:
+                rcast, _sync = plan(p.mc_method, len(remote), self._now)
+            if rcast:
+                res.extend(batch)
+            else:
+                res.extend((n, m) for n, m in batch if self._local(n))
+                c = list(w)
+                c[0] &= ~_S_BIT
+                c[7] = 0
+                res.append((_BCAST_DEST, type(msg)(c, msg.data)))
+            i = j
+        return res
+
     def _grp_flush(self, p: _Port, now: float) -> None:
         """Carry out what the port's Group decided: messages to their nodes (data in
         the port's queue, behind a congested link if need be; GROUP_PROTOCOL directly,
@@ -982,8 +1035,11 @@ class SocketLayer:
             return
         self._gdirty.discard(p.port)
         push = False
-        for node, msg in g.take_outgoing():
-            if self._local(node):
+        for node, msg in self._grp_bcast_plan(p, g.take_outgoing()):
+            if node == _BCAST_DEST:
+                p.txq.append((node, msg, 0))
+                push = True
+            elif self._local(node):
                 self._lq.append(msg)
                 self.counters["tx"] += 1
             elif msg.user == _GROUP_PROTOCOL and not p.txq:
@@ -1280,7 +1336,9 @@ class SocketLayer:
     def _send_mcast(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
                     now: float) -> None:
         """kernel tipc_sendmcast(): MCAST (44 B) to every node with a matching binding;
-        our own node's copy is fanned out locally, remote ones by replicast."""
+        our own node's copy is fanned out locally, remote ones by replicast or one
+        copy on the broadcast link, as the node's method selection says
+        (tipc_mcast_xmit)."""
         _, typ, lower, upper = ua
         nodes = self.table.lookup_mcast_nodes(typ, lower, upper)
         if not nodes:
@@ -1290,14 +1348,35 @@ class SocketLayer:
         w[8], w[9], w[10] = typ, lower, upper
         if any(self._local(n) for n in nodes):
             self._lq.append(DataMsg(list(w), data))
-        for n in sorted(nodes):
-            if self._local(n) or not self.stack.node_is_up(n):
-                continue
+        remote = [n for n in sorted(nodes)
+                  if not self._local(n) and self.stack.node_is_up(n)]
+        plan = getattr(self.stack, "mcast_plan", None)
+        rcast = True
+        if remote and plan is not None:
+            old = p.mc_method.rcast
+            rcast, sync = plan(p.mc_method, len(remote), now)
+            if sync:  # bridge the switch: a SYN dummy by the old method first
+                dummy = build_mcast_sync(DataMsg(list(w), data))
+                self._mcast_copies(p, dummy.w, b"", remote, old)
+                w[0] |= 1 << 17  # the real message carries SYN too
+        self._mcast_copies(p, w, data, remote, rcast)
+        self._push(p, now)
+
+    def _mcast_copies(self, p: _Port, w: list[int], data: bytes, remote: list[int],
+                      rcast: bool) -> None:
+        if not remote:
+            return
+        if not rcast:
+            c = list(w)
+            c[0] &= ~_S_BIT
+            c[7] = 0
+            p.txq.append((_BCAST_DEST, DataMsg(c, data), 0))
+            return
+        for n in remote:
             c = list(w)
             c[0] |= _S_BIT  # is_rcast
             c[7] = n
             p.txq.append((n, DataMsg(c, data), 0))
-        self._push(p, now)
 
     def _send_syn(self, p: _Port, ua: tuple[int, int, int, int], data: bytes,
                   now: float) -> None:
@@ -1337,6 +1416,15 @@ class SocketLayer:
             dnode, msg, blocks = q[0]
             if blocks and p.snt_unacked > p.snd_win:
                 break
+            if dnode == _BCAST_DEST:  # one copy on the broadcast link: always queued
+                q.popleft()
+                self.counters["tx"] += 1
+                if not stack.bcast_xmit(msg, now):  # type: ignore[attr-defined]
+                    self.counters["link_cong"] += 1
+                    p.link_cong = True
+                    self._cong.add(p.port)
+                    return
+                continue
             if self._local(dnode):
                 self._lq.append(msg)
             elif not stack.node_is_up(dnode):

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tipcpy.addr import hash128to32, node_id_from_str, node_id_to_str
+from tipcpy.core.bcast import ADVERTISE_CAPS
 from tipcpy.core.discover import (
-    OWN_CAPS,
     Discoverer,
     DuplicateAddress,
     PeerDiscovered,
@@ -38,6 +38,7 @@ from tipcpy.core.monitor import DEF_MON_THRESHOLD, Monitor
 from tipcpy.core.name_distr import NameDistributor
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.core.node import LinkStateChanged, NodeDown, NodeReceived, NodeUp, PeerNode
+from tipcpy.core.stack_bcast import StackBcast
 from tipcpy.core.stack_crypto import StackCrypto
 from tipcpy.core.topsrv import TopSrv
 from tipcpy.wire import DecodeError, Msg, decode
@@ -136,6 +137,7 @@ ListenerFn = Callable[[object, float], None]
 
 DATA_USERS = (0, 1, 2, 3)
 _LINK_CONFIG = int(User.LINK_CONFIG)
+_BCAST_PROTOCOL = int(User.BCAST_PROTOCOL)
 _NON_SEQ = NON_SEQ_BIT
 
 
@@ -178,10 +180,14 @@ class Stack:
         # (topsrv.open/receive/close) and carries topsrv.take_outgoing() to them; the
         # Stack only keeps its address and timers current
         self.topsrv = TopSrv(self.name_table, 0)
+        self._timed: list[Timed] = []
+        self.bcast = StackBcast(self)
+        """The broadcast send link and its wiring (tipcpy.core.stack_bcast).  Made
+        before the name layer's listener: a peer's BCAST_PROTOCOL init must be the
+        first sequenced packet of the link, before the name bulk."""
         self.register_user(User.NAME_DISTRIBUTOR,
                            lambda src, m, now: self._named_rcv(src, m, now))
         self.add_listener(self._name_layer_event)
-        self._timed: list[Timed] = []
         self.encryption = StackCrypto(self)
         """Keys, and the crypto seams below (tipcpy.core.stack_crypto)."""
         self._mon_init()
@@ -234,11 +240,13 @@ class Stack:
 
     def enable_bearer(self, name: str, media: str, media_addr: Any, mtu: int, now: float,
                       priority: int = 10, tolerance: int = 1500, window: int = 50,
-                      broadcast: bool = True) -> int:
+                      broadcast: bool = True, bcast_support: bool = True) -> int:
         """Enable a bearer; starts discovery (and the address trial if needed).
 
         ``broadcast=False`` makes a passive bearer: it never sends periodic requests,
         it only answers (for media that cannot reach peers without being told them).
+        ``bcast_support=False``: one send does not reach every node (UDP with unicast
+        remote IPs replicates it), so multicast data goes by replicast.
         """
         if media not in MEDIA:
             raise StackError(errno.EINVAL, f"media must be one of {', '.join(MEDIA)}")
@@ -264,9 +272,11 @@ class Stack:
             own_addr=self.own_addr, trial_addr=self.trial_addr, rng=self.rng, now=now,
             trial_end=trial_end, random32=self._random32, send_requests=broadcast,
             node_id_by_addr=self._node_id_by_addr, addr_by_id=self._addr_by_id,
+            caps=ADVERTISE_CAPS,
         )
         self._bearers[bid] = _Bearer(bid, name, media, media_addr, mtu, priority, tolerance,
                                      window, broadcast, disc)
+        self.bcast.bearer_enabled(bid, mtu, bcast_support)
         self._pump_disc(self._bearers[bid], now)  # type: ignore[arg-type]
         if self.own_addr:
             self._mon_create(self._bearers[bid], now)  # type: ignore[arg-type]
@@ -297,6 +307,7 @@ class Stack:
         self._dl.pop(("d", bid), None)
         self.monitors.pop(bid, None)
         self._dl.pop(("m", bid), None)
+        self.bcast.bearer_disabled(bid)
 
     def set_bearer_prop(self, name: str, now: float, *, priority: int | None = None,
                         tolerance: int | None = None, window: int | None = None,
@@ -393,6 +404,14 @@ class Stack:
         self._pump_peer(peer, now)
         return ok
 
+    def mcast_plan(self, method: Any, dests: int, now: float) -> tuple[bool, bool]:
+        """(rcast, sync) for a socket's multicast to ``dests`` remote nodes."""
+        return self.bcast.mcast_plan(method, dests, now)
+
+    def bcast_xmit(self, msg: Msg, now: float) -> bool:
+        """One message on our broadcast link; False = congested (it was queued)."""
+        return self.bcast.xmit(msg, now)
+
     def up_nodes(self) -> list[int]:
         """Addresses of peers that are up (replicast targets)."""
         return sorted(a for a, p in self.peers.items() if p.is_up)
@@ -414,8 +433,8 @@ class Stack:
 
     # ---------------------------------------------------------------- name layer
     def publish(self, publ: Publication, now: float) -> None:
-        """Bind locally and replicate a cluster-scope binding to every up peer (replicast
-        over the unicast links: we never use the broadcast link)."""
+        """Bind locally and replicate a cluster-scope binding to every up peer: on the
+        broadcast link when they all take name updates there, else by replicast."""
         msg = self.name_distr.publish(publ)
         if msg is not None:
             self._replicast(msg, now)
@@ -428,10 +447,7 @@ class Stack:
         self._touch_named()
 
     def _replicast(self, msg: Msg, now: float) -> None:
-        for addr in self.up_nodes():
-            m = msg.copy()
-            m.destnode = addr
-            self.send_to_node(addr, m, 0, now)
+        self.bcast.send_name_update(msg, now)  # broadcast link or one copy per node
 
     def _named_rcv(self, src: int, msg: Msg, now: float) -> None:
         self.name_distr.receive(msg, src, now)
@@ -514,10 +530,15 @@ class Stack:
             if peer is None:
                 st.rx_no_peer += 1
                 return
+            if user == _BCAST_PROTOCOL:  # a legacy NACK (tipc_bcast_rcv -> nack_rcv)
+                self.bcast.nack_rcv(peer, msg, now)
+                return
+            before = peer.bc.rcv_nxt
             try:
                 peer.bcast_receive(msg, now)
             except DecodeError:
                 st.rx_decode_errors += 1
+            self.bcast.bc_rcv(peer, before, now)
             self._pump_peer(peer, now)
             return
         if nw > 6 and (w[7] if nw > 7 else 0) != self.own_addr:  # destnode
@@ -529,6 +550,7 @@ class Stack:
         if bearer_id not in peer.links:
             st.rx_no_link += 1
             return
+        self.bcast.uc_rcv(peer, bearer_id, msg, now)  # acks/NACKs of our broadcast
         try:
             if not peer.receive(bearer_id, msg, now):
                 st.rx_node_state += 1
@@ -705,7 +727,7 @@ class Stack:
             own_addr=self.own_addr, peer_addr=peer.addr, own_name=self.identity,
             peer_name=node_id_to_str(peer.node_id), bearer_id=bearer_id, if_name=b.if_name,
             mtu=b.mtu, peer_caps=peer.caps, rng=self.rng, tolerance=b.tolerance,
-            priority=b.priority, window=b.window, own_caps=OWN_CAPS,
+            priority=b.priority, window=b.window, own_caps=ADVERTISE_CAPS,
         )
         self._mon_attach(link)
         return link
@@ -933,9 +955,10 @@ class Stack:
         """``tipc link stat show [link NAME]``."""
         out: list[dict[str, Any]] = []
         if name in (None, "broadcast-link"):
-            out.append({"name": "broadcast-link", "up": True, "window": 50,
-                        "rcv": {f"{a:x}": dict(p.bc.__dict__, deferred=len(p.bc.deferred))
-                                for a, p in self.peers.items()}})
+            bc = self.bcast.stats_dict()
+            bc["rcv"] = {f"{a:x}": dict(p.bc.__dict__, deferred=len(p.bc.deferred))
+                         for a, p in self.peers.items()}
+            out.append(bc)
         for p in self.peers.values():
             for le in p.links.values():
                 lk = le.link

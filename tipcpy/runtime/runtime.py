@@ -119,6 +119,9 @@ class Runtime:
             native = bearer.media_addr()
             # (a node without identity takes it from its first bearer: the Stack does that)
             kw = {k: v for k, v in props.items() if v is not None}
+            # one send reaches every node (Ethernet, UDP multicast), or the bearer
+            # replicates it per remote IP (UDP unicast): multicast data then replicasts
+            kw.setdefault("bcast_support", bool(getattr(bearer, "multicast", True)))
             bid = self.stack.enable_bearer(bearer.name, bearer.media,
                                            to_media_addr(bearer.media, native),
                                            bearer.mtu, self.now(), **kw)

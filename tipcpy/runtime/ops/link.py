@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from tipcpy.core.stack_bcast import mode_from_name
+
 from ..control import ControlError
 from .context import OpsContext
 from .validate import (
@@ -91,7 +93,12 @@ def link_set(ctx: OpsContext, args: dict[str, Any]) -> None:
     if name == "broadcast-link":
         if set(prop_vals) != {"window"}:
             raise bad("the broadcast link has only a window")
-        ctx.bc_window = parse_int("window", prop_vals["window"], 32, 8191)
+        win = parse_int("window", prop_vals["window"], 32, 8191)
+        try:
+            ctx.stack.bcast.set_window(win)
+        except OSError as e:
+            raise ControlError(e.errno or errno.EINVAL, str(e)) from None
+        ctx.bc_window = ctx.stack.bcast.link.max_win
         return
     ctx.link_obj(name)
     try:
@@ -101,13 +108,24 @@ def link_set(ctx: OpsContext, args: dict[str, Any]) -> None:
     ctx.runtime.pump()
 
 
+def _bcast_report(ctx: OpsContext) -> dict[str, Any]:
+    b = ctx.stack.bcast.get_broadcast()
+    out: dict[str, Any] = {"method": str(b["method"])}
+    out["ratio"] = int(b.get("ratio", ctx.stack.bcast.link.rc_ratio))
+    ctx.bcast.update(out)
+    return out
+
+
 def link_bcast_get(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
-    return dict(ctx.bcast)
+    """What the broadcast link's method selection uses now (tipc_bcast_get_mode)."""
+    return _bcast_report(ctx)
 
 
 def link_bcast_set(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
-    """Stored and reported; tipcpy always replicates multicast over the unicast
-    links (it never sends on the broadcast link), whatever the method says."""
+    """Select how multicast reaches other nodes: BROADCAST (one copy on the broadcast
+    link), REPLICAST (one per node over its unicast link) or AUTOSELECT by the
+    kernel's rule; ENOPROTOOPT when the bearers or peers cannot do it, as the
+    kernel answers (tipc_nl_bc_link_set)."""
     method = args.get("method")
     if method is None:
         raise bad(f"missing method: expected one of {', '.join(BCAST_METHODS)}")
@@ -116,10 +134,14 @@ def link_bcast_set(ctx: OpsContext, args: dict[str, Any]) -> dict[str, Any]:
         if method != "AUTOSELECT":
             raise bad("ratio is only valid with AUTOSELECT")
         ratio = parse_int("ratio", ratio, 0, 100)
-    ctx.bcast["method"] = method
-    if ratio is not None:
-        ctx.bcast["ratio"] = ratio
-    return dict(ctx.bcast)
+    bc = ctx.stack.bcast
+    try:
+        bc.set_mode(int(mode_from_name(str(method))))
+        if ratio is not None:
+            bc.set_ratio(ratio)
+    except OSError as e:
+        raise ControlError(e.errno or errno.EINVAL, str(e)) from None
+    return _bcast_report(ctx)
 
 
 def link_stat_show(ctx: OpsContext, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -153,6 +175,7 @@ def link_stat_reset(ctx: OpsContext, args: dict[str, Any]) -> None:
     if not name:
         raise bad("missing link")
     if name == "broadcast-link":
+        ctx.stack.bcast.link.stats.clear()  # tipc_bclink_reset_stats
         return
     lk, addr, bid = ctx.link_obj(name)
     lk.stats.clear()
