@@ -164,6 +164,8 @@ class Receiver:
 
     def __init__(self, run_dir: str, sotype: int, svc: int, n: int) -> None:
         self.tally = Tally(n)
+        self.times: list[float] = []
+        """Wall-clock arrival time of each message (same order as tally.seqs)."""
         self.error: BaseException | None = None
         self.done = threading.Event()
         self.sock = tsock.socket(tsock.AF_TIPC, sotype, run_dir=run_dir)
@@ -192,6 +194,7 @@ class Receiver:
                 if not d and self.sotype == tsock.SOCK_SEQPACKET:
                     break
                 if len(d) >= 4:
+                    self.times.append(time.time())
                     seqs.append(int.from_bytes(d[:4], "big"))
         except (OSError, TimeoutError) as e:
             self.error = e
@@ -290,10 +293,20 @@ def _ours_stats(node: NsNode) -> dict[str, str]:
     return _stat_blocks(node.tipc("link", "stat", "show").stdout)
 
 
+def _daemon_counters(node: NsNode) -> str:
+    """Our socket layer's counters (an RDM rcvbuf overflow shows as ``overload``) and
+    the synch hold per peer, from tipcd's daemon.stats."""
+    from tipcpy.runtime.ctlclient import call
+
+    st = call("daemon.stats", {}, path=node.run_dir / "ctl.sock").get("stack", {})
+    socks = {k: v for k, v in st.get("sockets", {}).items() if v}
+    return f"sockets {socks}; synch {st.get('peers')}"
+
+
 def _report(kp: KernelPeer, node: NsNode, label: str) -> str:
     _, kstat = kp.exec("tipc link stat show")
     _, klist = kp.exec("tipc link list")
-    return (f"--- {label}\n--- kernel link list:\n{klist}\n--- kernel link stat:\n{kstat}\n"
+    return (f"--- {label}: our {_daemon_counters(node)}\n--- kernel link list:\n{klist}\n--- kernel link stat:\n{kstat}\n"
             f"--- our link list:\n{node.tipc('link', 'list').stdout}")
 
 
@@ -415,6 +428,23 @@ def _cut_carrying(kp: KernelPeer, node: NsNode, before: dict[str, tuple[int, int
     return link, t_cut
 
 
+def _failover_time(node: NsNode, rx: Receiver, link: str, t_cut: float) -> str:
+    """Cut -> first tunnelled message delivered to our receiver.  The kernel fails over
+    the moment its bearer goes down; its first FAILOVER_MSG takes our end of the cut
+    link down at once (logged with the reason), and the first message our application
+    gets after that came through the tunnel (the stream's link is the cut one, and the
+    surviving link delivers nothing of this sender before the tunnelled queue)."""
+    downs = [t for t in _log_times(node, f"link down: {link} (failover started by the peer)")
+             if t >= t_cut - 0.01]
+    if not downs:
+        return "no failover logged (our end of the link went down on its own)"
+    first = next((t for t in rx.times if t >= downs[0] - 0.001), None)
+    if first is None:
+        return "nothing delivered after the failover started"
+    return (f"failover: cut -> first FAILOVER_MSG {downs[0] - t_cut:.3f} s, "
+            f"-> first tunnelled message delivered {first - t_cut:.3f} s")
+
+
 def _detect_time(node: NsNode, link: str, t_cut: float) -> str:
     _wait(lambda: bool([t for t in _log_times(node, f"link down: {link}") if t >= t_cut]), 5)
     downs = [t for t in _log_times(node, f"link down: {link}") if t >= t_cut]
@@ -443,6 +473,7 @@ def test_kernel_to_us_cut_mid_stream(two_links: tuple[KernelPeer, NsNode], kind:
         rx.done.wait(SINK_SECS)
         dt = time.monotonic() - t0
         print(f"{kind}: cut {link} after {at_cut} of {N} msgs; {_detect_time(node, link, t_cut)}")
+        print(f"{kind}: {_failover_time(node, rx, link, t_cut)}")
         print(f"{kind}: {rx.tally.summary()} in {dt:.2f} s; error={rx.error!r}")
         print(kp.exec("cat /tmp/flood.log")[1])
         print(_report(kp, node, f"{kind} after the cut"))

@@ -1447,6 +1447,14 @@ class Link:
             self._next_tick = now
             self.tick(now)
 
+    def heard(self, now: float) -> None:
+        """A sequenced packet of this link that the node held back (synch) still
+        proves the peer alive: a synch that lasts longer than the tolerance (the old
+        link has a long backlog to deliver first) must not time the new link out while
+        the peer keeps sending on it."""
+        self._rx_since_tick = True
+        self._last_rx = now
+
     def activate(self, now: float) -> bool:
         """Take an ESTABLISHING link up now (a SYNCH_MSG is its first packet)."""
         if self.state is LinkState.ESTABLISHING and self.in_session:
