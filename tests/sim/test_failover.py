@@ -328,12 +328,13 @@ def test_node_down_returns_rdm_messages_the_sender_wants_back() -> None:
     assert p.peer(0).returned_no_node == len(returned)
 
 
-def test_synch_longer_than_tolerance_keeps_new_link() -> None:
-    """The old link is slow (0.5 s one way), so the synch lasts longer than the
-    tolerance (1.5 s), and the peer's link-protocol messages on the new link are lost
-    meanwhile (only its data gets through, held by the receiver): the held packets
-    themselves prove the peer alive, so the new link does not time out and nothing
-    is lost (kernel interop: the new link went down 1.5 s after coming up)."""
+def test_synching_link_failing_over_is_not_overtaken() -> None:
+    """The old link is slow (0.5 s one way) and the new one's link-protocol messages
+    from the sender are lost while the receiver synchs, so the new link times out
+    mid-synch and the sender fails its queue over through the old link, behind
+    that link's own backlog.  The sender's next messages go the old link too, and
+    must not join a bundle queued before the tunnel packets: once they did, and
+    overtook the failed-over messages (1530.. arrived after 2583..2588)."""
     p = Pair(seed=41, second_link=False, delays=(0.5, 0.0005))
     n = 4000
     done: dict[str, bool] = {}
@@ -349,15 +350,6 @@ def test_synch_longer_than_tolerance_keeps_new_link() -> None:
             return
         orig_send(node, bearer_id, dest, data, now)
     p.c.net.send = send  # type: ignore[method-assign]
-    spans: list[float] = []
-    orig_evt = rx.fsm_evt
-
-    def fsm_evt(evt: Any) -> None:
-        before = rx.state
-        orig_evt(evt)
-        if rx.state != before and NodeState.NODE_SYNCHING in (before, rx.state):
-            spans.append(p.c.now)
-    rx.fsm_evt = fsm_evt  # type: ignore[method-assign]
 
     def fault(i: int) -> None:
         if i >= 1500 and not done:
@@ -365,9 +357,10 @@ def test_synch_longer_than_tolerance_keeps_new_link() -> None:
             for k in (0, 1):
                 p.c.enable_bearer(k, "lan1", priority=20)
     got = p.stream(TYPES["rdm"], 0, n, fault, limit=300)
-    assert verdict(got, n) == (0, 0, 0)
-    assert len(spans) >= 2 and spans[1] - spans[0] > 1.5  # the synch outlasted it
     assert dropped[0] > 0 and rx.rx_synch_held > 0
-    new = rx.links[1].link
-    assert new.is_up and new.stats.synchs == 1
-    assert NodeState.NODE_FAILINGOVER not in p.trace[1]
+    for i in (0, 1):  # the scenario happened: synch, then failover of the new link
+        assert NodeState.NODE_SYNCHING in p.trace[i]
+        assert NodeState.NODE_FAILINGOVER in p.trace[i]
+    assert p.peer(0).links[1].link.stats.failovers >= 1
+    assert verdict(got, n) == (0, 0, 0)
+    assert got == list(range(n))

@@ -1447,14 +1447,6 @@ class Link:
             self._next_tick = now
             self.tick(now)
 
-    def heard(self, now: float) -> None:
-        """A sequenced packet of this link that the node held back (synch) still
-        proves the peer alive: a synch that lasts longer than the tolerance (the old
-        link has a long backlog to deliver first) must not time the new link out while
-        the peer keeps sending on it."""
-        self._rx_since_tick = True
-        self._last_rx = now
-
     def activate(self, now: float) -> bool:
         """Take an ESTABLISHING link up now (a SYNCH_MSG is its first packet)."""
         if self.state is LinkState.ESTABLISHING and self.in_session:
@@ -1513,11 +1505,17 @@ class Link:
         self._xmit_raw(self.dummy_pkt(0), now)
 
     def _xmit_raw(self, raw: bytes, now: float) -> None:
-        """Queue one encoded SYSTEM packet (never refused, never bundled)."""
+        """Queue one encoded SYSTEM packet (never refused, never bundled).  Behind
+        it in the backlog, no bundle of any importance may take more messages: a
+        tunnel packet carries a sender's earlier messages (failover of the parallel
+        link), and a later message of that sender joining a bundle queued before the
+        tunnel packet would overtake them."""
         if not self._backlog and len(self._transmq) < self.window:
             self._xmit_new(raw, now)
         else:
-            self._target[_SYSTEM] = None
+            target = self._target
+            for k in range(len(target)):
+                target[k] = None
             self._backlog.append(_Pending(_SYSTEM, raw, 0))
             self._bl_len[_SYSTEM] += 1
 

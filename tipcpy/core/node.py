@@ -426,7 +426,6 @@ class PeerNode:
                 return True  # the old link
             if user == _TUNNEL and mtyp == SYNCH_MSG or user == _LINK_PROTOCOL:
                 return True
-            link.heard(now)
             if len(self._held) < MAX_SYNCH_HELD:
                 self._held.append((le.bearer_id, msg))
                 self.rx_synch_held += 1
