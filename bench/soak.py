@@ -18,11 +18,13 @@ a time, drawn with a seeded RNG from:
 Invariants (exit status 1 when one breaks): nothing delivered twice or out of order, no
 damaged payload; nothing accepted lost and no connection aborted unless the source or
 destination node itself was down (sigstop/kill) at the time, or, with a single plane, its
-only link was; every node's RSS grows by less than ``SOAK_RSS_MB`` (default 64).
+only link was; every node's RSS grows by less than ``SOAK_RSS_MB`` (default 64); every
+daemon's event-loop lag (its ``daemon.stats``, forgotten after a SIGSTOP) stays below
+``SOAK_LAG_MS`` (default 100, issue 12; 0 = report only).
 
 Environment (or flags): SOAK_SECS (60), SOAK_NODES (4), SOAK_LINKS (2), SOAK_SEED (1),
 SOAK_RATE (msgs/s per stream, 100), SOAK_FAULT_EVERY (s between faults, 4),
-SOAK_FAULTS (comma list of the kinds above, default all).  Needs root, iproute2 and
+SOAK_FAULTS (comma list of the kinds above, default all), SOAK_RSS_MB, SOAK_LAG_MS.  Needs root, iproute2 and
 pyroute2; exits 77 with the reason elsewhere.  Namespaces are named ``tps-<random>-*``
 and always removed; only the processes started here are signalled, by pid.
 """
