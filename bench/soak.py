@@ -24,8 +24,8 @@ daemon's event-loop lag (its ``daemon.stats``, forgotten after a SIGSTOP) stays 
 
 Environment (or flags): SOAK_SECS (60), SOAK_NODES (4), SOAK_LINKS (2), SOAK_SEED (1),
 SOAK_RATE (msgs/s per stream, 100), SOAK_FAULT_EVERY (s between faults, 4),
-SOAK_FAULTS (comma list of the kinds above, default all), SOAK_RSS_MB, SOAK_LAG_MS.  Needs root, iproute2 and
-pyroute2; exits 77 with the reason elsewhere.  Namespaces are named ``tps-<random>-*``
+SOAK_FAULTS (comma list of the kinds above, default all), SOAK_RSS_MB, SOAK_LAG_MS.
+Needs root, iproute2 and pyroute2; exits 77 with the reason elsewhere.  Namespaces are named ``tps-<random>-*``
 and always removed; only the processes started here are signalled, by pid.
 """
 
