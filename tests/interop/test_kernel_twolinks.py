@@ -52,16 +52,17 @@ LINK1 = f"{OUR_ID}:b1-kpeer1:b1"
 PRIO_ID = "tipcpy4"
 PLINK0 = f"{PRIO_ID}:b0-kpeer1:b0"
 PLINK1 = f"{PRIO_ID}:b1-kpeer1:b1"
-N = 10000
-"""Messages per stream: about 4 s of 1000 B messages here, so a cut at N/10 or a
-second link at N/20 lands mid-stream with thousands still to come."""
+N = 20000
+"""Messages per stream (1000 B): 2 s on an idle machine, 8 s and more on a loaded
+one; a cut at N/10 or a second link at N/20 must land mid-stream (10,000 was over
+before the guest had taken its bearer down)."""
 SEND_STALL = 4.0
 """A send blocked this long (a stalled stream) ends our sender, and a receive waiting
 this long ends our receiver: a failure shows within seconds, not at a CI timeout."""
-SINK_SECS = 25
+SINK_SECS = 30
 """Upper bound for one stream (the guest's sink gives up after it, our sender too);
 a stream that works ends as soon as it is complete.  Generous: on a loaded machine
-the same stream took 8 s, and a deadline that cuts a slow stream short reads as loss."""
+the stream took 8 s, and a deadline that cuts a slow stream short reads as loss."""
 SYNCH_PRIO = 20
 
 
