@@ -18,12 +18,14 @@ a time, drawn with a seeded RNG from:
 Invariants (exit status 1 when one breaks): nothing delivered twice or out of order, no
 damaged payload; nothing accepted lost and no connection aborted unless the source or
 destination node itself was down (sigstop/kill) at the time, or, with a single plane, its
-only link was; every node's RSS grows by less than ``SOAK_RSS_MB`` (default 64).
+only link was; every node's RSS grows by less than ``SOAK_RSS_MB`` (default 64); every
+daemon's event-loop lag (its ``daemon.stats``, forgotten after a SIGSTOP) stays below
+``SOAK_LAG_MS`` (default 100, issue 12; 0 = report only).
 
 Environment (or flags): SOAK_SECS (60), SOAK_NODES (4), SOAK_LINKS (2), SOAK_SEED (1),
 SOAK_RATE (msgs/s per stream, 100), SOAK_FAULT_EVERY (s between faults, 4),
-SOAK_FAULTS (comma list of the kinds above, default all).  Needs root, iproute2 and
-pyroute2; exits 77 with the reason elsewhere.  Namespaces are named ``tps-<random>-*``
+SOAK_FAULTS (comma list of the kinds above, default all), SOAK_RSS_MB, SOAK_LAG_MS.
+Needs root, iproute2 and pyroute2; exits 77 with the reason elsewhere.  Namespaces are named ``tps-<random>-*``
 and always removed; only the processes started here are signalled, by pid.
 """
 
@@ -173,6 +175,22 @@ class Node:
         except Exception:
             return 0
 
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """tipcd's ``daemon.stats`` ({} if it does not answer); ``reset`` forgets the
+        loop-lag maxima (after a SIGSTOP: the stop itself is not tipcd's lag)."""
+        from tipcpy.runtime import ctlclient
+
+        try:
+            out = ctlclient.call("daemon.stats", {"reset": reset} if reset else {},
+                                 path=self.run_dir / "ctl.sock", timeout=3)
+        except Exception:
+            return {}
+        return out if isinstance(out, dict) else {}
+
+    def loop_lag_ms(self) -> float | None:
+        lag = self.stats().get("loop", {}).get("loop_lag_max_ms")
+        return float(lag) if lag is not None else None
+
     def resets(self) -> int:
         return self.resets_before + sum(int(lk.get("down_count", 0)) for lk in self.links())
 
@@ -240,7 +258,9 @@ class Fault:
 
 class Soak:
     def __init__(self, secs: float, nodes: int, planes: int, seed: int, rate: float,
-                 every: float, faults: list[str], rss_mb: int, keep: bool = False) -> None:
+                 every: float, faults: list[str], rss_mb: int, keep: bool = False,
+                 lag_ms: float = 0.0) -> None:
+        self.lag_ms = lag_ms
         self.secs, self.n, self.planes, self.seed = secs, nodes, planes, seed
         self.rate, self.every, self.fault_kinds, self.rss_mb = rate, every, faults, rss_mb
         self.rng = random.Random(seed)
@@ -387,6 +407,7 @@ class Soak:
             self.nodes[k].signal(signal.SIGSTOP)
             time.sleep(hold)
             self.nodes[k].signal(signal.SIGCONT)
+            self.nodes[k].stats(reset=True)
         else:  # kill
             nodes, plane = (k,), None
             nd = self.nodes[k]
@@ -509,13 +530,17 @@ class Soak:
         con.print(tt)
         dt = Table(title="daemons")
         for col in ("node", "restarts", "link resets", "RSS start (MB)", "RSS end (MB)",
-                    "alive"):
+                    "loop lag max (ms)", "alive"):
             dt.add_column(col, justify="right")
         for nd in self.nodes:
             end_rss = rss_kb(nd.proc.pid) if nd.alive() and nd.proc else 0
+            lag = nd.loop_lag_ms() if nd.alive() else None
             dt.add_row(nd.name, str(nd.restarts), str(nd.resets()),
                        f"{nd.rss_start / 1024:.1f}", f"{end_rss / 1024:.1f}",
-                       "yes" if nd.alive() else "NO")
+                       "?" if lag is None else f"{lag:.1f}", "yes" if nd.alive() else "NO")
+            if self.lag_ms and lag is not None and lag >= self.lag_ms:
+                violations.append(f"{nd.name}: event-loop lag reached {lag:.1f} ms "
+                                  f"(>= {self.lag_ms} ms)")
             if not nd.alive():
                 violations.append(f"{nd.name}: tipcd died\n{nd.log()}")
             elif nd.restarts == 0 and end_rss - nd.rss_start > self.rss_mb * 1024:
@@ -555,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fault-every", type=float, default=float(env("SOAK_FAULT_EVERY", "4")))
     p.add_argument("--faults", default=env("SOAK_FAULTS", ",".join(FAULTS)))
     p.add_argument("--rss-mb", type=int, default=int(env("SOAK_RSS_MB", "64")))
+    p.add_argument("--lag-ms", type=float, default=float(env("SOAK_LAG_MS", "100")),
+                   help="fail when a daemon's event-loop lag reaches this (0: report only)")
     ns = p.parse_args(argv)
     why = why_not()
     if why:
@@ -565,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or ns.nodes < 2:
         p.error(f"faults must be among {FAULTS}; nodes >= 2")
     soak = Soak(ns.secs, ns.nodes, ns.links, ns.seed, ns.rate, ns.fault_every, kinds,
-                ns.rss_mb)
+                ns.rss_mb, lag_ms=ns.lag_ms)
 
     me = os.getpid()
 

@@ -330,3 +330,41 @@ def test_node_down_returns_rdm_messages_the_sender_wants_back(seed: int) -> None
     assert returned, "nothing came back: the cut came too late to test anything"
     assert mine | returned == set(range(sent))
     assert p.peer(0).returned_no_node == len(returned)
+
+
+def test_synching_link_failing_over_is_not_overtaken() -> None:
+    """The old link is slow (0.5 s one way) and the new one's link-protocol messages
+    from the sender are lost while the receiver synchs, so the new link times out
+    mid-synch and the sender fails its queue over through the old link, behind
+    that link's own backlog.  The sender's next messages go the old link too, and
+    must not join a bundle queued before the tunnel packets: once they did, and
+    overtook the failed-over messages (1530.. arrived after 2583..2588)."""
+    p = Pair(seed=41, second_link=False, delays=(0.5, 0.0005))
+    n = 4000
+    done: dict[str, bool] = {}
+    rx = p.peer(1)
+    orig_send = p.c.net.send
+    dropped = [0]
+
+    def send(node: Any, bearer_id: int, dest: object, data: bytes, now: float) -> None:
+        user = (data[0] >> 1) & 0xF  # header word 0 bits 25-28: LINK_PROTOCOL = 7
+        if node == 0 and bearer_id == 1 and user == 7 and \
+                rx.state == NodeState.NODE_SYNCHING:
+            dropped[0] += 1
+            return
+        orig_send(node, bearer_id, dest, data, now)
+    p.c.net.send = send  # type: ignore[method-assign]
+
+    def fault(i: int) -> None:
+        if i >= 1500 and not done:
+            done["up"] = True
+            for k in (0, 1):
+                p.c.enable_bearer(k, "lan1", priority=20)
+    got = p.stream(TYPES["rdm"], 0, n, fault, limit=300)
+    assert dropped[0] > 0 and rx.rx_synch_held > 0
+    for i in (0, 1):  # the scenario happened: synch, then failover of the new link
+        assert NodeState.NODE_SYNCHING in p.trace[i]
+        assert NodeState.NODE_FAILINGOVER in p.trace[i]
+    assert p.peer(0).links[1].link.stats.failovers >= 1
+    assert verdict(got, n) == (0, 0, 0)
+    assert got == list(range(n))

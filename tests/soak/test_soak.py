@@ -3,8 +3,9 @@
 ``test_soak_faults_that_hold_today`` runs a short soak with the faults a single link
 must already absorb (impairments) and the node faults whose losses are excused (SIGSTOP,
 kill -9 + restart).  ``test_soak_60s`` is the full 60 s soak of issue 11 with every
-fault, including the link faults that need failover; the lead enables it once failover
-lands (until then it runs only with TIPCPY_SOAK=1).
+fault, including the link faults failover absorbs (cut, interface down); it runs
+wherever the soak can (root, iproute2, pyroute2) and is skipped with the reason
+elsewhere.
 """
 
 from __future__ import annotations
@@ -44,10 +45,9 @@ def test_soak_faults_that_hold_today() -> None:
     assert "total" in r.stdout and "faults injected" in r.stdout
 
 
-@pytest.mark.skipif(os.environ.get("TIPCPY_SOAK") != "1",
-                    reason="needs failover (issue 11); enabled by the lead when it lands "
-                           "(TIPCPY_SOAK=1 runs it now)")
 def test_soak_60s() -> None:
+    """Every fault kind, two links per pair: 0 lost / duplicated / reordered unless a
+    node itself was down, flat RSS (bench/soak.py's invariants, exit status 1)."""
     r = _soak("--secs", "60", timeout=400)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-4000:]
     assert "all invariants held" in r.stdout

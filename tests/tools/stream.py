@@ -230,6 +230,9 @@ class Stream:
                         conn, _ = srv.accept()
                     except TimeoutError:
                         continue
+                    except OSError as e:  # its daemon killed: the stream ends here
+                        self._err("rx", "accept", e)
+                        return
             conn.settimeout(0.2)
             buf = bytearray()
             last = time.monotonic()

@@ -1563,11 +1563,17 @@ class Link:
         self._xmit_raw(self.dummy_pkt(0), now)
 
     def _xmit_raw(self, raw: bytes, now: float) -> None:
-        """Queue one encoded SYSTEM packet (never refused, never bundled)."""
+        """Queue one encoded SYSTEM packet (never refused, never bundled).  Behind
+        it in the backlog, no bundle of any importance may take more messages: a
+        tunnel packet carries a sender's earlier messages (failover of the parallel
+        link), and a later message of that sender joining a bundle queued before the
+        tunnel packet would overtake them."""
         if not self._backlog and len(self._transmq) < self.window:
             self._xmit_new(raw, now)
         else:
-            self._target[_SYSTEM] = None
+            target = self._target
+            for k in range(len(target)):
+                target[k] = None
             self._backlog.append(_Pending(_SYSTEM, raw, 0))
             self._bl_len[_SYSTEM] += 1
 

@@ -995,6 +995,10 @@ class Stack:
             for le in p.links.values():
                 illegal[le.link.name] = le.link.illegal_evts
         swallowed = dict(self.sockets.swallowed) if self.sockets is not None else {}
-        return {"counters": dict(self.counters),
+        sockets = dict(self.sockets.counters) if self.sockets is not None else {}
+        synch = {f"{a:08x}": {"held": p.rx_synch_held, "dropped": p.rx_synch_dropped,
+                              "returned_no_node": p.returned_no_node}
+                 for a, p in self.peers.items()}
+        return {"counters": dict(self.counters), "sockets": sockets, "peers": synch,
                 "bearers": {b.name: b.stats.as_dict() for b in self._bearers if b is not None},
                 "fsm_illegal": illegal, "swallowed": swallowed}
