@@ -31,15 +31,15 @@ def _kernel_link_up(out: str) -> bool:
                for line in out.splitlines())
 
 
-def _link_stat_block(out: str) -> str:
+def _link_stat_block(out: str, our_id: str = OUR_ID) -> str:
     """The kernel's statistics block of our node's unicast link.  By name: the guest
     is shared by the interop files, and it may still list a link to the node of an
     earlier file (same address and port, another identity) with reset counters."""
     blocks = out.split("Link <")
     for b in blocks:
-        if b.startswith(f"kpeer1:b0-{OUR_ID}:"):
+        if b.startswith(f"kpeer1:b0-{our_id}:"):
             return b
-    raise AssertionError(f"no unicast link to {OUR_ID} in:\n{out}")
+    raise AssertionError(f"no unicast link to {our_id} in:\n{out}")
 
 
 def _stat(block: str, line_prefix: str, key: str) -> int:
