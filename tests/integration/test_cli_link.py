@@ -83,6 +83,10 @@ def test_statistics_look_like_iproute2(pair: Pair) -> None:
     assert j["up count"] == 1 and j["down count"] == 0 and j["last change"] > 0
     assert j["failovers"] == 0 and j["synchs"] == 0
     # reset: the counters start again (probes keep coming, so compare a busy one)
+    # (another test of this module may have reset the counters a moment ago: wait
+    # for a few probes rather than assume them)
+    a.wait_for(lambda: json.loads(ok(a, "-j", "link", "stat", "show", "link", link))[0]
+               ["rx states"]["rx states"] > 3, what="a few STATEs counted")
     before = json.loads(ok(a, "-j", "link", "stat", "show", "link", link))[0]
     assert before["rx states"]["rx states"] > 3
     assert ok(a, "link", "stat", "reset", "link", link) == ""
