@@ -83,6 +83,7 @@ from typing import Any
 from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
 from tipcpy.wire import Msg
+from tipcpy.wire.bundle import pack_bundle
 from tipcpy.wire.consts import INT_H_SIZE, MCAST_H_SIZE, Cap, User
 
 __all__ = [
@@ -162,12 +163,10 @@ _USER_NAME_DISTR = int(User.NAME_DISTRIBUTOR)
 _NOT_BUNDLED = frozenset({_USER_BCAST_PROTOCOL, _USER_BUNDLER, _USER_TUNNEL, _USER_FRAGMENTER})
 _BC_ACK_INVALID_USERS = frozenset({_USER_BCAST_PROTOCOL, _USER_NAME_DISTR, _USER_LINK_PROTOCOL})
 _W0_KEEP = 0xFE1E0000
-_W0_BUNDLE = (2 << 29) | (_USER_BUNDLER << 25) | ((INT_H_SIZE // 4) << 21)
 _NON_SEQ = 1 << 20
 _PROTO_HDR = struct.Struct(">10I")
 _GAP_HDR = struct.Struct(">HBB")
 _GAP_BLK = struct.Struct(">HH")
-_PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 
 
 def _less(a: int, b: int) -> bool:
@@ -714,19 +713,7 @@ class BcastLink:
                 self._out.append((bid, None, raw))
 
     def _make_bundle(self, raws: list[bytes], imp: int) -> bytes:
-        parts: list[bytes] = []
-        used = 0
-        for r in raws:
-            pad = -used & 3
-            if pad:
-                parts.append(_PAD[pad])
-                used += pad
-            parts.append(r)
-            used += len(r)
-        return _PROTO_HDR.pack(
-            _W0_BUNDLE | (INT_H_SIZE + used), 0, 0, self.own_addr, 0, 0,
-            self.own_addr, 0, 0, len(raws) << 16 | imp,
-        ) + b"".join(parts)
+        return pack_bundle(raws, imp, self.own_addr, 0)
 
     def _advance_backlog(self, now: float) -> None:
         bl = self._backlog

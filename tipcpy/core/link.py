@@ -60,6 +60,7 @@ from tipcpy.core._event import SlotEvent
 from tipcpy.core.discover import OWN_CAPS
 from tipcpy.core.monitor import Monitor
 from tipcpy.wire import DecodeError, Msg, decode
+from tipcpy.wire.bundle import pack_bundle
 from tipcpy.wire.consts import (
     BASIC_H_SIZE,
     INT_H_SIZE,
@@ -173,13 +174,11 @@ _PACK_ACKS = struct.Struct(">HHH").pack_into
 _GAP_HDR = struct.Struct(">HBB")
 _GAP_BLK = struct.Struct(">HH")
 _EMPTY_GAP_ACK = b"\x00\x04\x00\x00"
-_W0_BUNDLE = (2 << VERSION_SHIFT) | (_USER_BUNDLER << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
 _W0_TUNNEL = (2 << VERSION_SHIFT) | (_USER_TUNNEL << USER_SHIFT) | ((INT_H_SIZE // 4) << HSIZE_SHIFT)
 SYNCH_MSG, FAILOVER_MSG = 0, 1
 """TUNNEL_PROTOCOL message types."""
 _MAX_FO_DEFERRED = 8192
 """Out-of-order tunnelled packets kept while failing over (the failed link's window)."""
-_PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 _HDRS = [struct.Struct(f">{n}I") for n in range(16)]
 # w5 of LINK_PROTOCOL and TUNNEL_PROTOCOL (msg.h); w9[31:16] of BUNDLER / TUNNEL
 _SESSION_SHIFT = 16
@@ -1047,30 +1046,8 @@ class Link:
             self._wakeup()
 
     def _make_bundle(self, raws: list[bytes], imp: int) -> bytes:
-        """MSG_BUNDLER packet from already encoded messages, laid out exactly as
-        tipcpy.wire.bundle.bundle() (and the kernel) do, without decoding and
-        re-encoding every inner message on this hot path."""
-        parts: list[bytes] = []
-        used = 0
-        for r in raws:
-            pad = -used & 3
-            if pad:
-                parts.append(_PAD[pad])
-                used += pad
-            parts.append(r)
-            used += len(r)
-        return _PROTO_HDR.pack(
-            _W0_BUNDLE | (INT_H_SIZE + used),
-            0,
-            0,
-            self.own_addr,
-            0,
-            0,
-            self.own_addr,
-            self.peer_addr,
-            0,
-            len(raws) << _MSGCNT_SHIFT | imp,
-        ) + b"".join(parts)
+        """A bundle of already encoded messages for this peer (wire.bundle.pack_bundle)."""
+        return pack_bundle(raws, imp, self.own_addr, self.peer_addr)
 
     def _wakeup(self) -> None:
         cong = self._congested

@@ -10,13 +10,14 @@ after the last inner message (padding sits only between messages).
 
 from __future__ import annotations
 
+import struct
 from typing import cast
 
-from tipcpy.wire.consts import INT_H_SIZE, MIN_H_SIZE
+from tipcpy.wire.consts import INT_H_SIZE, MIN_H_SIZE, User
 from tipcpy.wire.items import DecodeError
 from tipcpy.wire.msg import BundleMsg, Msg, decode
 
-__all__ = ["bundle", "unbundle", "NOT_BUNDLED_USERS"]
+__all__ = ["bundle", "unbundle", "pack_bundle", "NOT_BUNDLED_USERS"]
 
 NOT_BUNDLED_USERS = frozenset({5, 6, 10, 12})
 """BCAST_PROTOCOL, MSG_BUNDLER, TUNNEL_PROTOCOL, MSG_FRAGMENTER are never bundled."""
@@ -97,3 +98,27 @@ def unbundle(m: BundleMsg) -> list[Msg]:
     if len(out) != m.msgcnt:
         raise DecodeError("msgcnt", base - 4, f"bundle holds {len(out)} messages", m.msgcnt)
     return out
+
+
+_BUNDLE_HDR = struct.Struct(">10I")
+_W0_BUNDLE = (2 << 29) | (int(User.MSG_BUNDLER) << 25) | ((INT_H_SIZE // 4) << 21)
+_PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
+
+
+def pack_bundle(raws: list[bytes], imp: int, own_addr: int, destnode: int) -> bytes:
+    """MSG_BUNDLER packet from already encoded messages, laid out exactly as
+    :func:`bundle` (and the kernel) do, without decoding and re-encoding each inner
+    message: the unicast link's and the broadcast link's hot path (destnode 0)."""
+    parts: list[bytes] = []
+    used = 0
+    for r in raws:
+        pad = -used & 3
+        if pad:
+            parts.append(_PAD[pad])
+            used += pad
+        parts.append(r)
+        used += len(r)
+    return _BUNDLE_HDR.pack(
+        _W0_BUNDLE | (INT_H_SIZE + used), 0, 0, own_addr, 0, 0,
+        own_addr, destnode, 0, len(raws) << 16 | imp,
+    ) + b"".join(parts)
