@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean bytecode
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,10 +13,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Compiled once here so that each tipcd, `tipc` and test helper process does not
+# compile every module again: an editable install writes no bytecode, and with
+# PYTHONDONTWRITEBYTECODE set (CI sandboxes) imports never cache it either.  Starting
+# tipcd costs 0.12 s of CPU with it and 0.25 s without (64 daemons: 8 s of CPU).
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 tipcpy cli bench tests
+
+run: $(STAMP) bytecode
 	$(BIN)/python -m cli.demo
 
-test: $(STAMP)
+test: $(STAMP) bytecode
 	$(BIN)/ruff check tipcpy cli tests bench
 	$(MAKE) typecheck
 	$(BIN)/python -m pytest -q -ra
@@ -28,7 +35,7 @@ typecheck: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check tipcpy cli tests bench
 
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(BIN)/python -m bench
 
 clean:
@@ -36,5 +43,5 @@ clean:
 
 # N tipcd in network namespaces, random faults, numbered traffic (needs root; see README)
 .PHONY: soak
-soak: $(STAMP)
+soak: $(STAMP) bytecode
 	$(BIN)/python -m bench.soak

@@ -151,6 +151,13 @@ RETR_INTERVAL = 0.001
 """TIPC_UC_RETR_TIME: a packet is retransmitted at most once per millisecond."""
 RETR_FAIL_MULT = 10
 """Link fails when a retransmitted head stays unacked for 10 x tolerance."""
+STATE_RESYNCH = 4
+"""Consecutive STATE seqnos, all older than the last STATE taken, after which we
+believe the peer's counter rather than ours (not in the kernel: it trusts the
+media's checksum)."""
+UNSERVABLE_NACKS, UNSERVABLE_SECS = 3, 0.05
+"""NACKs for packets we no longer hold, and for how long, before the link fails
+(see Link._nack_unservable)."""
 MAX_UC_GAP_BLOCKS = 64
 KEEPALIVE_MAX = 0.5
 PROTO_SEQNO_OFFSET = 32767
@@ -423,6 +430,12 @@ class LinkStats:
     """Sequenced packets beyond rcv_nxt + 8191 (also counted in duplicates)."""
     rx_proto_rejected: int = 0
     """Link protocol messages refused by session / state-seqno validation."""
+    rx_unsent_dropped: int = 0
+    """Deferred packets dropped because two STATEs said the peer never sent them
+    (corrupted seqnos)."""
+    state_resynchs: int = 0
+    """Times a run of genuine STATEs looked old and we took the peer's STATE
+    counter (only after corruption that decoded: see STATE_RESYNCH)."""
     rx_invalid: int = 0
     """Malformed or impossible input: bad Gap-ACK blocks, acks of unsent packets,
     RESET/ACTIVATE without interface name or with a tiny max_pkt, non_seq packets."""
@@ -620,6 +633,14 @@ class Link:
         # receiving
         self._rcv_nxt = 1
         self._rcv_nxt_state = 1
+        self._old_state_run = 0
+        """STATEs in a row rejected as old, each one after the previous (see
+        STATE_RESYNCH)."""
+        self._old_state_last = 0
+        self._unserv_n = 0
+        self._unserv_at = 0.0
+        self._suspect: set[int] = set()
+        """Deferred seqnos the peer's last STATE said it had not sent yet."""
         self._rcv_unacked = 0
         self._deferred: dict[int, Msg] = {}
         self._reasm = Reassembler()
@@ -1315,7 +1336,7 @@ class Link:
             if ok and self.state not in _UP_STATES and (w[2] >> ACK_SHIFT):
                 ok = False
             if ok and self.peer_caps & Cap.LINK_PROTO_SEQNO:
-                ok = not _less(w[2] & 0xFFFF, self._rcv_nxt_state)
+                ok = self._state_seqno_ok(w[2] & 0xFFFF)
         else:
             ok = False
         if not ok:
@@ -1362,6 +1383,8 @@ class Link:
         rcvgap = 0
         peers_snd_nxt = w[4] & 0xFFFF
         rcv_nxt = self._rcv_nxt
+        if self._deferred or self._suspect:
+            self._drop_unsent(peers_snd_nxt)
         if (probe or (w[0] >> KEEPALIVE_SHIFT) & 1) and _less(rcv_nxt, peers_snd_nxt) \
                 and not self._deferred and self.state is not LinkState.SYNCHING:
             rcvgap = (peers_snd_nxt - rcv_nxt) & 0xFFFF
@@ -1374,9 +1397,72 @@ class Link:
         if not _less_eq(acked, (self._snd_nxt - 1) & 0xFFFF):
             s.rx_invalid += 1  # acks something never sent: ignore the ack part
             return
+        if gap and self._nack_unservable(acked, now):
+            return
         released = self._advance_transmq(acked, gap, ga[1], now)
         if released > 0 and self._backlog:
             self._advance_backlog(now)
+
+    def _drop_unsent(self, peers_snd_nxt: int) -> None:
+        """Deferred packets the peer says it has not sent yet can only be corrupted
+        seqnos (TIPC has no checksum of its own); left there, one would be delivered
+        in place of the real packet when the sequence reaches it, and until then we
+        NACK a gap that does not exist.  A packet that merely overtook this STATE
+        is below the next STATE's snd_nxt, so a packet is dropped only when two
+        STATEs in a row say it was never sent."""
+        dq = self._deferred
+        rn = self._rcv_nxt
+        lim = (peers_snd_nxt - rn) & 0xFFFF
+        ahead = {q for q in dq if (q - rn) & 0xFFFF >= lim}
+        for q in ahead & self._suspect:
+            del dq[q]
+            self.stats.rx_unsent_dropped += 1
+        self._suspect = ahead - self._suspect
+
+    def _nack_unservable(self, acked: int, now: float) -> bool:
+        """A NACK for packets below our transmit queue asks for something an ack
+        (or Gap-ACK block) of the peer's already released: possible only if that
+        ack was corrupted on the way (or the STATE is a late one).  The kernel would
+        stall there for good: the peer defers everything after the hole, its Gap-ACK
+        blocks release that too, and STATEs keep the link alive.  When the NACKs
+        persist (UNSERVABLE_NACKS of them over UNSERVABLE_SECS, so a late STATE
+        does not count) the link fails, which a parallel link can take over and a
+        single link recovers from with a new session."""
+        tq = self._transmq
+        lowest = tq[0][_SEQ] if tq else self._snd_nxt
+        if not _less((acked + 1) & 0xFFFF, lowest):
+            self._unserv_n = 0
+            return False
+        if not self._unserv_n:
+            self._unserv_at = now
+        self._unserv_n += 1
+        if self._unserv_n < UNSERVABLE_NACKS or now - self._unserv_at < UNSERVABLE_SECS:
+            return False
+        self._unserv_n = 0
+        self._failure(now, "peer misses packets we no longer hold (a corrupted ack?)")
+        return True
+
+    def _state_seqno_ok(self, seq: int) -> bool:
+        """The kernel drops a STATE older than the last one taken (a late STATE
+        carries stale gap reports).  Undetected corruption (TIPC has no checksum of
+        its own; UDP's or the NIC's is all there is) can push ``rcv_nxt_state`` far
+        ahead, and then every genuine STATE looks old: NACKs are never served and
+        the link stalls for a whole tolerance or more.  A late STATE comes alone or
+        in a short burst; the peer's real counter shows as a run of consecutive
+        seqnos, so after STATE_RESYNCH of those in a row we take the peer's."""
+        if not _less(seq, self._rcv_nxt_state):
+            self._old_state_run = 0
+            return True
+        if self._old_state_run and seq == ((self._old_state_last + 1) & 0xFFFF):
+            self._old_state_run += 1
+        else:
+            self._old_state_run = 1
+        self._old_state_last = seq
+        if self._old_state_run < STATE_RESYNCH:
+            return False
+        self._old_state_run = 0
+        self.stats.state_resynchs += 1
+        return True
 
     def _reset_activate_rcv(
         self, msg: Msg, mtyp: int, session: int, peers_tol: int, peers_prio: int, now: float
@@ -1710,6 +1796,9 @@ class Link:
         self._rcv_nxt = 1
         self._snd_nxt_state = 1
         self._rcv_nxt_state = 1
+        self._old_state_run = 0
+        self._unserv_n = 0
+        self._suspect = set()
         self._checkpoint = 1
         self.silent_intv_cnt = 0
         self._rst_cnt = 0

@@ -43,6 +43,9 @@ INT_H_SIZE = 40
 NAMED_TIMEOUT = 2.0
 #: Most early single updates buffered per peer while waiting for a gap to fill.
 MAX_PENDING_PER_PEER = 4096
+NAMED_RESYNCH = 1024
+"""A single update at least this far from the expected named_seqno (ahead or
+behind) re-synchronises the peer's sequence (see NameDistributor._resynch)."""
 #: Most unmatched withdrawals kept (all peers together).
 MAX_DEFERRED = 4096
 
@@ -90,6 +93,7 @@ class NameDistrStats:
     deferred_expired: int = 0
     deferred_overflow: int = 0
     orignode_mismatch: int = 0
+    resynchs: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -334,6 +338,9 @@ class NameDistributor:
             self._apply(msg.mtype, items, from_node)
         else:
             st.rx_single_msgs += 1
+            if peer.open and NAMED_RESYNCH <= (seqno - peer.rcv_nxt) & 0xFFFF \
+                    <= 0x10000 - NAMED_RESYNCH:
+                self._resynch(peer, seqno)
             if peer.open and _less(seqno, peer.rcv_nxt):
                 st.stale_dropped += 1
                 return
@@ -354,6 +361,21 @@ class NameDistributor:
                     break
                 peer.rcv_nxt = (peer.rcv_nxt + 1) & 0xFFFF
                 self._apply(nxt[0], nxt[1], from_node)
+
+    def _resynch(self, peer: _Peer, seqno: int) -> None:
+        """A single update this far from where we are cannot be ours to wait for or
+        to drop as stale: the link delivers in order, and only the few updates in
+        flight between the bulk and the broadcast link can be behind or ahead.  It
+        takes a seqno (or a bulk's) corrupted on the way (TIPC has no checksum of
+        its own) - and the kernel would then drop, or hold, every later update of
+        that peer for good.  Follow the newest: if this one was the corrupted one,
+        the next genuine update is as far away and brings us back."""
+        self.stats.resynchs += 1
+        peer.rcv_nxt = seqno
+        for s in [s for s in peer.pending
+                  if NAMED_RESYNCH <= (s - seqno) & 0xFFFF <= 0x10000 - NAMED_RESYNCH]:
+            del peer.pending[s]
+            self.stats.stale_dropped += 1
 
     def _apply(self, mtype: int, items: list[Item], node: int) -> None:
         st = self.stats

@@ -30,7 +30,9 @@ class FaultModel:
     """Fault parameters applied to each packet copy (probabilities in [0, 1], times in s).
 
     ``reorder`` is the probability that a copy gets an extra random delay of up to
-    ``reorder_delay``, which lets later packets overtake it.
+    ``reorder_delay``, which lets later packets overtake it.  ``corrupt`` is the
+    probability that a copy arrives with one random bit flipped: TIPC has no checksum
+    of its own, so this is what a medium without one (or a broken NIC) would do.
     """
 
     loss: float = 0.0
@@ -39,6 +41,7 @@ class FaultModel:
     reorder_delay: float = 0.005
     delay: float = 0.0005
     jitter: float = 0.0
+    corrupt: float = 0.0
 
     def copy(self, **changes: float) -> FaultModel:
         d = dict(self.__dict__)
@@ -71,6 +74,7 @@ class SimStats:
     lost: int = 0
     duplicated: int = 0
     reordered: int = 0
+    corrupted: int = 0
     blocked: int = 0  # partition or cut
 
 
@@ -208,7 +212,14 @@ class SimNetwork:
             if f.reorder and rng.random() < f.reorder:
                 t += rng.random() * f.reorder_delay
                 self.stats.reordered += 1
-            heapq.heappush(self._inflight, (t, next(self._seq), dst, data))
+            out = data
+            if f.corrupt and data and rng.random() < f.corrupt:
+                bit = rng.randrange(len(data) * 8)
+                b = bytearray(data)
+                b[bit >> 3] ^= 1 << (bit & 7)
+                out = bytes(b)
+                self.stats.corrupted += 1
+            heapq.heappush(self._inflight, (t, next(self._seq), dst, out))
 
     def next_delivery(self) -> float | None:
         return self._inflight[0][0] if self._inflight else None
