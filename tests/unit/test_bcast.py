@@ -394,6 +394,26 @@ def test_retransmission_rate_limit_gap_blocks_and_failure() -> None:
     assert bc.take_events() == [BcastPeerFailure(p)]
 
 
+def test_peer_acking_what_we_never_sent_is_failed() -> None:
+    """A peer whose broadcast receive state was corrupted (its sync point, say)
+    acks packets we never sent and never asks for what we hold: it is failed once
+    that persists for a tolerance (3 acks or more), so its links resynchronise.
+    Single such acks (a damaged STATE) are only counted."""
+    bc = new_link(1)
+    p = 0x2000
+    bc.xmit(data_msg(b"x"), 0.0)
+    bc.take_outgoing()
+    bogus = (bc.last_bcast + 2048) & 0xFFFF
+    bc.proto_rcv(p, state(p, bcast_ack=bogus), 0.1)
+    bc.proto_rcv(p, state(p, bcast_ack=bc.peers[p].acked), 0.2)  # a sane one between
+    for t in (0.3, 0.5, 1.0):
+        bc.proto_rcv(p, state(p, bcast_ack=bogus), t)
+    assert bc.take_events() == []  # 3 in a row, but not yet for a tolerance
+    bc.proto_rcv(p, state(p, bcast_ack=bogus), 1.9)
+    assert bc.take_events() == [BcastPeerFailure(p)]
+    assert bc.stats.rx_malformed == 5
+
+
 def test_legacy_nack_on_broadcast_link() -> None:
     bc = new_link(1)
     for i in range(6):

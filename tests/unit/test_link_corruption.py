@@ -8,7 +8,7 @@ builds that packet by hand and fails without its defence in tipcpy/core/link.py.
 from __future__ import annotations
 
 from tests.unit.test_link import Pair, _proto, data_msg
-from tipcpy.core.link import STATE_RESYNCH, Link, LinkDown
+from tipcpy.core.link import STATE_RESYNCH, UNSENT_AGE, Link, LinkDown
 from tipcpy.wire import decode
 
 
@@ -84,8 +84,9 @@ def test_nack_for_packets_a_corrupted_ack_released_fails_the_link():
 
 def test_deferred_packet_from_the_future_is_dropped():
     """A data packet whose seqno was flipped ahead waits in the deferred queue and
-    would be delivered in place of the real packet once the sequence got there.  Two
-    STATEs saying the peer never sent it drop it."""
+    would be delivered in place of the real packet once the sequence got there.
+    STATEs saying, for UNSENT_AGE, that the peer is UNSENT_MARGIN or more short of
+    it drop it."""
     p = Pair().up()
     a, b = p.a, p.b
     a.send(data_msg(b"real"), p.now)
@@ -95,25 +96,30 @@ def test_deferred_packet_from_the_future_is_dropped():
     forged[10:12] = ((seq + 3000) & 0xFFFF).to_bytes(2, "big")  # word 2, low half
     b.receive(decode(bytes(forged)), p.now)
     assert b.deferred_len == 1
-    for st in _states(a, 2):
-        b.receive(decode(st), p.now)
+    st1, st2 = _states(a, 2)
+    b.receive(decode(st1), p.now)
+    b.receive(decode(st2), p.now + UNSENT_AGE / 2)
+    assert b.deferred_len == 1  # not yet: a late STATE is possible for a while
+    (st3,) = _states(a, 1)
+    b.receive(decode(st3), p.now + UNSENT_AGE)
     assert b.deferred_len == 0 and b.stats.rx_unsent_dropped == 1
     b.receive(decode(raw), p.now)  # the real one is delivered in its place
     assert [e.msg.data for e in b.take_events() if hasattr(e, "msg")] == [b"real"]
 
 
 def test_packet_that_overtook_a_state_is_kept():
-    """The twin: a packet that overtook the STATE sent before it is ahead of that
-    STATE's snd_nxt, but not of the next one: it stays."""
+    """The twin: a packet that overtook the STATEs sent before it is ahead of
+    their snd_nxt, but never by UNSENT_MARGIN: it stays, however long they say so
+    (dropping it would lose it for good once a Gap-ACK block released it)."""
     p = Pair().up()
     a, b = p.a, p.b
     a.send(data_msg(b"one"), p.now)
     a.take_outgoing()  # lost: b will defer what follows
-    (st1,) = _states(a, 1)  # snd_nxt = seq(one) + 1
+    early = _states(a, 3)  # snd_nxt = seq(one) + 1 in all three
     a.send(data_msg(b"two"), p.now)
     (two,) = a.take_outgoing()
-    b.receive(decode(two), p.now)  # arrives first
-    b.receive(decode(st1), p.now)  # says "two" was not sent yet: suspect
-    (st2,) = _states(a, 1)
-    b.receive(decode(st2), p.now)  # it was
+    b.receive(decode(two), p.now)  # overtakes them all
+    for k, st in enumerate(early):  # each says "two" was not sent yet, for long
+        b.receive(decode(st), p.now + k * UNSENT_AGE)
+    assert b.stats.recv_states >= 3  # (they were taken, not refused as late)
     assert b.deferred_len == 1 and b.stats.rx_unsent_dropped == 0

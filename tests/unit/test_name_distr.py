@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tipcpy.core.name_distr import NAMED_TIMEOUT, NameDistributor, items_per_msg
+from tipcpy.core.name_distr import (
+    NAMED_GAP_TIMEOUT,
+    NAMED_TIMEOUT,
+    NameDistributor,
+    items_per_msg,
+)
 from tipcpy.core.name_table import NameTable, Publication
 from tipcpy.wire import BundleMsg, NameDistrMsg, decode
 from tipcpy.wire.consts import NameDistrType
@@ -549,3 +554,41 @@ def test_a_corrupted_single_seqno_costs_one_update_at_most() -> None:
     # one brings the sequence back: nothing after it is held or dropped
     assert {p.lower for p in ta} == {0, 1, 2, 3}
     assert da.stats.resynchs == 2 and da.peer_state(B)[1:] == (True, 0)
+
+
+def test_singles_held_for_a_seqno_that_never_comes_are_released() -> None:
+    """A bulk seqno corrupted a few below the real one: the singles that follow wait
+    for updates that were never sent.  After NAMED_GAP_TIMEOUT they are applied;
+    before it, the kernel's rule (hold) stands."""
+    ta, da, tb, db = _pair()
+    bulk = [wire(m) for m in db.bulk(1428, A)]
+    bad = bulk[-1]
+    bad.named_seqno = (bad.named_seqno - 4) & 0xFFFF
+    for m in bulk[:-1] + [wire(bad)]:
+        da.receive(m, B, 0.0)
+    for i in range(3):
+        da.receive(wire(db.publish(P(100, i, B, i + 1))), B, 0.5)
+    assert {p.lower for p in ta} == set() and da.peer_state(B) == (bad.named_seqno, True, 3)
+    assert da.next_deadline() == 0.5 + NAMED_GAP_TIMEOUT
+    da.tick(0.5 + NAMED_GAP_TIMEOUT / 2)
+    assert len(ta) == 0
+    da.tick(0.5 + NAMED_GAP_TIMEOUT)
+    assert {p.lower for p in ta} == {0, 1, 2} and da.stats.resynchs == 1
+    assert da.next_deadline() is None
+
+
+def test_stale_singles_long_after_the_bulk_resynchronise() -> None:
+    """A bulk seqno corrupted a few above the real one makes the next singles look
+    stale.  Stale is the node-up race, within moments of the bulk (dropped, as the
+    kernel does, test above); seconds later it means our seqno is wrong."""
+    ta, da, tb, db = _pair()
+    bulk = [wire(m) for m in db.bulk(1428, A)]
+    bad = bulk[-1]
+    bad.named_seqno = (bad.named_seqno + 3) & 0xFFFF
+    for m in bulk[:-1] + [wire(bad)]:
+        da.receive(m, B, 0.0)
+    da.receive(wire(db.publish(P(100, 0, B, 1))), B, 0.1)
+    assert len(ta) == 0 and da.stats.stale_dropped == 1
+    for i in (1, 2):
+        da.receive(wire(db.publish(P(100, i, B, i + 1))), B, NAMED_GAP_TIMEOUT + 1)
+    assert {p.lower for p in ta} == {1, 2} and da.stats.resynchs == 1

@@ -121,6 +121,8 @@ TIPC_MAX_LINK_WIN = 8191
 BC_RETR_INTERVAL = 0.010
 """TIPC_BC_RETR_LIM: a broadcast packet is retransmitted at most once per 10 ms."""
 RETR_FAIL_MULT = 10
+BAD_ACKS = 3
+"""Acks for never-sent packets, over at least a tolerance, that fail a peer."""
 METHOD_EXPIRE = 5.0
 """TIPC_METHOD_EXPIRE: a socket's multicast method may change after this (no RBCTL)."""
 ONE_PAGE_MTU = 3584
@@ -284,6 +286,9 @@ class BcPeer:
     recv_nacks: int = 0
     retransmitted: int = 0
     failed: bool = False
+    bad_ack_n: int = 0
+    """Acks in a row for packets we never sent (see BcastLink._bad_ack)."""
+    bad_ack_at: float = 0.0
 
 
 class _TxEntry:
@@ -791,6 +796,26 @@ class BcastLink:
         if p.rcv_up and (w[2] >> 16):
             p.bc_peer_is_up = True
 
+    def _bad_ack(self, p: BcPeer, now: float) -> None:
+        """A peer that keeps acking broadcast packets we never sent has a receive
+        state that no longer matches our link: its sync point was corrupted on the
+        way (TIPC has no checksum of its own).  It will never ask for what we still
+        hold for it, so nothing would ever fail it; once the acks persist (BAD_ACKS
+        of them over a tolerance) it is failed as a retransmission failure is, and
+        the links to it resynchronise everything."""
+        if not p.bad_ack_n:
+            p.bad_ack_at = now
+        p.bad_ack_n += 1
+        if p.bad_ack_n < BAD_ACKS or now - p.bad_ack_at < p.tolerance / 1000.0:
+            return
+        if not any(p.addr in e.pending for e in self._transmq):
+            return  # nothing owed to it: harmless until we send again
+        p.bad_ack_n = 0
+        if not p.failed:
+            p.failed = True
+            p.rcv_up = p.bc_peer_is_up = False
+            self._events.append(BcastPeerFailure(p.addr))
+
     def nack_rcv(self, addr: int, msg: Msg, now: float) -> None:
         """A legacy BCAST_PROTOCOL NACK that arrived on a peer's broadcast link
         (tipc_link_bc_nack_rcv).  ``addr`` = its prevnode; only NACKs to us act."""
@@ -822,7 +847,9 @@ class BcastLink:
         last = self.last_bcast
         if _more(acked, last) or (gap and _more((acked + gap) & 0xFFFF, last)):
             self.stats.rx_malformed += 1
+            self._bad_ack(p, now)
             return
+        p.bad_ack_n = 0
         # validate the blocks: strictly forward, never beyond what we sent
         prev_end = (acked + gap) & 0xFFFF
         for a, g in blocks:

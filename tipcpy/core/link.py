@@ -155,6 +155,9 @@ STATE_RESYNCH = 4
 """Consecutive STATE seqnos, all older than the last STATE taken, after which we
 believe the peer's counter rather than ours (not in the kernel: it trusts the
 media's checksum)."""
+UNSENT_MARGIN, UNSENT_AGE = 1024, 0.1
+"""A deferred packet this far beyond the peer's snd_nxt, for this long, is dropped
+(see Link._drop_unsent)."""
 UNSERVABLE_NACKS, UNSERVABLE_SECS = 3, 0.05
 """NACKs for packets we no longer hold, and for how long, before the link fails
 (see Link._nack_unservable)."""
@@ -431,8 +434,8 @@ class LinkStats:
     rx_proto_rejected: int = 0
     """Link protocol messages refused by session / state-seqno validation."""
     rx_unsent_dropped: int = 0
-    """Deferred packets dropped because two STATEs said the peer never sent them
-    (corrupted seqnos)."""
+    """Deferred packets dropped because STATEs said the peer never sent them
+    (corrupted seqnos; see Link._drop_unsent)."""
     state_resynchs: int = 0
     """Times a run of genuine STATEs looked old and we took the peer's STATE
     counter (only after corruption that decoded: see STATE_RESYNCH)."""
@@ -639,8 +642,8 @@ class Link:
         self._old_state_last = 0
         self._unserv_n = 0
         self._unserv_at = 0.0
-        self._suspect: set[int] = set()
-        """Deferred seqnos the peer's last STATE said it had not sent yet."""
+        self._suspect: dict[int, float] = {}
+        """Deferred seqnos far beyond the peer's snd_nxt -> when first seen so."""
         self._rcv_unacked = 0
         self._deferred: dict[int, Msg] = {}
         self._reasm = Reassembler()
@@ -1384,7 +1387,7 @@ class Link:
         peers_snd_nxt = w[4] & 0xFFFF
         rcv_nxt = self._rcv_nxt
         if self._deferred or self._suspect:
-            self._drop_unsent(peers_snd_nxt)
+            self._drop_unsent(peers_snd_nxt, now)
         if (probe or (w[0] >> KEEPALIVE_SHIFT) & 1) and _less(rcv_nxt, peers_snd_nxt) \
                 and not self._deferred and self.state is not LinkState.SYNCHING:
             rcvgap = (peers_snd_nxt - rcv_nxt) & 0xFFFF
@@ -1403,21 +1406,33 @@ class Link:
         if released > 0 and self._backlog:
             self._advance_backlog(now)
 
-    def _drop_unsent(self, peers_snd_nxt: int) -> None:
-        """Deferred packets the peer says it has not sent yet can only be corrupted
-        seqnos (TIPC has no checksum of its own); left there, one would be delivered
-        in place of the real packet when the sequence reaches it, and until then we
-        NACK a gap that does not exist.  A packet that merely overtook this STATE
-        is below the next STATE's snd_nxt, so a packet is dropped only when two
-        STATEs in a row say it was never sent."""
+    def _drop_unsent(self, peers_snd_nxt: int, now: float) -> None:
+        """Deferred packets far beyond what the peer says it has sent can only be
+        corrupted seqnos (TIPC has no checksum of its own); left there, one would be
+        delivered in place of the real packet once the sequence got there, long
+        after the corruption, and until then we NACK a gap that does not exist.
+        Dropping a packet the peer did send would lose it for good once our Gap-ACK
+        blocks have released it, so the rule is deliberately narrow: at least
+        UNSENT_MARGIN packets beyond the peer's snd_nxt, in STATEs taken over
+        UNSENT_AGE.  (A packet that merely overtook some STATEs is a few packets
+        and milliseconds ahead of them.)  Flips that land closer are not caught."""
         dq = self._deferred
         rn = self._rcv_nxt
-        lim = (peers_snd_nxt - rn) & 0xFFFF
-        ahead = {q for q in dq if (q - rn) & 0xFFFF >= lim}
-        for q in ahead & self._suspect:
-            del dq[q]
-            self.stats.rx_unsent_dropped += 1
-        self._suspect = ahead - self._suspect
+        lim = ((peers_snd_nxt - rn) & 0xFFFF) + UNSENT_MARGIN
+        sus = self._suspect
+        if not dq:
+            sus.clear()
+            return
+        ahead = {q for q in dq if lim <= (q - rn) & 0xFFFF < 0x8000}
+        for q in list(sus):
+            if q not in ahead:
+                del sus[q]
+        for q in ahead:
+            t = sus.setdefault(q, now)
+            if now - t >= UNSENT_AGE:
+                del dq[q]
+                del sus[q]
+                self.stats.rx_unsent_dropped += 1
 
     def _nack_unservable(self, acked: int, now: float) -> bool:
         """A NACK for packets below our transmit queue asks for something an ack
@@ -1798,7 +1813,7 @@ class Link:
         self._rcv_nxt_state = 1
         self._old_state_run = 0
         self._unserv_n = 0
-        self._suspect = set()
+        self._suspect = {}
         self._checkpoint = 1
         self.silent_intv_cnt = 0
         self._rst_cnt = 0

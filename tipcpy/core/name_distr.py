@@ -44,6 +44,9 @@ NAMED_TIMEOUT = 2.0
 #: Most early single updates buffered per peer while waiting for a gap to fill.
 MAX_PENDING_PER_PEER = 4096
 NAMED_RESYNCH = 1024
+NAMED_GAP_TIMEOUT = 2.0
+"""Singles held this long for a missing seqno are released (see
+NameDistributor._gap_timeout)."""
 """A single update at least this far from the expected named_seqno (ahead or
 behind) re-synchronises the peer's sequence (see NameDistributor._resynch)."""
 #: Most unmatched withdrawals kept (all peers together).
@@ -106,6 +109,7 @@ class _Peer:
     rcv_nxt: int = 0
     open: bool = False
     pending: dict[int, tuple[int, list[Item]]] = field(default_factory=dict)
+    opened_at: float = 0.0
 
 
 class NameDistributor:
@@ -121,6 +125,8 @@ class NameDistributor:
         self.snd_nxt = 0  # next single-update named_seqno (u16, wraps)
         self.stats = NameDistrStats()
         self._peers: dict[int, _Peer] = {}
+        self._held: dict[int, float] = {}
+        """Peers whose singles wait for a missing seqno -> since when."""
         # (node, type, lower, upper, key) -> expiry; insertion order = age
         self._deferred: dict[tuple[int, int, int, int, int], float] = {}
         self._now = 0.0
@@ -293,6 +299,7 @@ class NameDistributor:
         """Peer node lost: purge all its bindings (subscribers see WITHDRAWN through the
         table's observers), forget its ordering state and deferred withdrawals."""
         self._peers.pop(peer, None)
+        self._held.pop(peer, None)
         for k in [k for k in self._deferred if k[0] == peer]:
             del self._deferred[k]
         return self.table.withdraw_node(peer)
@@ -327,6 +334,7 @@ class NameDistributor:
         if msg.last_bulk:
             peer.rcv_nxt = seqno
             peer.open = True
+            peer.opened_at = self._now
             for s in [s for s in peer.pending if _less(s, seqno)]:
                 del peer.pending[s]
                 st.stale_dropped += 1
@@ -338,8 +346,12 @@ class NameDistributor:
             self._apply(msg.mtype, items, from_node)
         else:
             st.rx_single_msgs += 1
-            if peer.open and NAMED_RESYNCH <= (seqno - peer.rcv_nxt) & 0xFFFF \
-                    <= 0x10000 - NAMED_RESYNCH:
+            if peer.open and (NAMED_RESYNCH <= (seqno - peer.rcv_nxt) & 0xFFFF
+                              <= 0x10000 - NAMED_RESYNCH
+                              or _less(seqno, peer.rcv_nxt)
+                              and self._now - peer.opened_at >= NAMED_GAP_TIMEOUT):
+                # (a stale single is the bulk's race at node up, within moments of
+                # it; seconds later, our expected seqno is what is wrong)
                 self._resynch(peer, seqno)
             if peer.open and _less(seqno, peer.rcv_nxt):
                 st.stale_dropped += 1
@@ -354,13 +366,20 @@ class NameDistributor:
             if not (peer.open and seqno == peer.rcv_nxt):
                 st.early_buffered += 1
         if peer.open:
-            pend = peer.pending
-            while pend:
-                nxt = pend.pop(peer.rcv_nxt, None)
-                if nxt is None:
-                    break
-                peer.rcv_nxt = (peer.rcv_nxt + 1) & 0xFFFF
-                self._apply(nxt[0], nxt[1], from_node)
+            self._drain(peer, from_node)
+
+    def _drain(self, peer: _Peer, from_node: int) -> None:
+        pend = peer.pending
+        while pend:
+            nxt = pend.pop(peer.rcv_nxt, None)
+            if nxt is None:
+                break
+            peer.rcv_nxt = (peer.rcv_nxt + 1) & 0xFFFF
+            self._apply(nxt[0], nxt[1], from_node)
+        if not pend:
+            self._held.pop(from_node, None)
+        elif from_node not in self._held:
+            self._held[from_node] = self._now
 
     def _resynch(self, peer: _Peer, seqno: int) -> None:
         """A single update this far from where we are cannot be ours to wait for or
@@ -420,8 +439,15 @@ class NameDistributor:
 
     # ------------------------------------------------------------------ timers
     def tick(self, now: float) -> None:
-        """Drop unmatched withdrawals older than ``NAMED_TIMEOUT``."""
+        """Drop unmatched withdrawals older than ``NAMED_TIMEOUT``; release singles
+        held for a missing seqno longer than ``NAMED_GAP_TIMEOUT``."""
         self._now = now
+        for addr, since in list(self._held.items()):
+            peer = self._peers.get(addr)
+            if peer is None or not peer.pending:
+                del self._held[addr]
+            elif now - since >= NAMED_GAP_TIMEOUT:
+                self._gap_timeout(peer, addr)
         d = self._deferred
         while d:
             k = next(iter(d))
@@ -430,10 +456,25 @@ class NameDistributor:
             del d[k]
             self.stats.deferred_expired += 1
 
+    def _gap_timeout(self, peer: _Peer, addr: int) -> None:
+        """The link delivers in order, so a missing single is one the broadcast and
+        unicast paths are still carrying, for a moment; one missing for seconds
+        was never sent - the expected seqno itself was corrupted on the way (a
+        bulk's seqno a few off) - and the kernel would hold every later update of
+        the peer for good.  Go on from the oldest held one."""
+        rn = peer.rcv_nxt
+        first = min(peer.pending, key=lambda q: (q - rn) & 0xFFFF)
+        self.stats.resynchs += 1
+        peer.rcv_nxt = first
+        del self._held[addr]
+        self._drain(peer, addr)
+
     def next_deadline(self) -> float | None:
+        t = min(self._held.values()) + NAMED_GAP_TIMEOUT if self._held else None
         if not self._deferred:
-            return None
-        return self._deferred[next(iter(self._deferred))]
+            return t
+        d = self._deferred[next(iter(self._deferred))]
+        return d if t is None else min(d, t)
 
     # ------------------------------------------------------------------ inspection
     def peer_state(self, peer: int) -> tuple[int, bool, int] | None:
