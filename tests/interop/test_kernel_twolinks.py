@@ -577,6 +577,12 @@ def _moved(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
     return {name: after[name][i] - before.get(name, (0, 0))[i] for name in after}
 
 
+def _link_log(node: NsNode) -> str:
+    """Our tipcd's link up/down lines (with the reasons): a link reset clears the
+    packet counters the synch cases read, so say whether one happened."""
+    return "\n".join(line for line in node.log(50000).splitlines() if "link " in line)
+
+
 def _second_link_up(node: NsNode) -> float:
     """Enable our b1 bearer straight through tipcd's control socket: the `tipc`
     command would first spend a Python start-up (0.2-0.5 s), and on a quiet machine
@@ -618,7 +624,7 @@ def test_kernel_to_us_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
         moved = _moved(before, _link_packets(node), 0)
         print(f"{kind}: packets received per link during the stream: {moved}")
         assert up_at and moved.get(PLINK1, 0) >= MOVED_MIN, \
-            "the stream never moved to the new link: nothing tested"
+            f"the stream never moved to the new link: nothing tested\n{_link_log(node)}"
         assert rx.error is None, rx.error
         if sotype == tsock.SOCK_RDM:
             _check_rdm_tally(rx.tally, node)
@@ -651,7 +657,7 @@ def test_us_to_kernel_second_link_mid_stream(one_link_then_two: tuple[KernelPeer
         moved = _moved(before, _link_packets(node), 1)
         print(f"{kind}: packets sent per link during the stream: {moved}")
         assert moved.get(PLINK1, 0) >= MOVED_MIN, \
-            "the stream never moved to the new link: nothing tested"
+            f"the stream never moved to the new link: nothing tested\n{_link_log(node)}"
         assert tx.error is None and tx.sent == N, (tx.sent, tx.error)
         assert "RESULT OK" in verdict, verdict
     finally:

@@ -122,7 +122,8 @@ BC_RETR_INTERVAL = 0.010
 """TIPC_BC_RETR_LIM: a broadcast packet is retransmitted at most once per 10 ms."""
 RETR_FAIL_MULT = 10
 BAD_ACKS = 3
-"""Acks for never-sent packets, over at least a tolerance, that fail a peer."""
+"""Acks for never-sent packets, in a row over RETR_FAIL_MULT x tolerance, that
+fail a peer."""
 METHOD_EXPIRE = 5.0
 """TIPC_METHOD_EXPIRE: a socket's multicast method may change after this (no RBCTL)."""
 ONE_PAGE_MTU = 3584
@@ -801,12 +802,15 @@ class BcastLink:
         state that no longer matches our link: its sync point was corrupted on the
         way (TIPC has no checksum of its own).  It will never ask for what we still
         hold for it, so nothing would ever fail it; once the acks persist (BAD_ACKS
-        of them over a tolerance) it is failed as a retransmission failure is, and
-        the links to it resynchronise everything."""
+        of them, none sane between, over RETR_FAIL_MULT x tolerance: the bound of a
+        retransmission failure, and long past a peer that restarted and is still
+        acking our previous incarnation's packets for a moment) it is failed as a
+        retransmission failure is, and the links to it resynchronise everything."""
         if not p.bad_ack_n:
             p.bad_ack_at = now
         p.bad_ack_n += 1
-        if p.bad_ack_n < BAD_ACKS or now - p.bad_ack_at < p.tolerance / 1000.0:
+        if p.bad_ack_n < BAD_ACKS or \
+                now - p.bad_ack_at < RETR_FAIL_MULT * p.tolerance / 1000.0:
             return
         if not any(p.addr in e.pending for e in self._transmq):
             return  # nothing owed to it: harmless until we send again
