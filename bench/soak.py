@@ -18,7 +18,9 @@ a time, drawn with a seeded RNG from:
 Invariants (exit status 1 when one breaks): nothing delivered twice or out of order, no
 damaged payload; nothing accepted lost and no connection aborted unless the source or
 destination node itself was down (sigstop/kill) at the time, or, with a single plane, its
-only link was; every node's RSS grows by less than ``SOAK_RSS_MB`` (default 64); every
+only link was; no flow stalls (a segment ends at least every STALL_SECS, 60 s: a
+connection neither going on nor aborting shows here); every node's RSS grows by less
+than ``SOAK_RSS_MB`` (default 64); every
 daemon's event-loop lag (its ``daemon.stats``, forgotten after a SIGSTOP) stays below
 ``SOAK_LAG_MS`` (default 100, issue 12; 0 = report only).
 
@@ -71,6 +73,9 @@ from tests.tools.stream import Report, Stream  # noqa: E402
 KINDS = ("rdm", "seqpacket", "stream")
 FAULTS = ("impair", "cut", "ifdown", "sigstop", "kill")
 TOLERANCE = 1.5
+STALL_SECS = 60.0
+"""A flow whose segments stop ending for this long is stalled: a segment ends
+within its deadline (8 s of traffic + 12 s) and may take 15 s to start."""
 EXIT_SKIP = 77
 
 
@@ -212,6 +217,12 @@ class FlowTotals:
     aborted_unexpected: int = 0
     segments: int = 0
     start_failures: int = 0
+    start_errors: list[str] = field(default_factory=list)
+    """The first few reasons a segment could not start (with the soak time)."""
+    last_end: float = 0.0
+    longest_idle: float = 0.0
+    """Longest time without a segment ending: a flow stalled (neither going on
+    nor aborting) shows here, whatever its counters say."""
     violations: list[str] = field(default_factory=list)
 
 
@@ -235,8 +246,11 @@ class Flow(threading.Thread):
                        inst=inst, rate=self.soak.rate, deadline=seg_n / self.soak.rate + 12)
             try:
                 s.start()
-            except Exception:
-                self.totals.start_failures += 1
+            except Exception as e:
+                t = self.totals
+                t.start_failures += 1
+                if len(t.start_errors) < 3:
+                    t.start_errors.append(f"{time.monotonic() - self.soak.t0:.1f} s: {e!r}")
                 time.sleep(0.5)
                 continue
             s.send()
@@ -446,6 +460,9 @@ class Soak:
     def account(self, flow: Flow, s: Stream, r: Report) -> None:
         t = flow.totals
         with self.lock:
+            now = time.monotonic()
+            t.longest_idle = max(t.longest_idle, now - (t.last_end or self.t0))
+            t.last_end = now
             t.segments += 1
             t.sent += r.accepted
             t.delivered += r.delivered
@@ -505,7 +522,8 @@ class Soak:
                          f"{self.secs:.0f} s, seed {self.seed}")
         tt.add_column("flow", no_wrap=True)
         for col in ("sent", "delivered", "lost", "lost (node down)", "duplicated",
-                    "reordered", "corrupt", "conn aborted", "unexpected aborts", "segments"):
+                    "reordered", "corrupt", "conn aborted", "unexpected aborts", "segments",
+                    "longest idle (s)"):
             tt.add_column(col, justify="right")
         tot = FlowTotals("all", -1, -1)
         for f in self.flows:
@@ -513,7 +531,7 @@ class Soak:
             tt.add_row(f"{t.kind} s{t.src}->s{t.dst}", str(t.sent), str(t.delivered),
                        str(t.lost), str(t.lost_excused), str(t.duplicated), str(t.reordered),
                        str(t.corrupt), str(t.aborted), str(t.aborted_unexpected),
-                       str(t.segments))
+                       str(t.segments), f"{t.longest_idle:.0f}")
             for a in ("sent", "delivered", "lost", "lost_excused", "duplicated", "reordered",
                       "corrupt", "aborted", "aborted_unexpected", "segments"):
                 setattr(tot, a, getattr(tot, a) + getattr(t, a))
@@ -524,9 +542,14 @@ class Soak:
                     violations.append(f"{t.kind} s{t.src}->s{t.dst}: {v} {what}")
             if t.segments == 0:
                 violations.append(f"{t.kind} s{t.src}->s{t.dst}: no stream completed")
+            if t.longest_idle > STALL_SECS:
+                violations.append(f"{t.kind} s{t.src}->s{t.dst}: no stream ended for "
+                                  f"{t.longest_idle:.0f} s (stalled); start failures "
+                                  f"{t.start_failures}: {t.start_errors}")
         tt.add_row("total", *(str(getattr(tot, a)) for a in (
             "sent", "delivered", "lost", "lost_excused", "duplicated", "reordered", "corrupt",
-            "aborted", "aborted_unexpected", "segments")), style="bold")
+            "aborted", "aborted_unexpected", "segments")),
+            f"{max(f.totals.longest_idle for f in self.flows):.0f}", style="bold")
         con.print(tt)
         dt = Table(title="daemons")
         for col in ("node", "restarts", "link resets", "RSS start (MB)", "RSS end (MB)",
