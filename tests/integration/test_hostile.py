@@ -427,8 +427,14 @@ def test_control_junk_is_refused_with_einval(pair) -> None:
             s.settimeout(5)
             s.connect(str(path))
             f = s.makefile("rwb")
-            f.write(line)
-            f.flush()
+            try:
+                f.write(line)
+                f.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                # an over-long line is answered and the connection closed as soon as
+                # 64 KiB are in: the rest of our write can find it closed; the
+                # answer is already in our receive buffer
+                assert len(line) > 65536
             ans = json.loads(f.readline())
             s.close()
             want = errno.EMSGSIZE if len(line) > 65536 else errno.EINVAL
