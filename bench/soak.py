@@ -46,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,7 @@ class Flow(threading.Thread):
         self.soak, self.kind, self.src, self.dst, self.svc = soak, kind, src, dst, svc
         self.totals = FlowTotals(kind, src.k, dst.k)
         self.reports: list[tuple[Stream, Report]] = []
+        self.stack_shown = False
 
     def run(self) -> None:
         seg_n = max(50, int(self.soak.rate * 8))
@@ -488,6 +490,26 @@ class Soak:
             if not self.excused(flow.src.k, flow.dst.k, at - TOLERANCE - 1.0, at):
                 flow.totals.aborted_unexpected += 1
 
+    def watch_stalls(self) -> None:
+        """A flow with no segment ended for STALL_SECS: count it (even if it never
+        ends another) and print where its thread is, once - the question a stalled
+        flow raises is whether tipcpy or this tool is blocking."""
+        now = time.monotonic()
+        for f in self.flows:
+            t = f.totals
+            idle = now - (t.last_end or self.t0)
+            if idle <= STALL_SECS:
+                continue
+            t.longest_idle = max(t.longest_idle, idle)
+            if f.stack_shown:
+                continue
+            f.stack_shown = True
+            frame = sys._current_frames().get(f.ident or -1)
+            where = "".join(traceback.format_stack(frame)) if frame else "(no frame)"
+            print(f"!! {t.kind} s{t.src}->s{t.dst}: no segment ended for {idle:.0f} s "
+                  f"(at {now - self.t0:.0f} s); start failures {t.start_failures} "
+                  f"{t.start_errors}; its thread is at:\n{where}", flush=True)
+
     # ---- run
     def run(self) -> int:
         self.setup()
@@ -504,8 +526,10 @@ class Soak:
         time.sleep(min(self.every, self.secs / 4))
         while time.monotonic() + self.every < end:
             self.inject()
+            self.watch_stalls()
             time.sleep(max(0.0, min(self.every - 2, end - time.monotonic())))
         time.sleep(max(0.0, end - time.monotonic()))
+        self.watch_stalls()
         self.stopping.set()
         for f in self.flows:
             f.join(30)
