@@ -37,6 +37,8 @@ def test_constants_equal_properties() -> None:
         assert (w[5] >> M.LINKPRIO_SHIFT) & M.LINKPRIO_MASK == m.linkprio
         assert ((w[9] >> M.MAX_PKT_SHIFT) & M.MAX_PKT_MASK) * 4 == m.max_pkt
         assert w[9] & M.TOLERANCE_MASK == m.tolerance
+        b = M.BundleMsg(list(w), b"")
+        assert (w[9] >> M.MSGCNT_SHIFT) & M.MSGCNT_MASK == b.msgcnt
 
 
 def test_w0_keep_clears_exactly_hsize_and_size() -> None:

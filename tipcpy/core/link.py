@@ -89,6 +89,7 @@ from tipcpy.wire.msg import (
     LINKPRIO_SHIFT,
     MAX_PKT_MASK,
     MAX_PKT_SHIFT,
+    MSGCNT_SHIFT,
     MTYPE_SHIFT,
     NON_SEQ_BIT,
     SEQ_GAP_MASK,
@@ -198,7 +199,6 @@ _REDUNDANT_SHIFT = 12
 _BEARER_ID_SHIFT, _BEARER_ID_MASK = 9, 0x7
 _NET_PLANE_SHIFT, _NET_PLANE_MASK = 1, 0x7
 _DEST_SESSION_VALID_BIT = 1 << 16  # ACTIVATE w1
-_MSGCNT_SHIFT = 16
 _FRAGM_NO_SHIFT, _NOF_FRAGMS_MASK = 16, 0xFFFF  # tunnel fragments, w4
 
 
@@ -524,7 +524,7 @@ def _split_bundle(m: Msg) -> list[Msg]:
         raise DecodeError(
             "bundle", base + end, f"{n - end} bytes after the last inner message", n - end
         )
-    msgcnt = m.w[9] >> _MSGCNT_SHIFT if len(m.w) > 9 else 0
+    msgcnt = m.w[9] >> MSGCNT_SHIFT if len(m.w) > 9 else 0
     if len(out) != msgcnt:
         raise DecodeError("msgcnt", base - 4, f"bundle holds {len(out)} messages", msgcnt)
     return out
@@ -1627,7 +1627,7 @@ class Link:
                 self.stats.tunnel_too_big += 1
         cnt = len(parts) if syncpt is None else syncpt
         w5 = (tnl_bearer_id & _BEARER_ID_MASK) << _BEARER_ID_SHIFT
-        w9 = (cnt & 0xFFFF) << _MSGCNT_SHIFT
+        w9 = (cnt & 0xFFFF) << MSGCNT_SHIFT
         own, peer = self.own_addr, self.peer_addr
         for payload, w4 in parts:
             raw = _PROTO_HDR.pack(_W0_TUNNEL | (INT_H_SIZE + len(payload)), mtyp << MTYPE_SHIFT, 0,

@@ -15,7 +15,15 @@ from typing import cast
 
 from tipcpy.wire.consts import INT_H_SIZE, MIN_H_SIZE, User
 from tipcpy.wire.items import DecodeError
-from tipcpy.wire.msg import BundleMsg, Msg, decode
+from tipcpy.wire.msg import (
+    HSIZE_SHIFT,
+    MSGCNT_SHIFT,
+    USER_SHIFT,
+    VERSION_SHIFT,
+    BundleMsg,
+    Msg,
+    decode,
+)
 
 __all__ = ["bundle", "unbundle", "pack_bundle", "NOT_BUNDLED_USERS"]
 
@@ -101,7 +109,8 @@ def unbundle(m: BundleMsg) -> list[Msg]:
 
 
 _BUNDLE_HDR = struct.Struct(">10I")
-_W0_BUNDLE = (2 << 29) | (int(User.MSG_BUNDLER) << 25) | ((INT_H_SIZE // 4) << 21)
+_W0_BUNDLE = ((2 << VERSION_SHIFT) | (int(User.MSG_BUNDLER) << USER_SHIFT)
+              | ((INT_H_SIZE // 4) << HSIZE_SHIFT))
 _PAD = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 
 
@@ -120,5 +129,5 @@ def pack_bundle(raws: list[bytes], imp: int, own_addr: int, destnode: int) -> by
         used += len(r)
     return _BUNDLE_HDR.pack(
         _W0_BUNDLE | (INT_H_SIZE + used), 0, 0, own_addr, 0, 0,
-        own_addr, destnode, 0, len(raws) << 16 | imp,
+        own_addr, destnode, 0, len(raws) << MSGCNT_SHIFT | imp,
     ) + b"".join(parts)

@@ -117,6 +117,8 @@ SEQNO_MASK = 0xFFFF                        # shift 0
 LINKPRIO_SHIFT, LINKPRIO_MASK = 4, 0x1F    # w5
 MAX_PKT_SHIFT, MAX_PKT_MASK = 16, 0xFFFF   # w9, in 4-byte units
 TOLERANCE_MASK = 0xFFFF                    # w9, shift 0
+# MSG_BUNDLER / TUNNEL_PROTOCOL word 9
+MSGCNT_SHIFT, MSGCNT_MASK = 16, 0xFFFF     # bundled messages / tunnelled packets
 
 
 def w0_user(w0: int) -> int:
@@ -536,7 +538,7 @@ class BundleMsg(Msg):
     __slots__ = ()
     USER = 6
 
-    msgcnt = _bits(9, 16, 0xFFFF, "Number of bundled messages.")
+    msgcnt = _bits(9, MSGCNT_SHIFT, MSGCNT_MASK, "Number of bundled messages.")
 
     def _field_names(self) -> tuple[str, ...]:
         return (
@@ -733,7 +735,7 @@ class TunnelMsg(Msg):
     __slots__ = ()
     USER = 10
 
-    msgcnt = _bits(9, 16, 0xFFFF, "Number of tunnelled packets (FAILOVER).")
+    msgcnt = _bits(9, MSGCNT_SHIFT, MSGCNT_MASK, "Number of tunnelled packets (FAILOVER).")
     syncpt = _bits(9, 16, 0xFFFF, "Synch point (SYNCH).")
     bearer_id = _bits(5, 9, 0x7, "Bearer id of the tunnelled link at the peer.")
     session = _bits(5, 16, 0xFFFF)
