@@ -815,6 +815,10 @@ class BcastLink:
         if not any(p.addr in e.pending for e in self._transmq):
             return  # nothing owed to it: harmless until we send again
         p.bad_ack_n = 0
+        self._fail_peer(p)
+
+    def _fail_peer(self, p: BcPeer) -> None:
+        """Once per peer: stop counting it and ask the node to reset its links."""
         if not p.failed:
             p.failed = True
             p.rcv_up = p.bc_peer_is_up = False
@@ -888,10 +892,7 @@ class BcastLink:
         for e in retr:
             if e.seq == first_missing and e.retr_cnt and \
                     now - e.retr_stamp > RETR_FAIL_MULT * p.tolerance / 1000.0:
-                if not p.failed:
-                    p.failed = True
-                    p.rcv_up = p.bc_peer_is_up = False
-                    self._events.append(BcastPeerFailure(addr))
+                self._fail_peer(p)
                 retr = []
                 break
         for e in retr:

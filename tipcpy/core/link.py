@@ -1419,20 +1419,12 @@ class Link:
         dq = self._deferred
         rn = self._rcv_nxt
         lim = ((peers_snd_nxt - rn) & 0xFFFF) + UNSENT_MARGIN
-        sus = self._suspect
-        if not dq:
-            sus.clear()
-            return
-        ahead = {q for q in dq if lim <= (q - rn) & 0xFFFF < 0x8000}
-        for q in list(sus):
-            if q not in ahead:
-                del sus[q]
-        for q in ahead:
-            t = sus.setdefault(q, now)
-            if now - t >= UNSENT_AGE:
-                del dq[q]
-                del sus[q]
-                self.stats.rx_unsent_dropped += 1
+        old = self._suspect
+        sus = {q: old.get(q, now) for q in dq if lim <= (q - rn) & 0xFFFF < 0x8000}
+        for q in [q for q, t in sus.items() if now - t >= UNSENT_AGE]:
+            del dq[q], sus[q]
+            self.stats.rx_unsent_dropped += 1
+        self._suspect = sus
 
     def _nack_unservable(self, acked: int, now: float) -> bool:
         """A NACK for packets below our transmit queue asks for something an ack
@@ -1649,9 +1641,7 @@ class Link:
         if not self._backlog and len(self._transmq) < self.window:
             self._xmit_new(raw, now)
         else:
-            target = self._target
-            for k in range(len(target)):
-                target[k] = None
+            self._target[:] = [None] * len(self._target)
             self._backlog.append(_Pending(_SYSTEM, raw, 0))
             self._bl_len[_SYSTEM] += 1
 
