@@ -44,11 +44,11 @@ NAMED_TIMEOUT = 2.0
 #: Most early single updates buffered per peer while waiting for a gap to fill.
 MAX_PENDING_PER_PEER = 4096
 NAMED_RESYNCH = 1024
+"""A single update at least this far from the expected named_seqno (ahead or
+behind) re-synchronises the peer's sequence (see NameDistributor._resynch)."""
 NAMED_GAP_TIMEOUT = 2.0
 """Singles held this long for a missing seqno are released (see
 NameDistributor._gap_timeout)."""
-"""A single update at least this far from the expected named_seqno (ahead or
-behind) re-synchronises the peer's sequence (see NameDistributor._resynch)."""
 #: Most unmatched withdrawals kept (all peers together).
 MAX_DEFERRED = 4096
 
@@ -67,6 +67,11 @@ def _less(a: int, b: int) -> bool:
     """16-bit serial-number ``a < b`` (kernel ``less()``)."""
     d = (b - a) & 0xFFFF
     return d != 0 and d < 0x8000
+
+
+def _far(a: int, b: int) -> bool:
+    """``a`` and ``b`` at least NAMED_RESYNCH apart, either way round (16-bit)."""
+    return NAMED_RESYNCH <= (a - b) & 0xFFFF <= 0x10000 - NAMED_RESYNCH
 
 
 @dataclass
@@ -346,8 +351,7 @@ class NameDistributor:
             self._apply(msg.mtype, items, from_node)
         else:
             st.rx_single_msgs += 1
-            if peer.open and (NAMED_RESYNCH <= (seqno - peer.rcv_nxt) & 0xFFFF
-                              <= 0x10000 - NAMED_RESYNCH
+            if peer.open and (_far(seqno, peer.rcv_nxt)
                               or _less(seqno, peer.rcv_nxt)
                               and self._now - peer.opened_at >= NAMED_GAP_TIMEOUT):
                 # (a stale single is the bulk's race at node up, within moments of
@@ -391,8 +395,7 @@ class NameDistributor:
         the next genuine update is as far away and brings us back."""
         self.stats.resynchs += 1
         peer.rcv_nxt = seqno
-        for s in [s for s in peer.pending
-                  if NAMED_RESYNCH <= (s - seqno) & 0xFFFF <= 0x10000 - NAMED_RESYNCH]:
+        for s in [s for s in peer.pending if _far(s, seqno)]:
             del peer.pending[s]
             self.stats.stale_dropped += 1
 
