@@ -226,6 +226,10 @@ class FlowTotals:
     nor aborting) shows here, whatever its counters say."""
     violations: list[str] = field(default_factory=list)
 
+    def idle(self, now: float, t0: float) -> float:
+        """Time since the last segment ended (since ``t0`` before the first)."""
+        return now - (self.last_end or t0)
+
 
 class Flow(threading.Thread):
     """Back-to-back numbered streams of one kind from ``src`` to ``dst`` until stopped;
@@ -463,7 +467,7 @@ class Soak:
         t = flow.totals
         with self.lock:
             now = time.monotonic()
-            t.longest_idle = max(t.longest_idle, now - (t.last_end or self.t0))
+            t.longest_idle = max(t.longest_idle, t.idle(now, self.t0))
             t.last_end = now
             t.segments += 1
             t.sent += r.accepted
@@ -497,7 +501,7 @@ class Soak:
         now = time.monotonic()
         for f in self.flows:
             t = f.totals
-            idle = now - (t.last_end or self.t0)
+            idle = t.idle(now, self.t0)
             if idle <= STALL_SECS:
                 continue
             t.longest_idle = max(t.longest_idle, idle)

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -297,12 +298,18 @@ def _ours_stats(node: NsNode) -> dict[str, str]:
     return _stat_blocks(node.tipc("link", "stat", "show").stdout)
 
 
-def _daemon_counters(node: NsNode) -> str:
-    """Our socket layer's counters (an RDM rcvbuf overflow shows as ``overload``) and
-    the synch hold per peer, from tipcd's daemon.stats."""
+def _stack_stats(node: NsNode) -> dict[str, Any]:
+    """The stack part of tipcd's daemon.stats."""
     from tipcpy.runtime.ctlclient import call
 
-    st = call("daemon.stats", {}, path=node.run_dir / "ctl.sock").get("stack", {})
+    st: dict[str, Any] = call("daemon.stats", {}, path=node.run_dir / "ctl.sock")
+    return st.get("stack", {})
+
+
+def _daemon_counters(node: NsNode) -> str:
+    """Our socket layer's counters (an RDM rcvbuf overflow shows as ``overload``) and
+    the synch hold per peer."""
+    st = _stack_stats(node)
     socks = {k: v for k, v in st.get("sockets", {}).items() if v}
     return f"sockets {socks}; synch {st.get('peers')}"
 
@@ -310,10 +317,7 @@ def _daemon_counters(node: NsNode) -> str:
 def _overloads(node: NsNode) -> int:
     """Messages our socket layer rejected with TIPC_ERR_OVERLOAD (receive buffer
     full; returned to the sender), since tipcd started."""
-    from tipcpy.runtime.ctlclient import call
-
-    st = call("daemon.stats", {}, path=node.run_dir / "ctl.sock").get("stack", {})
-    return int(st.get("sockets", {}).get("overload", 0))
+    return int(_stack_stats(node).get("sockets", {}).get("overload", 0))
 
 
 def _check_rdm_tally(tally: Tally, node: NsNode) -> None:
@@ -590,10 +594,11 @@ def _second_link_up(node: NsNode) -> float:
     up after the stream had ended ("nothing tested", the 4 failures of a full run)."""
     from tipcpy.runtime.ctlclient import call
 
+    words = BEARER1.split()  # the same bearer as the CLI words: "media udp name b1 ..."
+    args: dict[str, Any] = {**dict(zip(words[::2], words[1::2], strict=True)),
+                            "priority": SYNCH_PRIO}
     t = time.time()
-    call("bearer.enable", {"media": "udp", "name": "b1", "localip": HOST_IP2,
-                           "remoteip": GUEST_IP2, "priority": SYNCH_PRIO},
-         path=node.run_dir / "ctl.sock")
+    call("bearer.enable", args, path=node.run_dir / "ctl.sock")
     return t
 
 
