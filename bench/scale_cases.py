@@ -64,16 +64,46 @@ def _names_everywhere(c: SimCluster, sample: list[int]) -> bool:
     return True
 
 
+def _run(c: SimCluster, dt: float) -> None:
+    """Advance ``dt`` and move what survived into the collector's permanent generation.
+
+    Why: every object of a simulated cluster lives for the whole run (1000 nodes hold
+    ~10 GB of them), and each full collection walks them all; frozen, they are skipped.
+    """
+    c.run_for(dt)
+    gc.freeze()
+
+
+def _crash_one(c: SimCluster, victim: int, limit: float) -> dict[str, Any]:
+    """Crash ``victim``; virtual seconds until each other node holds it down (its
+    subscription reports it then), checked every 10 ms of virtual time."""
+    va = c.addr(victim)
+    c.crash(victim)
+    t0 = c.now
+    waiting = {i for i in range(len(c.nodes)) if i != victim}
+    seen: dict[int, float] = {}
+    while waiting and c.now - t0 < limit:
+        _run(c, 0.01)
+        for i in [i for i in waiting if not c.nodes[i].stack.node_is_up(va)]:
+            seen[i] = c.now - t0
+            waiting.discard(i)
+    lat = sorted(seen.values())
+    return {"crash_seen_by": len(seen), "crash_of": len(c.nodes) - 1,
+            "crash_all_s": round(lat[-1], 3) if lat else None,
+            "crash_median_s": round(lat[len(lat) // 2], 3) if lat else None}
+
+
 def run_one(n: int, mode: str, window: float, seed: int = 1) -> dict[str, Any]:
     thr, quiet = MODES[mode]
     gc.collect()
+    gc.unfreeze()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t_real = time.perf_counter()
     cpu0 = time.process_time()
     c = SimCluster(n, seed=seed, mon_threshold=thr, mon_quiet=quiet)
     # bind as soon as each node has its address (the trial takes ~1 s)
     while not all(c.addr(i) for i in range(n)):
-        c.run_for(0.05)
+        _run(c, 0.05)
     for i in range(n):
         st = c.nodes[i].stack
         for k in range(NAMES):
@@ -84,19 +114,26 @@ def run_one(n: int, mode: str, window: float, seed: int = 1) -> dict[str, Any]:
     while not (_all_up(c) and _names_everywhere(c, sample)):
         if c.now > 120:
             raise RuntimeError(f"N={n} {mode}: not converged after 120 virtual s")
-        c.run_for(step)
+        _run(c, step)
     conv_virtual = c.now
     conv_real = time.perf_counter() - t_real
     conv_cpu = time.process_time() - cpu0
     print(f"N={n} {mode}: converged at {conv_virtual:.3f} s virtual, {conv_real:.1f} s real, "
           f"{conv_cpu:.1f} s CPU", flush=True)
     assert _names_everywhere(c, range(n))  # type: ignore[arg-type]
-    c.run_for(2.0)  # records exchanged and acked, probing rounds over
+    _progress(c, 2.0, f"N={n} {mode}: settling")  # records exchanged and acked
     s0, t0, r0 = _sent_states(c), c.now, time.perf_counter()
-    c.run_for(window)
+    _progress(c, window, f"N={n} {mode}: window")
     states = _sent_states(c) - s0
     wall = time.perf_counter() - r0
     rate = states / n / (c.now - t0)
+    tol = c.tolerance / 1000
+    intv = min(tol / 4, 0.5)
+    bound = 2 * (tol + intv) + intv + 0.01  # as tests/sim/test_monitor_cluster.py
+    crash = _crash_one(c, n // 2, bound + 2.0)
+    crash["crash_bound_s"] = round(bound, 3)
+    print(f"N={n} {mode}: crash seen by {crash['crash_seen_by']} of {crash['crash_of']}"
+          f" in {crash['crash_all_s']} s (bound {bound:.3f} s)", flush=True)
     m = c.nodes[0].stack.monitors[0]
     direct = sum(len(nd.stack.monitors[0].directly_monitored()) for nd in c.nodes) / n
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -105,11 +142,23 @@ def run_one(n: int, mode: str, window: float, seed: int = 1) -> dict[str, Any]:
            "states_per_node_s": round(rate, 1), "window_virtual_s": window,
            "window_real_s": round(wall, 2), "converge_virtual_s": round(conv_virtual, 3),
            "converge_real_s": round(conv_real, 1), "converge_cpu_s": round(conv_cpu, 1),
-           "packets": c.net.stats.delivered,
+           "packets": c.net.stats.delivered, **crash,
            "bugs": c.bugs(), "maxrss_mb_growth": round((rss1 - rss0) / 1024, 1)}
     del c
+    gc.unfreeze()
     gc.collect()
     return out
+
+
+def _progress(c: SimCluster, dt: float, label: str) -> None:
+    """Run ``dt`` in 0.25 s slices, saying how long each took (a 1000-node slice takes
+    a minute or more: the output shows it is moving)."""
+    end = c.now + dt
+    while c.now < end - 1e-9:
+        r0 = time.perf_counter()
+        _run(c, min(0.25, end - c.now))
+        print(f"{label}: {c.now:.2f} s virtual ({time.perf_counter() - r0:.1f} s real)",
+              flush=True)
 
 
 def case_scale(args: Any) -> list[Row]:

@@ -371,4 +371,4 @@ def test_caps_is_cap_flag_compatible() -> None:
         13, 0, caps=Cap.NODE_ID128 | Cap.GAP_ACK_BLOCK, media_addr=UdpMediaAddr("1.2.3.4")
     )
     m.node_id = bytes(16)
-    assert Cap(decode(m.encode()).caps) == Cap.NODE_ID128 | Cap.GAP_ACK_BLOCK
+    assert decode(m.encode()).caps == Cap.NODE_ID128 | Cap.GAP_ACK_BLOCK

@@ -607,7 +607,7 @@ class Link:
         # broadcast-link bookkeeping, written by the node
         self.bcast_ack = 0
         self.bc_ack_invalid = True
-        self.last_bcast = 0
+        self._bc_cell = [0]
         self.bc_gap = 0
         self.bc_gap_blocks: list[tuple[int, int]] = []
         """Broadcast Gap-ACK blocks for our STATEs (core/stack_bcast.py keeps them)."""
@@ -688,6 +688,20 @@ class Link:
     @property
     def is_up(self) -> bool:
         return self.state in _UP_STATES
+
+    @property
+    def last_bcast(self) -> int:
+        """Our broadcast snd_nxt - 1, carried in every protocol message (w4)."""
+        return self._bc_cell[0]
+
+    @last_bcast.setter
+    def last_bcast(self, value: int) -> None:
+        self._bc_cell = [value]  # this link alone (a test, a link outside a Stack)
+
+    def share_last_bcast(self, cell: list[int]) -> None:
+        """Read last_bcast from a cell the node's broadcast link keeps current, so
+        it moves for a thousand links with one write (kernel: l->bc_sndlink)."""
+        self._bc_cell = cell
 
     @property
     def mss(self) -> int:
@@ -1889,7 +1903,7 @@ class Link:
             w1,
             ((self._rcv_nxt - 1) & ACK_MASK) << ACK_SHIFT | seqno,
             self.own_addr,
-            (self.last_bcast & 0xFFFF) << 16 | snd_nxt,  # w4: last_bcast, next_sent
+            (self._bc_cell[0] & 0xFFFF) << 16 | snd_nxt,  # w4: last_bcast, next_sent
             w5,
             self.own_addr,
             self.peer_addr,

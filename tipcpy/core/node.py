@@ -342,7 +342,6 @@ class PeerNode:
             link.peer_node_up = self.is_up
             link.bc_ack_invalid = not self.bc.synced
             link.bcast_ack = self.bc.ack
-            link.last_bcast = 0
             link.start(now)
             if self.state == NodeState.NODE_FAILINGOVER:
                 link.fsm_evt(LinkEvent.FAILOVER_BEGIN)

@@ -156,6 +156,9 @@ class Stack:
             self.set_identity(node_id)
         self._bearers: list[_Bearer | None] = [None] * MAX_BEARERS
         self.peers: dict[int, PeerNode] = {}
+        self.peers_gen = 0
+        """Bumped whenever a peer object comes, goes or changes capabilities (what
+        cached views of ``peers``, e.g. the cluster's capabilities, key on)."""
         self._tx: list[tuple[int, Any, bytes]] = []
         self._events: list[object] = []
         self._handlers: dict[int, list[DeliverFn]] = {}
@@ -354,6 +357,7 @@ class Stack:
     def _drop_peer(self, addr: int) -> None:
         """Delete a down peer's node object and its link endpoints, everywhere."""
         peer = self.peers.pop(addr)
+        self.peers_gen += 1
         self._mon_forget_peer(peer)
         peer.links.clear()
         self._dl.pop(("p", addr), None)
@@ -707,13 +711,17 @@ class Stack:
             peer = PeerNode(addr=ev.addr, node_id=ev.node_id, caps=ev.caps,
                             signature=INVALID_NODE_SIG)
             self.peers[ev.addr] = peer
+            self.peers_gen += 1
         elif peer.node_id != ev.node_id:
             self.counters["duplicate_addr"] += 1
             self._emit(DuplicateAddress(ev.bearer_id, ev.addr, ev.node_id, ev.media_addr,
                                         False), now)
             return
+        caps_before = peer.caps
         dupl = peer.check_dest(ev.bearer_id, ev.media_addr, ev.signature, ev.caps, now,
                                lambda bid: self._create_link(peer, bid))
+        if peer.caps != caps_before:
+            self.peers_gen += 1
         if dupl:
             self.counters["duplicate_addr"] += 1
             self._emit(DuplicateAddress(ev.bearer_id, ev.addr, ev.node_id, ev.media_addr,
@@ -730,6 +738,7 @@ class Stack:
             priority=b.priority, window=b.window, own_caps=ADVERTISE_CAPS,
         )
         self._mon_attach(link)
+        link.share_last_bcast(self.bcast.last_bcast_cell)
         return link
 
     def _pump_peer(self, peer: PeerNode, now: float) -> None:

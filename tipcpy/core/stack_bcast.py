@@ -75,6 +75,7 @@ class Stack(Protocol):
     own_addr: int
     net_id: int
     peers: dict[int, Any]
+    peers_gen: int
     _bearers: list[Any]
     _tx: list[tuple[int, Any, bytes]]
     encryption: Any
@@ -104,7 +105,10 @@ class StackBcast:
         self._rcv_unacked: dict[int, int] = {}
         self._deferred_seen: dict[int, int] = {}
         self._next_tick: float | None = None
-        self._last_bcast = 0
+        self.last_bcast_cell = [0]
+        """Our broadcast snd_nxt - 1, shared by every unicast link of the Stack (each
+        protocol message carries it): one write when it moves, not one per link."""
+        self._caps_cache: tuple[int, int] = (-1, ADVERTISE_CAPS)
         self._interval = _DEFAULT_INTERVAL
         self.counters = {"tx_bcast": 0, "tx_bcast_congested": 0, "names_bcast": 0,
                          "names_rcast": 0, "mcast_bcast": 0, "mcast_rcast": 0,
@@ -135,17 +139,23 @@ class StackBcast:
 
     # ---------------------------------------------------------------- events
     def _cluster_caps(self) -> int:
-        caps = ADVERTISE_CAPS  # the kernel starts from its own capabilities
-        for p in self.stack.peers.values():
-            caps &= int(p.caps)
-        return caps
+        """AND of our capabilities and every known peer's (as the kernel keeps it).
+
+        Cached on the Stack's ``peers_gen``: a node coming up in a big cluster would
+        otherwise walk every peer, O(N^2) per node while a cluster forms."""
+        gen = self.stack.peers_gen
+        if self._caps_cache[0] != gen:
+            caps = ADVERTISE_CAPS  # the kernel starts from its own capabilities
+            for c in {int(p.caps) for p in self.stack.peers.values()}:
+                caps &= c
+            self._caps_cache = (gen, caps)
+        return self._caps_cache[1]
 
     def _event(self, ev: object, now: float) -> None:
         bl = self.link
         if isinstance(ev, LinkStateChanged):
             if ev.up:
                 bl.inc_bearer_dst(ev.bearer_id)
-                self._sync_last_bcast()
             else:
                 bl.dec_bearer_dst(ev.bearer_id)
         elif isinstance(ev, NodeUp):
@@ -175,13 +185,6 @@ class StackBcast:
         elif ev.__class__.__name__ == "AddressCommitted":
             bl.own_addr = self.stack.own_addr
             bl.net_id = self.stack.net_id
-
-    def _sync_last_bcast(self) -> None:
-        """Every unicast link writes our snd_nxt - 1 in its protocol messages."""
-        lb = self._last_bcast = self.link.last_bcast
-        for p in self.stack.peers.values():
-            for le in p.links.values():
-                le.link.last_bcast = lb
 
     # ---------------------------------------------------------------- sending
     def xmit(self, msg: Msg, now: float) -> bool:
@@ -233,8 +236,7 @@ class StackBcast:
     def _flush(self, now: float) -> None:
         """Packets to the bearers (with the crypto seam), events to the node."""
         bl = self.link
-        if bl.last_bcast != self._last_bcast:  # backlog moved on: links announce it
-            self._sync_last_bcast()
+        self.last_bcast_cell[0] = bl.last_bcast  # backlog moved on: links announce it
         out = bl.take_outgoing()
         if out:
             st = self.stack

@@ -8,7 +8,7 @@ sources can find each number; the reference is ../shared/reference/tipc-referenc
 
 from __future__ import annotations
 
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 
 TIPC_VERSION = 2
 """Protocol version in w0[31:29]; 7 marks an encryption header (see §2.12)."""
@@ -181,8 +181,12 @@ class ErrCode(IntEnum):
     TIPC_CONN_SHUTDOWN = 5
 
 
-class Cap(IntFlag):
-    """Node capabilities advertised in LINK_CONFIG w1[27:15] (node.h)."""
+class Cap:
+    """Node capabilities advertised in LINK_CONFIG w1[27:15] (node.h).
+
+    Plain ints, not an IntFlag: ``caps & Cap.X`` runs on every packet, and with an
+    IntFlag operand that is enum.Flag.__and__ in Python (5% of a forming cluster's
+    simulation)."""
 
     SYN_BIT = 0x001
     BCAST_SYNCH = 0x002
