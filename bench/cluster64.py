@@ -65,13 +65,14 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = run_dir.with_suffix(".log")
 
-    def start(self, tolerance: int) -> None:
+    def start(self, tolerance: int, probing: str = "idle") -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TIPCPY_RUN_DIR": str(self.run_dir), "PYTHONPATH": str(REPO)}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns, *_exe("tipcd"), "--run-dir", str(self.run_dir),
                  "--identity", self.identity, "--tolerance", str(tolerance),
+                 "--probing", probing,
                  "--bearer", f"media udp name b0 localip {self.ip}", "--log-level", "warning"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -299,8 +300,8 @@ def _wait(pred: Any, timeout: float, step: float = 0.2) -> bool:
 
 
 def run(n: int, tolerance: int = 1500, mesh_timeout: float = 120.0,
-        idle: float = 10.0) -> dict[str, Any]:
-    res: dict[str, Any] = {"n": n, "tolerance_ms": tolerance}
+        idle: float = 10.0, probing: str = "idle") -> dict[str, Any]:
+    res: dict[str, Any] = {"n": n, "tolerance_ms": tolerance, "probing": probing}
     # bytecode written once here rather than compiled by each of the N daemons
     # (an editable install has none; see `make bytecode`)
     for pkg in ("tipcpy", "cli"):
@@ -309,7 +310,7 @@ def run(n: int, tolerance: int = 1500, mesh_timeout: float = 120.0,
         t0 = time.monotonic()
         t0_wall = time.time()
         for d in c.daemons:
-            d.start(tolerance)
+            d.start(tolerance, probing)
         res["launch_s"] = round(time.monotonic() - t0, 2)
         if not _wait(lambda: all(d.ready for d in c.daemons), 120, 0.05):
             bad = [d.i for d in c.daemons if not d.ready]
@@ -397,6 +398,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("-n", type=int, default=64)
     p.add_argument("--tolerance", type=int, default=1500)
     p.add_argument("--idle", type=float, default=10.0)
+    p.add_argument("--probing", choices=("idle", "silent"), default="idle",
+                   help="tipcd --probing: silent = Linux 4.7-5.6 rule (O(sqrt N) probes)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     reason = why_not()
@@ -414,7 +417,7 @@ def main(argv: list[str]) -> int:
         sys.exit(143)
 
     signal.signal(signal.SIGTERM, on_term)
-    res = run(a.n, a.tolerance, idle=a.idle)
+    res = run(a.n, a.tolerance, idle=a.idle, probing=a.probing)
     print(json.dumps(res, indent=1))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1) + "\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from tipcpy.runtime.config import DaemonConfig
+from tipcpy.runtime.config import PROBING, DaemonConfig
 from tipcpy.runtime.daemon import run, setup_logging
 from tipcpy.runtime.words import WordError, parse_media
 
@@ -37,6 +37,10 @@ from tipcpy.runtime.words import WordError, parse_media
 @click.option("--tolerance", type=click.IntRange(50, 30000), help="Default link tolerance (ms).")
 @click.option("--priority", type=click.IntRange(0, 31), help="Default link priority.")
 @click.option("--window", type=click.IntRange(16, 8191), help="Default link window.")
+@click.option("--probing", type=click.Choice(PROBING), default=None,
+              help="When idle links probe: every tick, as Linux >= 5.7 (idle, default), or "
+              "only after a silent interval, as Linux 4.7-5.6 (silent: above the monitor "
+              "threshold only the links the monitor supervises; big clusters).")
 @click.option("--seed", type=int, help="Seed the node's random numbers (tests).")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False),
               help="File with the words of `tipc node set key` (KEY [algname ALGNAME] "
@@ -47,7 +51,7 @@ from tipcpy.runtime.words import WordError, parse_media
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def main(run_dir: str | None, config_file: str | None, identity: str | None,
          netid: int | None, bearers: tuple[str, ...], tolerance: int | None,
-         priority: int | None, window: int | None, seed: int | None,
+         priority: int | None, window: int | None, probing: str | None, seed: int | None,
          key_file: str | None, refuse_clear: bool | None, log_level: str | None) -> None:
     """Run a tipcpy TIPC node."""
     cfg = DaemonConfig()
@@ -70,6 +74,8 @@ def main(run_dir: str | None, config_file: str | None, identity: str | None,
             cfg.bearers.append(parse_media(shlex.split(words)))
         except WordError as e:
             raise click.UsageError(f"--bearer {words!r}: {e}") from None
+    if probing:
+        cfg.probing = probing
     if seed is not None:
         cfg.seed = seed
     if key_file:

@@ -87,7 +87,9 @@ def build_stack(config: DaemonConfig, rng: random.Random) -> Stack:
     or network id, before anything is built)."""
     netid = parse_netid(config.netid)
     node_id = parse_identity(config.identity) if config.identity else None
-    return build_node(node_id, netid, rng)
+    stack = build_node(node_id, netid, rng)
+    stack.probe_idle = config.probing != "silent"
+    return stack
 
 
 def _bearer_args(spec: str | dict[str, Any]) -> dict[str, Any]:

@@ -273,6 +273,21 @@ def test_toml_config(tmp_path: Path) -> None:
         DaemonConfig.from_toml(tmp_path / "bad.toml")
 
 
+def test_probing_rule_from_config_reaches_every_link(tmp_path: Path) -> None:
+    import random
+
+    from tipcpy.node import build_stack
+
+    assert build_stack(DaemonConfig(), random.Random(1)).probe_idle is True
+    (tmp_path / "p.toml").write_text('probing = "silent"\n')
+    cfg = DaemonConfig.from_toml(tmp_path / "p.toml")
+    assert cfg.probing == "silent"
+    assert build_stack(cfg, random.Random(1)).probe_idle is False
+    (tmp_path / "bad.toml").write_text('probing = "never"\n')
+    with pytest.raises(ValueError, match="probing must be one of idle, silent"):
+        DaemonConfig.from_toml(tmp_path / "bad.toml")
+
+
 def test_words_parser() -> None:
     from tipcpy.runtime.words import WordError, parse_media
 

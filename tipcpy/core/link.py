@@ -671,7 +671,10 @@ class Link:
         # neighbour monitoring (core/monitor.py), set by the stack once the bearer has
         # a monitor; see _mon_timer / _mon_rcv and the STATE build in _proto
         self.monitor: Monitor | None = None
-        self.mon_quiet = False
+        self.probe_idle = True
+        """Probe on every tick that sent nothing new (Linux >= 5.7).  False: probe only
+        after a silent interval, and count silence only on links the monitor
+        supervises (Linux 4.7-5.6, the overlapping-ring design: O(sqrt N) probes)."""
         """Not kernel behaviour (benchmarks only): an idle link the monitor does not
         supervise sends no checkpoint probe, as the original ORM design intended."""
         self._supervised = True
@@ -784,10 +787,14 @@ class Link:
             self._events = []
         return ev
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, early: float = 0.0) -> None:
         """Link timer (tipc_link_timeout): RESET/ACTIVATE while setting up; acks,
         probes, NACKs and failure detection once up.  Does nothing before the
-        deadline, so the driver may call it whenever it likes."""
+        deadline, so the driver may call it whenever it likes.
+
+        ``early``: run the periodic part if it is due within that many seconds, at
+        most a quarter interval (the node's timer slack, see ``Stack.timer_slack``);
+        failure detection and the retransmission probe stay exact."""
         nt = self._next_tick
         if nt is None:
             return
@@ -799,7 +806,9 @@ class Link:
         rp = self._rprobe_at
         if rp is not None and now >= rp:
             self._retr_probe(now)
-        if now < nt:
+        if early and now < nt - min(early, self._interval / 4):
+            return
+        if now < nt - early:
             return
         self._next_tick = now + self._interval
         if st in _UP_STATES:
@@ -819,11 +828,11 @@ class Link:
             else:
                 self.silent_intv_cnt = 0
             # As the kernel: probe when the peer was silent, when we wait for
-            # retransmissions, and whenever we sent nothing new since the last tick
-            # (so an idle link sends one probe per tick and side, never more).  The
-            # probes of both sides are what keeps a lossy link from timing out.
-            # The monitor only decides whether silence counts (see _mon_timer).
-            idle = self._snd_nxt == self._checkpoint and (supervised or not self.mon_quiet)
+            # retransmissions, and (Linux >= 5.7, probe_idle) whenever we sent nothing
+            # new since the last tick, so an idle link sends one probe per tick and
+            # side, never more.  The monitor decides whether silence counts (see
+            # _mon_timer); without probe_idle that alone decides whether to probe.
+            idle = self.probe_idle and self._snd_nxt == self._checkpoint
             probe = silent or probing or bool(self._deferred) or idle
             state = self._rcv_unacked > 0 or bool(tq)
             self._checkpoint = self._snd_nxt

@@ -782,11 +782,12 @@ class PeerNode:
             self._out.append((le.bearer_id, le.media_addr, data))
         return residue
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, early: float = 0.0) -> None:
+        """Tick the links that are due (periodic parts due within ``early`` too)."""
         for le in list(self.links.values()):
             d = le.link.next_deadline()
-            if d is not None and d <= now:
-                le.link.tick(now)
+            if d is not None and d <= now + early:
+                le.link.tick(now, early)
             self._collect(le, now)
 
     def next_deadline(self) -> float | None:

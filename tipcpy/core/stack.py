@@ -157,6 +157,13 @@ class Stack:
         self._bearers: list[_Bearer | None] = [None] * MAX_BEARERS
         self.peers: dict[int, PeerNode] = {}
         self.peers_gen = 0
+        self.timer_slack = 0.0
+        """Seconds a link's periodic timer may run early, to share a wakeup with the
+        link timers already due (0: every link on its own deadline, as the simulator
+        runs).  The daemon sets it: N links at random phases would wake it N times
+        per interval, each wakeup costing more than the tick itself.  Failure
+        detection stays exact; the kernel's per-node timers are spread the same way
+        and its round_jiffies() exists for the same reason."""
         """Bumped whenever a peer object comes, goes or changes capabilities (what
         cached views of ``peers``, e.g. the cluster's capabilities, key on)."""
         self._tx: list[tuple[int, Any, bytes]] = []
@@ -603,12 +610,20 @@ class Stack:
             self._refresh_deadlines()
         heap = self._heap
         due: list[tuple[str, int]] = []
-        while heap and heap[0][0] <= now:
+        limit = now + self.timer_slack
+        later: list[tuple[float, tuple[str, int]]] = []
+        while heap and heap[0][0] <= limit:
             d, key = heapq.heappop(heap)
             if self._dl.get(key) != d:
                 continue
+            if d > now and key[0] != "p":  # only link timers are taken early
+                later.append((d, key))
+                continue
             self._dl[key] = None
             due.append(key)
+        for item in later:
+            heapq.heappush(heap, item)
+        early = self.timer_slack
         for kind, k in due:
             if kind == "n":
                 self.name_distr.tick(now)
@@ -628,7 +643,7 @@ class Stack:
             else:
                 peer = self.peers.get(k)
                 if peer is not None:
-                    peer.tick(now)
+                    peer.tick(now, early)
                     self._pump_peer(peer, now)
         for t in self._timed:
             sd = t.next_deadline()
@@ -739,6 +754,7 @@ class Stack:
         )
         self._mon_attach(link)
         link.share_last_bcast(self.bcast.last_bcast_cell)
+        link.probe_idle = self.probe_idle
         return link
 
     def _pump_peer(self, peer: PeerNode, now: float) -> None:
@@ -794,14 +810,15 @@ class Stack:
     # ---------------------------------------------------------------- neighbour monitor
     # One Monitor (core/monitor.py) per bearer once the address is committed, as the
     # kernel's tipc_mon_create at bearer enable.  Behaviour is kernel-exact: the
-    # monitor decides which silent links count toward failure; an idle link still
-    # probes every tick (link.py), so it does not change how many STATEs flow.
-    # ``mon_quiet`` (not kernel, benchmarks only) gives the original ORM design where
-    # unsupervised idle links stay silent.
+    # monitor decides which silent links count toward failure.  With ``probe_idle``
+    # (Linux >= 5.7, the default) an idle link still probes every tick (link.py), so
+    # the monitor does not change how many STATEs flow; without it (Linux 4.7-5.6)
+    # links probe only after a silent interval and unsupervised ones stay quiet.
     def _mon_init(self) -> None:
         self.monitors: dict[int, Monitor] = {}
         self._mon_threshold = DEF_MON_THRESHOLD
-        self.mon_quiet = False
+        self.probe_idle = True
+        """Link.probe_idle for every link made from now on (tipcd ``--probing``)."""
         self.counters.update(mon_reported_down=0, mon_resets=0)
 
     @property
@@ -833,7 +850,6 @@ class Stack:
 
     def _mon_attach(self, link: Link) -> None:
         link.monitor = self.monitors.get(link.bearer_id)
-        link.mon_quiet = self.mon_quiet
 
     def _mon_link_changed(self, bid: int, addr: int, up: bool, now: float) -> None:
         m = self.monitors.get(bid)

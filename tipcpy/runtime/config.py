@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+PROBING = ("idle", "silent")
+"""When an idle link probes its peer: on every tick (Linux >= 5.7, the default) or only
+after a silent interval, silence counting only on links the neighbour monitor
+supervises (Linux 4.7-5.6: above the monitor threshold, O(sqrt N) probes per node)."""
+
 
 @dataclass
 class DaemonConfig:
@@ -26,19 +31,20 @@ class DaemonConfig:
     seed: int | None = None
     refuse_clear: bool = False       # drop clear TIPC packets once a key is set
     key_file: str | None = None      # `tipc node set key` words, applied before bearers
+    probing: str = "idle"            # link probes: "idle" (Linux >= 5.7) or "silent" (4.7-5.6)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], base: DaemonConfig | None = None
                   ) -> DaemonConfig:
         """Read a TOML config. Keys: ``run_dir identity netid log_level refuse_clear
-        key_file``, a ``[link]``
+        key_file probing``, a ``[link]``
         table and ``[[bearer]]`` tables with the CLI's argument names (media, name,
         localip, localport, remoteip, remoteport, device, priority, tolerance, window)."""
         with open(path, "rb") as f:
             data = tomllib.load(f)
         cfg = base or cls()
         known = {"run_dir", "identity", "netid", "clusterid", "log_level", "link", "bearer",
-                 "seed", "refuse_clear", "key_file"}
+                 "seed", "refuse_clear", "key_file", "probing"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -58,6 +64,10 @@ class DaemonConfig:
             cfg.refuse_clear = data["refuse_clear"]
         if "key_file" in data:
             cfg.key_file = str(data["key_file"])
+        if "probing" in data:
+            if data["probing"] not in PROBING:
+                raise ValueError(f"{path}: probing must be one of {', '.join(PROBING)}")
+            cfg.probing = str(data["probing"])
         link = data.get("link", {})
         if not isinstance(link, dict):
             raise ValueError(f"{path}: [link] must be a table")

@@ -51,6 +51,10 @@ STREAM_EVENTS_BUDGET = 100_000
 """Events queued, unread, for all event streams together (~300 bytes each)."""
 TURN_BUDGET = 0.004
 """Seconds of received datagrams handled per loop turn; the rest waits one turn."""
+TIMER_SLACK = 0.1
+"""Stack.timer_slack: a link timer due within this (at most a quarter of its
+interval) runs with the ones due now.  63 links at random phases otherwise wake the
+daemon 168 times a second to send one probe each; coalesced, a few times."""
 RX_BACKLOG_MAX = 8192
 """Datagrams held for later turns per bearer; beyond it they are dropped and counted,
 as a full socket buffer would drop them (the links retransmit)."""
@@ -80,6 +84,7 @@ class Runtime:
 
     def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.stack = stack
+        stack.timer_slack = TIMER_SLACK
         self.loop = loop or asyncio.get_event_loop()
         self.bearers: dict[int, Bearer] = {}
         self.by_name: dict[str, int] = {}

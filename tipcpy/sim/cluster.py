@@ -63,7 +63,7 @@ class SimCluster:
         faults: FaultModel | None = None,
         start: bool = True,
         mon_threshold: int | None = None,
-        mon_quiet: bool = False,
+        probe_idle: bool = True,
     ) -> None:
         self.seed = seed
         self.now = 0.0
@@ -77,7 +77,7 @@ class SimCluster:
         self.window = window
         self.mtu = mtu
         self.mon_threshold = mon_threshold
-        self.mon_quiet = mon_quiet
+        self.probe_idle = probe_idle
         self.nodes: list[SimNode] = []
         self._heap: list[tuple[float, int]] = []
         self._deadline: dict[int, float | None] = {}
@@ -98,7 +98,7 @@ class SimCluster:
         stack = build_node(node_id or make_node_id(i), net_id=net_id or self.net_id, rng=rng)
         if self.mon_threshold is not None:
             stack.set_mon_threshold(self.mon_threshold)
-        stack.mon_quiet = self.mon_quiet
+        stack.probe_idle = self.probe_idle
         node = SimNode(i, stack, [])
         self.nodes.append(node)
         if start:
@@ -145,7 +145,7 @@ class SimCluster:
         stack = build_node(node_id, net_id=self.net_id, rng=rng)
         if self.mon_threshold is not None:
             stack.set_mon_threshold(self.mon_threshold)
-        stack.mon_quiet = self.mon_quiet
+        stack.probe_idle = self.probe_idle
         node = SimNode(i, stack, [])
         self.nodes[i] = node
         self._deadline.pop(i, None)
