@@ -17,6 +17,7 @@ from tests.interop.kpeer import GUEST_IP, HOST_IP, KernelPeer
 pytestmark = pytest.mark.interop
 
 OUR_ID = "tipcpy1"
+IDLE_HOLD_S = 30.0
 OUR_HASH = None  # computed below from the identity
 
 
@@ -91,11 +92,12 @@ def test_unicast_link_stays_up_and_names_flow(kernel_unicast: KernelPeer) -> Non
         h = _our_hash()
         assert re.search(rf"^0\s+{h}\s+{h}\s+cluster\s+0\s+{OUR_ID}\s*$", ktable, re.M), ktable
 
-        # 60 s of idle probing: no reset (a reset clears the kernel's link statistics and
-        # would show as a down link), no retransmissions, no NACKs towards us.
+        # 30 s (80 intervals) of idle probing: no reset (a reset clears the kernel's link
+        # statistics and would show as a down link), no retransmissions, no NACKs
+        # towards us.
         _, s0 = kp.exec("tipc link stat show")
         b0 = _link_stat_block(s0)
-        time.sleep(60)
+        time.sleep(IDLE_HOLD_S)
         _, links = kp.exec("tipc link list")
         assert _kernel_link_up(links), links
         _, s1 = kp.exec("tipc link stat show")
@@ -107,5 +109,37 @@ def test_unicast_link_stays_up_and_names_flow(kernel_unicast: KernelPeer) -> Non
         assert _stat(b1, "RX states", "naks") == 0, b1
         ours = node.tipc("link", "list").stdout
         assert re.search(rf"^{OUR_ID}:b1-kpeer1:b0: up$", ours, re.M), ours
+    finally:
+        node.stop()
+
+
+def test_silent_probing_link_stays_up_on_the_kernel_s_probes(kernel_unicast: KernelPeer) -> None:
+    """tipcd --probing silent (the Linux 4.7-5.6 rule) beside a 6.x kernel, which probes
+    every idle tick: we answer and never need to probe ourselves, and the link holds."""
+    kp = kernel_unicast
+    ident = "tipcpyquiet"
+    node = NsNode(ident, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}",
+                  ["--probing", "silent"])
+    try:
+        kp.wait_for("tipc link list", lambda out: f"-{ident}:b1: up" in out, timeout=30)
+        time.sleep(2.0)  # set-up traffic over
+        _, s0 = kp.exec("tipc link stat show")
+        b0 = _link_stat_block(s0, ident)
+        time.sleep(IDLE_HOLD_S)
+        _, links = kp.exec("tipc link list")
+        assert f"-{ident}:b1: up" in links, (links, node.log())
+        _, s1 = kp.exec("tipc link stat show")
+        b1 = _link_stat_block(s1, ident)
+        states = _stat(b1, "RX states", "states") - _stat(b0, "RX states", "states")
+        probes = _stat(b1, "RX states", "probes") - _stat(b0, "RX states", "probes")
+        kprobes = _stat(b1, "TX states", "probes") - _stat(b0, "TX states", "probes")
+        # the kernel probed every interval (375 ms) and we answered each probe ...
+        assert kprobes >= IDLE_HOLD_S / 0.375 * 0.8, b1
+        assert states >= kprobes * 0.9, (states, kprobes, b1)
+        # ... and we, hearing it every interval, never probed it
+        assert probes <= 2, (probes, b1)
+        for prefix, key in (("TX states", "retrans"), ("TX states", "naks"),
+                            ("RX states", "naks")):
+            assert _stat(b1, prefix, key) == 0, b1
     finally:
         node.stop()

@@ -52,9 +52,24 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def _aesgcm(key: bytes) -> AESGCM:
+    """AES-GCM for ``key``; cryptography is imported on first use, not at every start
+    of every tipcd and tipc (10 ms of a 120 ms start; most nodes never set a key)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
 
 __all__ = [
     "AeadKey", "CLUSTER_KEY", "CryptoError", "CryptoEvent", "Decrypted", "Dropped",
@@ -248,7 +263,7 @@ def encrypt_with(key: AeadKey, mode: int, ehdr: EHdr, plain: bytes, dest_addr: i
 
     ``dest_addr`` only matters for a per-node key on a destined packet.
     """
-    return _encrypt(AESGCM(key.aes_key), int.from_bytes(key.salt, "little"), mode, ehdr,
+    return _encrypt(_aesgcm(key.aes_key), int.from_bytes(key.salt, "little"), mode, ehdr,
                     plain, dest_addr)
 
 
@@ -270,7 +285,7 @@ def decrypt_with(key: AeadKey, mode: int, pkt: bytes, own_addr: int = 0) -> byte
     ``own_addr`` (the receiver) only matters for a per-node key on a destined packet.
     """
     ehdr = EHdr.unpack(pkt)
-    return _decrypt(AESGCM(key.aes_key), int.from_bytes(key.salt, "little"), mode, ehdr,
+    return _decrypt(_aesgcm(key.aes_key), int.from_bytes(key.salt, "little"), mode, ehdr,
                     pkt, own_addr)
 
 
@@ -284,7 +299,7 @@ def _decrypt(gcm: AESGCM, salt_le: int, mode: int, ehdr: EHdr, pkt: bytes | memo
     mv = memoryview(pkt)
     try:  # (AESGCM takes buffers: no copy of the packet)
         return gcm.decrypt(_nonce(salt_le, xor, mv[4:12]), mv[ehsz:], mv[:ehsz])
-    except InvalidTag:
+    except _invalid_tag():
         raise CryptoError("bad_tag", "authentication tag does not match") from None
 
 
@@ -406,7 +421,7 @@ class _Aead:
         self.gen = 0
         self.users = 0
         self.seqno = 0
-        self.gcm = gcm if gcm is not None else AESGCM(key.aes_key)
+        self.gcm = gcm if gcm is not None else _aesgcm(key.aes_key)
         self.salt_le = int.from_bytes(key.salt, "little")
         # replay windows, RX only: (sender, destined) -> [highest seqno, bitmap]
         self.windows: dict[tuple[int, bool], list[int]] = {}  # [top, bitmap, epoch]
@@ -1126,7 +1141,7 @@ class CaptureDecryptor:
                     tries += [(k, kmode, a) for a in sorted(self.addrs) if a != sender]
         for k, mode, own in tries:
             try:
-                plain = _decrypt(AESGCM(k.aes_key), int.from_bytes(k.salt, "little"), mode,
+                plain = _decrypt(_aesgcm(k.aes_key), int.from_bytes(k.salt, "little"), mode,
                                  ehdr, pkt, own)
                 inner = TipcCrypto._validate_inner(plain)
             except CryptoError:
