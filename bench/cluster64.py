@@ -319,8 +319,13 @@ def run(n: int, tolerance: int = 1500, mesh_timeout: float = 120.0,
         t_ready = time.monotonic()
         t_ready_wall = time.time()
         res["all_started_s"] = round(t_ready - t0, 2)
+        hz = os.sysconf("SC_CLK_TCK")
+        # CPU of all daemons together: what starting took, and what forming the mesh
+        # took on top (on 2 cores both compete for the same 2 CPU-seconds a second)
+        res["cpu_s_all_started"] = round(sum(d.cpu_ticks() for d in c.daemons) / hz, 1)
         mw = MeshWatch(c.daemons, n)
         ok = _wait(lambda: len(mw.done) == n, mesh_timeout, 0.1)
+        res["cpu_s_at_mesh"] = round(sum(d.cpu_ticks() for d in c.daemons) / hz, 1)
         mw.stop()
         done = dict(mw.done)
         res["full_mesh"] = ok
@@ -354,7 +359,6 @@ def run(n: int, tolerance: int = 1500, mesh_timeout: float = 120.0,
         s.close()
 
         # idle: RSS and CPU per daemon
-        hz = os.sysconf("SC_CLK_TCK")
         c0 = [d.cpu_ticks() for d in c.daemons]
         time.sleep(idle)
         c1 = [d.cpu_ticks() for d in c.daemons]
