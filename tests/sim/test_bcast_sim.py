@@ -264,3 +264,37 @@ def test_group_broadcast_goes_on_the_broadcast_link_in_order_under_loss() -> Non
     assert net.bc(0).counters["mcast_bcast"] >= count // 2
     assert net.bc(0).link.stats.sent_pkts - sent0 >= count // 10
     assert net.c.bugs() == {}
+
+
+def test_cached_cluster_caps_equal_a_walk_over_every_peer() -> None:
+    """Twin test of StackBcast._cluster_caps (cached on Stack.peers_gen) against the
+    plain AND over every known peer, through the events that change it: peers found,
+    a peer rediscovered with fewer capabilities, a peer removed."""
+    from tipcpy.core.bcast import ADVERTISE_CAPS
+    from tipcpy.core.discover import PeerDiscovered
+    from tipcpy.wire.consts import Cap
+
+    c = SimCluster(4, seed=2)
+    assert c.run_until(lambda: c.all_links_up(), timeout=5.0)
+    st = c.nodes[0].stack
+
+    def plain() -> int:
+        caps = ADVERTISE_CAPS
+        for p in st.peers.values():
+            caps &= int(p.caps)
+        return caps
+
+    assert st.bcast._cluster_caps() == plain() == ADVERTISE_CAPS
+    # a peer comes back with fewer capabilities (an older node on the same identity)
+    peer = st.peers[c.addr(1)]
+    bid, le = next(iter(peer.links.items()))
+    st._peer_discovered(PeerDiscovered(bid, peer.addr, peer.node_id,
+                                       int(peer.caps) & ~Cap.NAMED_BCAST, le.media_addr,
+                                       peer.signature), c.now)
+    assert st.bcast._cluster_caps() == plain()
+    assert not plain() & Cap.NAMED_BCAST
+    # the downgraded peer crashes and is removed: the cluster is whole again
+    c.crash(1)
+    assert c.run_until(lambda: not st.node_is_up(c.addr(1)), timeout=3.0)
+    st.remove_peer(c.addr(1), c.now)
+    assert st.bcast._cluster_caps() == plain() == ADVERTISE_CAPS
