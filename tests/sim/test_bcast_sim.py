@@ -120,6 +120,12 @@ def test_broadcast_mode_multicast_once_in_order_under_loss(n: int, seed: int) ->
     assert net.uc_sent(0) - uc0 < count // 4  # no data went by replicast
     assert bl.stats.retransmitted > 0  # the 5% loss was repaired by the link
     assert bl.transmq_len == 0 and bl.backlog_len == 0  # every peer acked everything
+    # every unicast link announces the broadcast link's last sent packet: they read one
+    # cell the broadcast link keeps current (the plain path wrote it into each link)
+    assert bl.last_bcast > 0
+    for p in net.c.nodes[0].stack.peers.values():
+        for le in p.links.values():
+            assert le.link.last_bcast == bl.last_bcast
     # the receivers NACKed what they missed through their STATEs
     assert sum(net.bc(i).counters["states_nack"] + net.bc(i).counters["states_sync"]
                for i in rx) > 0
