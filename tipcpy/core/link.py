@@ -675,8 +675,6 @@ class Link:
         """Probe on every tick that sent nothing new (Linux >= 5.7).  False: probe only
         after a silent interval, and count silence only on links the monitor
         supervises (Linux 4.7-5.6, the overlapping-ring design: O(sqrt N) probes)."""
-        """Not kernel behaviour (benchmarks only): an idle link the monitor does not
-        supervise sends no checkpoint probe, as the original ORM design intended."""
         self._supervised = True
 
         self._out: list[bytes] = []
@@ -806,9 +804,7 @@ class Link:
         rp = self._rprobe_at
         if rp is not None and now >= rp:
             self._retr_probe(now)
-        if early and now < nt - min(early, self._interval / 4):
-            return
-        if now < nt - early:
+        if now < nt - (min(early, self._interval / 4) if early else 0.0):
             return
         self._next_tick = now + self._interval
         if st in _UP_STATES:

@@ -157,6 +157,8 @@ class Stack:
         self._bearers: list[_Bearer | None] = [None] * MAX_BEARERS
         self.peers: dict[int, PeerNode] = {}
         self.peers_gen = 0
+        """Bumped whenever a peer object comes, goes or changes capabilities (what
+        cached views of ``peers``, e.g. the cluster's capabilities, key on)."""
         self.timer_slack = 0.0
         """Seconds a link's periodic timer may run early, to share a wakeup with the
         link timers already due (0: every link on its own deadline, as the simulator
@@ -164,8 +166,6 @@ class Stack:
         per interval, each wakeup costing more than the tick itself.  Failure
         detection stays exact; the kernel's per-node timers are spread the same way
         and its round_jiffies() exists for the same reason."""
-        """Bumped whenever a peer object comes, goes or changes capabilities (what
-        cached views of ``peers``, e.g. the cluster's capabilities, key on)."""
         self._tx: list[tuple[int, Any, bytes]] = []
         self._events: list[object] = []
         self._handlers: dict[int, list[DeliverFn]] = {}

@@ -111,9 +111,10 @@ class Daemon:
 
 def _tune_gc() -> None:
     """The cyclic GC is a pause on the loop: everything built at start (modules, the
-    Stack) is frozen out of it (a collection first would cost 6 ms and free nothing), and the young generation is collected every 10,000
-    allocations instead of 700 (each young collection stays ~1 ms; a burst of events
-    queued for many streams no longer triggers hundreds of them)."""
+    Stack) is frozen out of it (a collection first would cost 6 ms and free nothing),
+    and the young generation is collected every 10,000 allocations instead of 700
+    (each young collection stays ~1 ms; a burst of events queued for many streams no
+    longer triggers hundreds of them)."""
     gc.freeze()  # (no collect first: start-up leaves next to no cyclic garbage)
     _g0, g1, g2 = gc.get_threshold()
     gc.set_threshold(10_000, g1, g2)
