@@ -403,7 +403,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--tolerance", type=int, default=1500)
     p.add_argument("--idle", type=float, default=10.0)
     p.add_argument("--probing", choices=("idle", "silent"), default="idle",
-                   help="tipcd --probing: silent = Linux 4.7-5.6 rule (O(sqrt N) probes)")
+                   help="tipcd --probing: silent = Linux 4.7-5.5 rule (O(sqrt N) probes)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     reason = why_not()

@@ -10,7 +10,7 @@ Measured, not computed: N real :class:`~tipcpy.core.stack.Stack` objects on a
   as ``tipc_link_timeout`` does in Linux 6.x, so STATE traffic stays at the full-mesh
   figure;
 * ``monitor (probe when silent)``: threshold 32 with ``probe_idle = False`` (tipcd
-  ``--probing silent``), the Linux 4.7-5.6 rule: a link probes only after a silent
+  ``--probing silent``), the Linux 4.7-5.5 rule: a link probes only after a silent
   interval and silence counts only where the monitor supervises, so idle links the
   monitor does not supervise send nothing - the O(sqrt N) traffic of the ORM design.
 

@@ -46,8 +46,8 @@ from tipcpy.runtime.words import WordError, parse_media  # noqa: E402
 @click.option("--priority", type=click.IntRange(0, 31), help="Default link priority.")
 @click.option("--window", type=click.IntRange(16, 8191), help="Default link window.")
 @click.option("--probing", type=click.Choice(PROBING), default=None,
-              help="When idle links probe: every tick, as Linux >= 5.7 (idle, default), or "
-              "only after a silent interval, as Linux 4.7-5.6 (silent: above the monitor "
+              help="When idle links probe: every tick, as Linux >= 5.6 (idle, default), or "
+              "only after a silent interval, as Linux 4.7-5.5 (silent: above the monitor "
               "threshold only the links the monitor supervises; big clusters).")
 @click.option("--seed", type=int, help="Seed the node's random numbers (tests).")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False),

@@ -114,7 +114,7 @@ def test_unicast_link_stays_up_and_names_flow(kernel_unicast: KernelPeer) -> Non
 
 
 def test_silent_probing_link_stays_up_on_the_kernel_s_probes(kernel_unicast: KernelPeer) -> None:
-    """tipcd --probing silent (the Linux 4.7-5.6 rule) beside a 6.x kernel, which probes
+    """tipcd --probing silent (the Linux 4.7-5.5 rule) beside a 6.x kernel, which probes
     every idle tick: we answer and never need to probe ourselves, and the link holds."""
     kp = kernel_unicast
     ident = "tipcpyquiet"

@@ -1,7 +1,7 @@
 """The two probing rules of the kernel, and the timer slack that coalesces link timers.
 
-* ``probe_idle`` (Linux >= 5.7, the default): an idle link probes on every tick.
-* ``probe_idle = False`` (Linux 4.7-5.6, tipcd ``--probing silent``): a link probes
+* ``probe_idle`` (Linux >= 5.6, the default): an idle link probes on every tick.
+* ``probe_idle = False`` (Linux 4.7-5.5, tipcd ``--probing silent``): a link probes
   only after an interval in which it heard nothing, and silence counts only on links
   the monitor supervises.  What must hold: idle links stay up on a clean and on a lossy
   medium, a crash is still found within the tolerance, each pair carries about half

@@ -672,9 +672,9 @@ class Link:
         # a monitor; see _mon_timer / _mon_rcv and the STATE build in _proto
         self.monitor: Monitor | None = None
         self.probe_idle = True
-        """Probe on every tick that sent nothing new (Linux >= 5.7).  False: probe only
+        """Probe on every tick that sent nothing new (Linux >= 5.6).  False: probe only
         after a silent interval, and count silence only on links the monitor
-        supervises (Linux 4.7-5.6, the overlapping-ring design: O(sqrt N) probes)."""
+        supervises (Linux 4.7-5.5, the overlapping-ring design: O(sqrt N) probes)."""
         self._supervised = True
 
         self._out: list[bytes] = []
@@ -824,7 +824,7 @@ class Link:
             else:
                 self.silent_intv_cnt = 0
             # As the kernel: probe when the peer was silent, when we wait for
-            # retransmissions, and (Linux >= 5.7, probe_idle) whenever we sent nothing
+            # retransmissions, and (Linux >= 5.6, probe_idle) whenever we sent nothing
             # new since the last tick, so an idle link sends one probe per tick and
             # side, never more.  The monitor decides whether silence counts (see
             # _mon_timer); without probe_idle that alone decides whether to probe.

@@ -37,16 +37,16 @@ Kernel facts mirrored here:
   domain if the cluster size changed without touching it.
 
 What tipcpy does with it (a decision, measured in bench/scale_cases.py): it is
-kernel-exact, with the kernel's two probing rules.  Since Linux 5.7
+kernel-exact, with the kernel's two probing rules.  Since Linux 5.6
 ``tipc_link_timeout`` probes an idle link on every tick whatever the monitor says
 (``snd_nxt == checkpoint``), so the monitor decides which silent links count toward
 failure, not how many STATE messages flow: a node still sends and answers one probe per
 peer and tick (1360 STATEs/node/s at N = 256, the same as a full mesh), but only ~31 of
 its 255 links can fail on silence, the rest fail when the nodes that supervise the peer
-report it lost.  That is the default (``Stack.probe_idle``).  Linux 4.7-5.6, where the
+report it lost.  That is the default (``Stack.probe_idle``).  Linux 4.7-5.5, where the
 monitor arrived, probed only after a silent interval and counted silence only on the
 links the monitor supervises: the ORM design, O(sqrt N) traffic.  ``probe_idle = False``
-(tipcd ``--probing silent``) is that rule; it mixes with either kernel (a 5.7+ peer
+(tipcd ``--probing silent``) is that rule; it mixes with either kernel (a 5.6+ peer
 probes us every tick and we answer).
 
 Contract (project style, sans-IO): events in - :meth:`peer_up`, :meth:`peer_down`,

@@ -811,8 +811,8 @@ class Stack:
     # One Monitor (core/monitor.py) per bearer once the address is committed, as the
     # kernel's tipc_mon_create at bearer enable.  Behaviour is kernel-exact: the
     # monitor decides which silent links count toward failure.  With ``probe_idle``
-    # (Linux >= 5.7, the default) an idle link still probes every tick (link.py), so
-    # the monitor does not change how many STATEs flow; without it (Linux 4.7-5.6)
+    # (Linux >= 5.6, the default) an idle link still probes every tick (link.py), so
+    # the monitor does not change how many STATEs flow; without it (Linux 4.7-5.5)
     # links probe only after a silent interval and unsupervised ones stay quiet.
     def _mon_init(self) -> None:
         self.monitors: dict[int, Monitor] = {}

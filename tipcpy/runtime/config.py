@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 PROBING = ("idle", "silent")
-"""When an idle link probes its peer: on every tick (Linux >= 5.7, the default) or only
+"""When an idle link probes its peer: on every tick (Linux >= 5.6, the default) or only
 after a silent interval, silence counting only on links the neighbour monitor
-supervises (Linux 4.7-5.6: above the monitor threshold, O(sqrt N) probes per node)."""
+supervises (Linux 4.7-5.5: above the monitor threshold, O(sqrt N) probes per node)."""
 
 
 @dataclass
@@ -31,7 +31,7 @@ class DaemonConfig:
     seed: int | None = None
     refuse_clear: bool = False       # drop clear TIPC packets once a key is set
     key_file: str | None = None      # `tipc node set key` words, applied before bearers
-    probing: str = "idle"            # link probes: "idle" (Linux >= 5.7) or "silent" (4.7-5.6)
+    probing: str = "idle"            # link probes: "idle" (Linux >= 5.6) or "silent" (4.7-5.5)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], base: DaemonConfig | None = None
