@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,8 @@ class NsNode:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        # the run dir and the log go too (read log() before stop() to report it)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def unicast_bearer() -> str:

@@ -76,8 +76,9 @@ def _node(kp: KernelPeer, ident: str, key_words: str, up: bool = True,
         try:
             wait_link_up(kp, ident)
         except AssertionError as e:
+            log = n.log()
             n.stop()
-            raise AssertionError(f"{e}\n--- our tipcd log:\n{n.log()}") from None
+            raise AssertionError(f"{e}\n--- our tipcd log:\n{log}") from None
     return n
 
 
