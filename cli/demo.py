@@ -105,7 +105,7 @@ class Cluster:
             bearer = (f"media udp name b0 localip 127.0.0.1 localport {self.ports[i]} "
                       f"remoteip 127.0.0.1 remoteport {peer}")
             log = open(self.tmp / f"{name}.log", "wb")
-            cmd = [sys.executable, "-m", "cli.tipcd", "--run-dir", self.run_dir(i),
+            cmd = [sys.executable, "-m", "cli.tipcd_start", "--run-dir", self.run_dir(i),
                    "--identity", name, "--bearer", bearer, "--log-level", "info"]
             _say(f"$ tipcd --run-dir {self.run_dir(i)} --identity {name} "
                  f"--bearer \"{bearer}\" &")

@@ -10,24 +10,16 @@ with the ``tipc`` command over ``$RUN_DIR/ctl.sock``. ``--bearer`` takes the sam
 
 from __future__ import annotations
 
-import gc
+import os
+import shlex
+import sys
+from pathlib import Path
 
-# Start-up builds ~25,000 long-lived objects (modules, classes, the Stack): collecting
-# cycles among them while they are made is wasted work, ~10 ms of a 120 ms start (64
-# daemons starting on 2 cores: most of a second).  daemon._tune_gc freezes them and
-# turns the collector back on once the node is built.
-gc.disable()
+import click
 
-import os  # noqa: E402
-import shlex  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import click  # noqa: E402
-
-from tipcpy.runtime.config import PROBING, DaemonConfig  # noqa: E402
-from tipcpy.runtime.daemon import run, setup_logging  # noqa: E402
-from tipcpy.runtime.words import WordError, parse_media  # noqa: E402
+from tipcpy.runtime.config import PROBING, DaemonConfig
+from tipcpy.runtime.daemon import run, setup_logging
+from tipcpy.runtime.words import WordError, parse_media
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

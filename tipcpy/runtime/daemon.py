@@ -118,7 +118,7 @@ def _tune_gc() -> None:
     gc.freeze()  # (no collect first: start-up leaves next to no cyclic garbage)
     _g0, g1, g2 = gc.get_threshold()
     gc.set_threshold(10_000, g1, g2)
-    gc.enable()  # cli/tipcd.py turns it off while the modules load
+    gc.enable()  # cli/tipcd_start.py turns it off while the modules load
 
 
 def _raise_nofile(want: int = 65536) -> None:
