@@ -99,7 +99,6 @@ def _crash_one(c: SimCluster, victim: int, limit: float) -> dict[str, Any]:
 def run_one(n: int, mode: str, window: float, seed: int = 1) -> dict[str, Any]:
     thr, probe_idle = MODES[mode]
     gc.collect()
-    gc.unfreeze()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t_real = time.perf_counter()
     cpu0 = time.process_time()
@@ -130,9 +129,7 @@ def run_one(n: int, mode: str, window: float, seed: int = 1) -> dict[str, Any]:
     states = _sent_states(c) - s0
     wall = time.perf_counter() - r0
     rate = states / n / (c.now - t0)
-    tol = c.tolerance / 1000
-    intv = min(tol / 4, 0.5)
-    bound = 2 * (tol + intv) + intv + 0.01  # as tests/sim/test_monitor_cluster.py
+    bound = c.loss_bound()
     crash = _crash_one(c, n // 2, bound + 2.0)
     crash["crash_bound_s"] = round(bound, 3)
     print(f"N={n} {mode}: crash seen by {crash['crash_seen_by']} of {crash['crash_of']}"

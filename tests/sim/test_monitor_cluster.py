@@ -107,9 +107,7 @@ def test_hundred_nodes_ring_names_and_crash() -> None:
 
     tol = c.tolerance / 1000
     intv = min(tol / 4, 0.5)
-    # the supervisors' own detection, one interval for their record to travel, then
-    # the rest's probing for the tolerance (each rounded up to a tick)
-    bound = 2 * (tol + intv) + intv + 0.01
+    bound = c.loss_bound()
     assert c.run_until(all_down, timeout=bound + 2.0), f"{len(seen)} of {len(srvs)}"
     lat = {i: t - t_crash for i, t in seen.items()}
     sup = supervisors[va]

@@ -166,6 +166,13 @@ MAX_UC_GAP_BLOCKS = 64
 KEEPALIVE_MAX = 0.5
 PROTO_SEQNO_OFFSET = 32767
 
+
+def keepalive_for(tolerance_ms: float) -> float:
+    """A link's timer interval in seconds for a tolerance: a quarter of it, at most
+    KEEPALIVE_MAX (kernel tipc_node_calculate_timer)."""
+    return min(tolerance_ms / 4000.0, KEEPALIVE_MAX)
+
+
 _USER_BCAST_PROTOCOL = 5
 _USER_BUNDLER = 6
 _USER_LINK_PROTOCOL = 7
@@ -656,7 +663,7 @@ class Link:
         self._tnl_parts: list[bytes] = []
         self._tnl_nof = 0
         # supervision
-        self._interval = min(tolerance / 4000.0, KEEPALIVE_MAX)
+        self._interval = keepalive_for(tolerance)
         self._next_tick: float | None = None
         self._last_rx = 0.0
         self._rx_since_tick = False
@@ -932,7 +939,7 @@ class Link:
 
     def _adopt_tolerance(self, tol: int, now: float) -> None:
         self.tolerance = tol
-        self._interval = min(tol / 4000.0, KEEPALIVE_MAX)
+        self._interval = keepalive_for(tol)
         nt = self._next_tick
         if nt is not None and nt > now + self._interval:
             self._next_tick = now + self._interval

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from tipcpy.core.assembly import build_node
+from tipcpy.core.link import keepalive_for
 from tipcpy.core.stack import Stack
 from tipcpy.sim.network import FaultModel, SimNetwork
 
@@ -271,6 +272,15 @@ class SimCluster:
     def links_up(self, i: int) -> int:
         return sum(1 for lk in self.nodes[i].stack.link_list() if lk["up"]
                    and lk["name"] != "broadcast-link")
+
+    def loss_bound(self) -> float:
+        """Seconds within which every node must hold a crashed node down, above the
+        monitor threshold too: its supervisors find it after the tolerance plus one
+        interval, their record takes one interval to travel, and the others' own
+        probing then fails after the tolerance plus one interval (10 ms of rounding)."""
+        tol = self.tolerance / 1000
+        intv = keepalive_for(self.tolerance)
+        return 2 * (tol + intv) + intv + 0.01
 
     def bugs(self) -> dict[str, Any]:
         """Every FSM event a node or link table refused and every exception a socket
