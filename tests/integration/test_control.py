@@ -273,7 +273,7 @@ def test_toml_config(tmp_path: Path) -> None:
         DaemonConfig.from_toml(tmp_path / "bad.toml")
 
 
-def test_probing_rule_from_config_reaches_every_link(tmp_path: Path) -> None:
+def test_probing_rule_from_config_reaches_the_stack(tmp_path: Path) -> None:
     import random
 
     from tipcpy.node import build_stack

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.interop.conftest import NsNode
-from tests.interop.kpeer import GUEST_IP, HOST_IP, KernelPeer
+from tests.interop.conftest import NsNode, unicast_bearer, wait_link_up
+from tests.interop.kpeer import KernelPeer
 
 pytestmark = pytest.mark.interop
 
@@ -68,7 +68,7 @@ def _check_link(kp: KernelPeer, node: NsNode) -> None:
 
 def test_unicast_link_stays_up_and_names_flow(kernel_unicast: KernelPeer) -> None:
     kp = kernel_unicast
-    node = NsNode(OUR_ID, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}")
+    node = NsNode(OUR_ID, unicast_bearer())
     try:
         t0 = time.monotonic()
         _check_link(kp, node)
@@ -118,10 +118,9 @@ def test_silent_probing_link_stays_up_on_the_kernel_s_probes(kernel_unicast: Ker
     every idle tick: we answer and never need to probe ourselves, and the link holds."""
     kp = kernel_unicast
     ident = "tipcpyquiet"
-    node = NsNode(ident, f"media udp name b1 localip {HOST_IP} remoteip {GUEST_IP}",
-                  ["--probing", "silent"])
+    node = NsNode(ident, unicast_bearer(), ["--probing", "silent"])
     try:
-        kp.wait_for("tipc link list", lambda out: f"-{ident}:b1: up" in out, timeout=30)
+        wait_link_up(kp, ident)
         time.sleep(2.0)  # set-up traffic over
         _, s0 = kp.exec("tipc link stat show")
         b0 = _link_stat_block(s0, ident)
